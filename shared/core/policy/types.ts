@@ -1,0 +1,147 @@
+import type { Algorithm, Protection } from '../domain/key.js';
+import type { Duration } from '../domain/duration.js';
+
+/**
+ * The validated, resolved form of a rekey config file. The loader (load.ts) turns YAML into
+ * this; everything downstream works only with these types.
+ */
+
+/** `env:NAME` or `file:/path`: secrets are never written inline in a policy file. */
+export type SecretRef = string;
+
+export interface LocalProviderConfig {
+  type: 'local';
+  /** Keystore file (SQLite), relative to the config file's folder. Default `kms.db`. */
+  keystore: string;
+  /** Where the master key comes from. Default `file:master.key` (created 0600 by `rekey init`). */
+  masterKey: SecretRef;
+}
+export interface AwsKmsProviderConfig {
+  type: 'aws-kms';
+  regions: string[];
+  endpoint?: string;
+  profile?: string;
+}
+export interface GcpKmsProviderConfig {
+  type: 'gcp-kms';
+  projects: string[];
+  locations: string[];
+  keyRings?: string[];
+  endpoint?: string;
+}
+export interface AzureKvProviderConfig {
+  type: 'azure-kv';
+  vaults: string[];
+}
+export interface Pkcs11ProviderConfig {
+  type: 'pkcs11';
+  module: string;
+  token: string;
+  pin: SecretRef;
+}
+export type ProviderConfig =
+  | LocalProviderConfig
+  | AwsKmsProviderConfig
+  | GcpKmsProviderConfig
+  | AzureKvProviderConfig
+  | Pkcs11ProviderConfig;
+
+export interface DekColumns {
+  id: string;
+  key: string;
+  version: string;
+  wrapped: string;
+  context: string;
+}
+export interface SqliteStoreConfig {
+  type: 'sqlite';
+  /** Database file, relative to the config file's folder. */
+  path: string;
+  table: string;
+  columns: DekColumns;
+}
+export interface PostgresStoreConfig {
+  type: 'postgres';
+  url: SecretRef;
+  table: string;
+  columns: DekColumns;
+}
+export type StoreConfig = SqliteStoreConfig | PostgresStoreConfig;
+
+export interface RotationWindow {
+  text: string;
+  /** Days of week the window opens on, 0 = Sunday. */
+  days: number[];
+  /** Minutes after midnight (in the window's offset) when it opens / closes; end may be < start (crosses midnight). */
+  startMinute: number;
+  endMinute: number;
+  /** Offset of the window's clock from UTC, in minutes (UTC = 0). */
+  offsetMinutes: number;
+}
+
+export interface Rate {
+  text: string;
+  perSecond: number;
+}
+
+export type Verify = { mode: 'full' } | { mode: 'none' } | { mode: 'sample'; fraction: number };
+
+export interface Money {
+  amount: number;
+  currency: string;
+}
+
+export interface PolicyMatch {
+  /** Configured provider ids. */
+  provider?: string[];
+  /** Every listed tag must be present; values are globs. */
+  tags?: Record<string, string>;
+  /** Key name globs; any may match. */
+  name?: string[];
+  protection?: Protection[];
+  /** Exact key refs. */
+  keys?: string[];
+}
+
+export interface Policy {
+  name: string;
+  /** Index in the file, for messages and ordering. */
+  index: number;
+  match: PolicyMatch;
+  rotate?: {
+    every: Duration;
+    window?: RotationWindow;
+    /** auto: native schedule when the provider can express the period, otherwise rekey rotates on demand. */
+    mode: 'auto' | 'native' | 'rekey';
+  };
+  require?: { protection?: Protection; algorithms?: Algorithm[] };
+  rewrap?: {
+    stores: string[];
+    within?: Duration;
+    rate?: Rate;
+    verify: Verify;
+    batchSize: number;
+  };
+  retire?: {
+    /** Disable a version this long after it stopped being primary (once no DEK references it). */
+    disableAfter?: Duration;
+    /** Schedule destruction this long after it stopped being primary. */
+    destroyAfter?: Duration;
+    /** Provider-side waiting period before destruction. Default P30D. */
+    destroyDelay: Duration;
+    /** Approvals required before destruction is scheduled. */
+    approvals: number;
+  };
+  budget?: { perKeyMonthly?: Money };
+}
+
+export interface RekeyConfig {
+  version: 1;
+  /** The file it was loaded from (for messages and relative paths). */
+  file: string;
+  /** sha256 of the source text: plans record which config produced them. */
+  digest: string;
+  providers: Record<string, ProviderConfig>;
+  stores: Record<string, StoreConfig>;
+  policies: Policy[];
+}

@@ -1,0 +1,84 @@
+import type { KeyVersion, ManagedKey } from '../domain/key.js';
+import type { KeyRef, ProviderType } from '../domain/keyRef.js';
+
+/** Caller context bound to a wrapped DEK (AAD / encryption context). Must match on unwrap. */
+export type WrapContext = Record<string, string>;
+
+/** A DEK wrapped under one key version. The version is carried beside the ciphertext. */
+export interface Wrapped {
+  version: string;
+  ciphertext: Uint8Array;
+}
+
+export interface ProviderCapabilities {
+  /** Native automatic rotation and its allowed period, in days; absent if the provider has none. */
+  autoRotation?: { minDays: number; maxDays: number };
+  /** rewrap() runs server-side or inside the HSM: the DEK never reaches rekey in clear. */
+  serverSideRewrap: boolean;
+  /** The caller can choose which version is primary. */
+  choosePrimary: boolean;
+  /** Allowed waiting period for scheduled destruction, in days. */
+  destroyDelayDays: { min: number; max: number };
+  /** lastUsed() is available. */
+  lastUsed: boolean;
+  /** Hard limit on versions per key, if any. */
+  maxVersions?: number;
+  /** Hard limit on on-demand rotations per key, if any. */
+  maxOnDemandRotations?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque cursor for the next page; null when done. */
+  cursor: string | null;
+}
+
+/** Which keys to list. Providers interpret fields they understand and ignore none silently. */
+export interface ListScope {
+  /** Only keys whose name matches this prefix (optional optimisation). */
+  namePrefix?: string;
+  pageSize?: number;
+}
+
+/**
+ * A key management system. Implementations translate their own errors into ProviderError at
+ * this boundary and never log key material or plaintext.
+ */
+export interface KeyProvider {
+  /** Configured provider id (from the config file), e.g. `local-dev`. */
+  readonly id: string;
+  readonly type: ProviderType;
+  capabilities(): ProviderCapabilities;
+  listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>>;
+  getKey(ref: KeyRef): Promise<ManagedKey>;
+  /** Creates a new version and makes it primary. */
+  rotate(ref: KeyRef): Promise<KeyVersion>;
+  /** Sets (or, with null, removes) the native rotation schedule. */
+  setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void>;
+  setVersionState(ref: KeyRef, version: string, state: 'enabled' | 'disabled'): Promise<void>;
+  /** Schedules destruction after `days`; returns when it will happen. */
+  scheduleDestroy(ref: KeyRef, version: string, days: number): Promise<{ destroyAt: string }>;
+  /** Wraps under the primary version. */
+  wrap(ref: KeyRef, plaintext: Uint8Array, ctx: WrapContext): Promise<Wrapped>;
+  /** Returns a fresh buffer the caller owns and must zero. */
+  unwrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext): Promise<Uint8Array>;
+  /**
+   * Re-wraps under `toVersion` (default: primary) without the DEK leaving the provider in
+   * clear. Only present when capabilities().serverSideRewrap is true.
+   */
+  rewrap?(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext, toVersion?: string): Promise<Wrapped>;
+  /** When the key was last used for a cryptographic operation, if the provider knows. */
+  lastUsed?(ref: KeyRef): Promise<string | null>;
+  close?(): Promise<void>;
+}
+
+/** Adds a key to a provider; used by `rekey keys create` and the demo (not every provider offers it). */
+export interface KeyCreator {
+  createKey(spec: {
+    name: string;
+    tags?: Record<string, string>;
+    algorithm?: ManagedKey['algorithm'];
+    /** Backdates the first version (demo and tests only). */
+    createdAt?: string;
+  }): Promise<ManagedKey>;
+}

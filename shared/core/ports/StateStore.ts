@@ -1,0 +1,94 @@
+import type { ManagedKey } from '../domain/key.js';
+import type { ActionRecord, Plan } from '../plan/types.js';
+
+export interface InventorySnapshot {
+  id: string;
+  takenAt: string;
+  keys: ManagedKey[];
+  /** Providers that could not be listed; their keys are absent, not deleted. */
+  errors: { providerId: string; message: string }[];
+}
+
+export type RunStatus = 'running' | 'completed' | 'partial' | 'failed';
+
+export interface ApplyRun {
+  id: string;
+  planId: string;
+  startedAt: string;
+  finishedAt?: string;
+  status: RunStatus;
+}
+
+export interface RewrapCounts {
+  scanned: number;
+  rewrapped: number;
+  verified: number;
+  /** CAS lost to a concurrent application write; re-read and retried. */
+  conflicts: number;
+  /** DEKs that could not be re-wrapped (reported per item, job continues). */
+  failed: number;
+}
+
+export interface RewrapJob {
+  /** Deterministic: the same plan action and store always map to the same job. */
+  id: string;
+  keyRef: string;
+  storeId: string;
+  fromVersions: string[];
+  toVersion: string;
+  status: 'running' | 'done' | 'failed';
+  /** Last committed scan cursor; resume starts after it. */
+  cursor: string | null;
+  counts: RewrapCounts;
+  /** Ids and reasons of DEKs that failed (bounded). */
+  failures: { id: string; error: string }[];
+  updatedAt: string;
+}
+
+export interface AuditRecord {
+  seq: number;
+  ts: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+/**
+ * rekey's own state. Every write that can race is conditional: a lease, an audit append, a
+ * job checkpoint.
+ */
+export interface StateStore {
+  saveInventory(s: InventorySnapshot): Promise<void>;
+  latestInventory(): Promise<InventorySnapshot | null>;
+
+  savePlan(plan: Plan): Promise<void>;
+  getPlan(id: string): Promise<Plan | null>;
+  latestPlan(): Promise<Plan | null>;
+
+  saveRun(run: ApplyRun): Promise<void>;
+  getRun(id: string): Promise<ApplyRun | null>;
+  /** Most recent runs first. */
+  listRuns(limit: number): Promise<ApplyRun[]>;
+
+  putActionRecord(rec: ActionRecord): Promise<void>;
+  getActionRecords(planId: string): Promise<ActionRecord[]>;
+
+  /** Takes or extends the lease if free, expired or already held by `owner`. */
+  acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean>;
+  releaseLease(name: string, owner: string): Promise<void>;
+
+  getRewrapJob(id: string): Promise<RewrapJob | null>;
+  /** Inserts the job if absent; returns the stored job (existing one wins). */
+  createRewrapJob(job: RewrapJob): Promise<RewrapJob>;
+  saveRewrapJob(job: RewrapJob): Promise<void>;
+
+  auditTail(): Promise<AuditRecord | null>;
+  /** Appends only if `rec.seq` is the next sequence number; false if someone else appended first. */
+  auditAppend(rec: AuditRecord): Promise<boolean>;
+  auditRead(fromSeq: number, limit: number): Promise<AuditRecord[]>;
+
+  close?(): Promise<void>;
+}
