@@ -23,6 +23,7 @@ export interface Finding {
   kind: FindingKind;
   severity: Severity;
   keyRef: string;
+  provider?: string;
   policy?: string;
   version?: string;
   message: string;
@@ -30,6 +31,8 @@ export interface Finding {
 
 interface ActionBase {
   keyRef: string;
+  /** Configured provider id the key belongs to. */
+  provider: string;
   policy: string;
   /** Why this action is in the plan, in one sentence a person can read. */
   reason: string;

@@ -1,0 +1,186 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { KeyRef } from '../domain/keyRef.js';
+import { errorMessage, ProviderError } from '../errors.js';
+import type { DekRecord, DekReplacement, DekStore } from '../ports/DekStore.js';
+import type { KeyProvider, Wrapped } from '../ports/KeyProvider.js';
+import type { RewrapJob, StateStore } from '../ports/StateStore.js';
+import { TokenBucket } from './tokenBucket.js';
+
+export type VerifyMode = 'full' | 'none' | { sample: number };
+
+export interface RewrapProgress {
+  jobId: string;
+  storeId: string;
+  keyRef: string;
+  counts: RewrapJob['counts'];
+  /** Estimated total, if known. */
+  total?: number;
+}
+
+export interface RewrapJobOptions {
+  job: RewrapJob;
+  ref: KeyRef;
+  provider: KeyProvider;
+  store: DekStore;
+  state: StateStore;
+  verify: VerifyMode;
+  batchSize: number;
+  /** Provider calls in flight at once. */
+  concurrency?: number;
+  ratePerSecond?: number;
+  now: () => Date;
+  onProgress?: (p: RewrapProgress) => void;
+  /** Called after each committed batch (lease renewal); throwing aborts the job. */
+  onBatch?: () => Promise<void>;
+  /** Attempts for retryable provider errors. */
+  maxAttempts?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const MAX_RECORDED_FAILURES = 100;
+const MAX_CAS_RETRIES = 3;
+
+interface ItemOutcome {
+  replacement?: DekReplacement;
+  failed?: string;
+  verified: boolean;
+}
+
+/**
+ * Moves every DEK of one key in one store from older versions to `job.toVersion`.
+ * Batches are read by cursor, re-wrapped, written with compare-and-swap, then the cursor is
+ * checkpointed: a crash at any point resumes after the last committed batch, and a DEK is at
+ * every moment either old-and-valid or new-and-valid. A DEK that cannot be re-wrapped is
+ * recorded and skipped; it keeps its old version, so retirement of that version stays blocked.
+ */
+export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
+  const { ref, provider, store, state } = opts;
+  let job: RewrapJob = { ...opts.job, counts: { ...opts.job.counts }, failures: [...opts.job.failures] };
+  if (job.status === 'done') return job;
+  const serverSide = provider.capabilities().serverSideRewrap && typeof provider.rewrap === 'function';
+  const bucket = opts.ratePerSecond ? new TokenBucket(opts.ratePerSecond) : undefined;
+  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  const maxAttempts = opts.maxAttempts ?? 5;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+
+  const withRetry = async <T>(fn: () => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof ProviderError) || !e.retryable || attempt >= maxAttempts) throw e;
+        // Full jitter, capped: spreads retries from concurrent workers.
+        await sleep(Math.random() * Math.min(2000, 50 * 2 ** attempt));
+      }
+    }
+  };
+
+  const shouldVerify = (): boolean =>
+    opts.verify === 'full' ? true : opts.verify === 'none' ? false : Math.random() < opts.verify.sample;
+
+  const rewrapOne = async (dek: DekRecord): Promise<ItemOutcome> => {
+    const old: Wrapped = { version: dek.version, ciphertext: dek.wrapped };
+    const verify = shouldVerify();
+    let plaintext: Uint8Array | undefined;
+    let check: Uint8Array | undefined;
+    try {
+      if (bucket) await bucket.take(serverSide ? 1 : 2);
+      let next: Wrapped;
+      if (serverSide) {
+        next = await withRetry(() => provider.rewrap!(ref, old, dek.context, job.toVersion));
+        if (verify) plaintext = await withRetry(() => provider.unwrap(ref, old, dek.context));
+      } else {
+        plaintext = await withRetry(() => provider.unwrap(ref, old, dek.context));
+        const pt = plaintext;
+        next = await withRetry(() => provider.wrap(ref, pt, dek.context));
+      }
+      if (next.version !== job.toVersion) {
+        throw new Error(`provider wrapped under version ${next.version}, expected ${job.toVersion}`);
+      }
+      if (verify) {
+        if (bucket) await bucket.take(1);
+        check = await withRetry(() => provider.unwrap(ref, next, dek.context));
+        if (!plaintext || check.length !== plaintext.length || !timingSafeEqual(check, plaintext)) {
+          throw new Error('verification failed: the new ciphertext does not unwrap to the original DEK');
+        }
+      }
+      return {
+        replacement: { id: dek.id, expected: dek.wrapped, newWrapped: next.ciphertext, newVersion: next.version },
+        verified: verify,
+      };
+    } catch (e) {
+      return { failed: errorMessage(e), verified: false };
+    } finally {
+      plaintext?.fill(0);
+      check?.fill(0);
+    }
+  };
+
+  const processAll = async (deks: DekRecord[]): Promise<ItemOutcome[]> => {
+    const out: ItemOutcome[] = new Array(deks.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < deks.length) {
+        const i = next++;
+        out[i] = await rewrapOne(deks[i]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, deks.length) }, worker));
+    return out;
+  };
+
+  const recordFailure = (id: string, error: string) => {
+    job.counts.failed++;
+    if (job.failures.length < MAX_RECORDED_FAILURES) job.failures.push({ id, error });
+  };
+
+  const query = {
+    keyRef: job.keyRef,
+    notVersion: job.toVersion,
+    ...(job.fromVersions.length ? { versions: job.fromVersions } : {}),
+  };
+
+  for (;;) {
+    const page = await store.scan(query, job.cursor, opts.batchSize);
+    if (page.items.length > 0) {
+      let todo = page.items;
+      for (let round = 0; todo.length > 0; round++) {
+        const outcomes = await processAll(todo);
+        const writes: DekReplacement[] = [];
+        const writeIdx: number[] = [];
+        outcomes.forEach((o, i) => {
+          if (o.replacement) {
+            writes.push(o.replacement);
+            writeIdx.push(i);
+          } else {
+            recordFailure(todo[i]!.id, o.failed ?? 'unknown error');
+          }
+        });
+        const written = writes.length ? await store.replaceMany(writes) : [];
+        const retry: DekRecord[] = [];
+        for (let w = 0; w < written.length; w++) {
+          const item = todo[writeIdx[w]!]!;
+          if (written[w]) {
+            job.counts.rewrapped++;
+            if (outcomes[writeIdx[w]!]!.verified) job.counts.verified++;
+            continue;
+          }
+          // Lost the race to an application write: re-read and decide.
+          job.counts.conflicts++;
+          const fresh = await store.get(item.id);
+          if (!fresh || fresh.keyRef !== job.keyRef || fresh.version === job.toVersion) continue;
+          if (round + 1 >= MAX_CAS_RETRIES) recordFailure(item.id, 'kept changing during re-wrap');
+          else retry.push(fresh);
+        }
+        todo = retry;
+      }
+      job.counts.scanned += page.items.length;
+    }
+    job = { ...job, cursor: page.cursor, updatedAt: opts.now().toISOString() };
+    if (page.cursor === null) job.status = 'done';
+    await state.saveRewrapJob(job);
+    opts.onProgress?.({ jobId: job.id, storeId: job.storeId, keyRef: job.keyRef, counts: { ...job.counts } });
+    if (job.status === 'done') return job;
+    await opts.onBatch?.();
+  }
+}

@@ -1,0 +1,344 @@
+import { randomUUID } from 'node:crypto';
+import { assertTransition } from '../domain/lifecycle.js';
+import { parseKeyRef } from '../domain/keyRef.js';
+import { errorMessage, RekeyError } from '../errors.js';
+import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
+import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
+import { runRewrapJob } from '../rewrap/rewrapJob.js';
+import { providerById, type RekeyContext, storeById } from './context.js';
+import { dekReferences } from './inventory.js';
+
+export interface ActionOutcome {
+  index: number;
+  type: PlanAction['type'];
+  keyRef: string;
+  status: ActionStatus;
+  result?: Record<string, unknown>;
+  error?: string;
+}
+
+export interface ApplyReport {
+  runId: string;
+  planId: string;
+  status: ApplyRun['status'];
+  outcomes: ActionOutcome[];
+  totals: {
+    rotated: number;
+    rewrapped: number;
+    verified: number;
+    failed: number;
+    retired: number;
+    destroyScheduled: number;
+    awaitingApproval: number;
+  };
+}
+
+const LEASE_TTL_MS = 10 * 60_000;
+/** Statuses that mean "nothing left to do for this action". */
+const FINISHED: ActionStatus[] = ['done', 'already_done', 'awaiting_approval'];
+
+class ActionSkipped extends RekeyError {
+  constructor(message: string) {
+    super('SKIPPED', message);
+  }
+}
+
+/**
+ * Executes a plan. Idempotent: finished actions are never repeated, each action checks its
+ * precondition against the provider before acting (a rotation whose primary already moved on
+ * is recorded as already done), and a half-done re-wrap resumes from its checkpoint.
+ * A failed action stops the remaining actions of the same key, not of other keys.
+ */
+export async function applyPlan(ctx: RekeyContext, plan: Plan, opts: { runId?: string } = {}): Promise<ApplyReport> {
+  const run: ApplyRun = {
+    id: opts.runId ?? `run-${ctx.clock.now().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomUUID().slice(0, 8)}`,
+    planId: plan.id,
+    startedAt: ctx.clock.now().toISOString(),
+    status: 'running',
+  };
+  await ctx.state.saveRun(run);
+  await ctx.audit.append({ actor: ctx.actor, action: 'apply.started', target: plan.id, details: { runId: run.id } });
+
+  const records = new Map<number, ActionRecord>();
+  for (const r of await ctx.state.getActionRecords(plan.id)) records.set(r.index, r);
+  const failedKeys = new Map<string, number>();
+  const outcomes: ActionOutcome[] = [];
+
+  for (let index = 0; index < plan.actions.length; index++) {
+    const action = plan.actions[index]!;
+    const prev = records.get(index);
+    if (prev && FINISHED.includes(prev.status)) {
+      outcomes.push(outcomeOf(index, action, prev));
+      continue;
+    }
+    const base: ActionRecord = {
+      planId: plan.id,
+      index,
+      status: 'running',
+      attempts: (prev?.attempts ?? 0) + 1,
+      updatedAt: ctx.clock.now().toISOString(),
+    };
+    const blockedBy = failedKeys.get(action.keyRef);
+    if (blockedBy !== undefined) {
+      const rec: ActionRecord = { ...base, status: 'skipped', error: `skipped: action ${blockedBy} on this key failed` };
+      await ctx.state.putActionRecord(rec);
+      records.set(index, rec);
+      outcomes.push(outcomeOf(index, action, rec));
+      continue;
+    }
+    ctx.onProgress?.({ kind: 'action_start', index, total: plan.actions.length, type: action.type, keyRef: action.keyRef });
+    await ctx.state.putActionRecord(base);
+    let rec: ActionRecord;
+    const leaseName = `key:${action.keyRef}`;
+    try {
+      if (!(await ctx.state.acquireLease(leaseName, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))) {
+        throw new ActionSkipped('another rekey process holds the lease on this key; try again later');
+      }
+      const result = await executeAction(ctx, plan, index, action, records);
+      rec = { ...base, status: result.status, updatedAt: ctx.clock.now().toISOString() };
+      if (result.result) rec.result = result.result;
+      if (result.error) {
+        rec.error = result.error;
+        failedKeys.set(action.keyRef, index);
+      }
+    } catch (e) {
+      const skipped = e instanceof ActionSkipped;
+      rec = { ...base, status: skipped ? 'skipped' : 'failed', error: errorMessage(e), updatedAt: ctx.clock.now().toISOString() };
+      failedKeys.set(action.keyRef, index);
+      await ctx.audit.append({
+        actor: ctx.actor,
+        action: `action.${rec.status}`,
+        target: action.keyRef,
+        details: { planId: plan.id, index, type: action.type, error: rec.error },
+      });
+    } finally {
+      await ctx.state.releaseLease(leaseName, ctx.instanceId);
+    }
+    await ctx.state.putActionRecord(rec);
+    records.set(index, rec);
+    outcomes.push(outcomeOf(index, action, rec));
+    ctx.onProgress?.({
+      kind: 'action_end',
+      index,
+      total: plan.actions.length,
+      type: action.type,
+      keyRef: action.keyRef,
+      status: rec.status,
+    });
+  }
+
+  const anyFailed = outcomes.some((o) => o.status === 'failed' || o.status === 'skipped');
+  const finished: ApplyRun = {
+    ...run,
+    finishedAt: ctx.clock.now().toISOString(),
+    status: anyFailed ? (outcomes.some((o) => FINISHED.includes(o.status)) ? 'partial' : 'failed') : 'completed',
+  };
+  await ctx.state.saveRun(finished);
+  const totals = totalsOf(outcomes);
+  await ctx.audit.append({
+    actor: ctx.actor,
+    action: 'apply.finished',
+    target: plan.id,
+    details: { runId: run.id, status: finished.status, ...totals },
+  });
+  return { runId: run.id, planId: plan.id, status: finished.status, outcomes, totals };
+}
+
+function outcomeOf(index: number, action: PlanAction, rec: ActionRecord): ActionOutcome {
+  return {
+    index,
+    type: action.type,
+    keyRef: action.keyRef,
+    status: rec.status,
+    ...(rec.result ? { result: rec.result } : {}),
+    ...(rec.error ? { error: rec.error } : {}),
+  };
+}
+
+function totalsOf(outcomes: ActionOutcome[]): ApplyReport['totals'] {
+  const t = { rotated: 0, rewrapped: 0, verified: 0, failed: 0, retired: 0, destroyScheduled: 0, awaitingApproval: 0 };
+  for (const o of outcomes) {
+    const ok = o.status === 'done' || o.status === 'already_done';
+    if (o.type === 'rotate' && ok) t.rotated++;
+    if (o.type === 'disable_version' && ok) t.retired++;
+    if (o.type === 'schedule_destroy' && ok) t.destroyScheduled++;
+    if (o.status === 'awaiting_approval') t.awaitingApproval++;
+    if (o.type === 'rewrap' && o.result) {
+      t.rewrapped += Number(o.result.rewrapped ?? 0);
+      t.verified += Number(o.result.verified ?? 0);
+      t.failed += Number(o.result.failed ?? 0);
+    }
+  }
+  return t;
+}
+
+type Executed = { status: ActionStatus; result?: Record<string, unknown>; error?: string };
+
+/** The version a disable/destroy action names: literal, or the primary this plan's rotation replaced. */
+function resolveVersion(plan: Plan, index: number, keyRef: string, version: string, records: Map<number, ActionRecord>): string {
+  if (version !== 'previous-primary') return version;
+  for (let i = index - 1; i >= 0; i--) {
+    const a = plan.actions[i]!;
+    if (a.type === 'rotate' && a.keyRef === keyRef) {
+      const r = records.get(i);
+      if (!r || !FINISHED.includes(r.status)) throw new ActionSkipped(`the rotation (action ${i}) has not completed`);
+      return a.expectPrimary;
+    }
+  }
+  throw new RekeyError('PLAN_INVALID', `action ${index}: previous-primary without a rotation of ${keyRef} before it`);
+}
+
+async function executeAction(
+  ctx: RekeyContext,
+  plan: Plan,
+  index: number,
+  action: PlanAction,
+  records: Map<number, ActionRecord>,
+): Promise<Executed> {
+  const provider = providerById(ctx, action.provider);
+  const ref = parseKeyRef(action.keyRef);
+  const audit = (what: string, details: Record<string, unknown>) =>
+    ctx.audit.append({ actor: ctx.actor, action: what, target: action.keyRef, details: { planId: plan.id, index, ...details } });
+
+  switch (action.type) {
+    case 'rotate': {
+      const key = await provider.getKey(ref);
+      if (key.primaryVersion !== action.expectPrimary) {
+        await audit('key.rotation_already_done', { expectPrimary: action.expectPrimary, primary: key.primaryVersion });
+        return { status: 'already_done', result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion } };
+      }
+      const v = await provider.rotate(ref);
+      await audit('key.rotated', { previousPrimary: action.expectPrimary, primary: v.id, policy: action.policy });
+      return { status: 'done', result: { previousPrimary: action.expectPrimary, primary: v.id } };
+    }
+    case 'set_auto_rotation': {
+      await provider.setAutoRotation(ref, action.periodDays);
+      await audit('key.auto_rotation_set', { periodDays: action.periodDays });
+      return { status: 'done', result: { periodDays: action.periodDays } };
+    }
+    case 'rewrap':
+      return runRewrapAction(ctx, plan, index, action);
+    case 'disable_version': {
+      const version = resolveVersion(plan, index, action.keyRef, action.version, records);
+      const key = await provider.getKey(ref);
+      const v = key.versions.find((x) => x.id === version);
+      if (v && v.state !== 'enabled') return { status: 'already_done', result: { version, state: v.state } };
+      const refs = await dekReferences(ctx, action.keyRef, version);
+      assertTransition({ key, version, to: 'disabled', dekReferences: refs });
+      await requireVerifiedRewrap(ctx, plan, index, action.keyRef);
+      await provider.setVersionState(ref, version, 'disabled');
+      await audit('version.disabled', { version, policy: action.policy });
+      return { status: 'done', result: { version } };
+    }
+    case 'schedule_destroy': {
+      const version = resolveVersion(plan, index, action.keyRef, action.version, records);
+      if (action.approvalsRequired > 0) {
+        await audit('version.destroy_awaiting_approval', { version, approvalsRequired: action.approvalsRequired });
+        return { status: 'awaiting_approval', result: { version, approvalsRequired: action.approvalsRequired } };
+      }
+      const key = await provider.getKey(ref);
+      const v = key.versions.find((x) => x.id === version);
+      if (v && (v.state === 'destroy_scheduled' || v.state === 'destroyed')) {
+        return { status: 'already_done', result: { version, state: v.state } };
+      }
+      const refs = await dekReferences(ctx, action.keyRef, version);
+      assertTransition({ key, version, to: 'destroy_scheduled', dekReferences: refs });
+      const { destroyAt } = await provider.scheduleDestroy(ref, version, action.delayDays);
+      await audit('version.destroy_scheduled', { version, destroyAt, delayDays: action.delayDays });
+      return { status: 'done', result: { version, destroyAt } };
+    }
+  }
+}
+
+/** A version is only retired after the re-wrap that emptied it in this plan verified cleanly. */
+async function requireVerifiedRewrap(ctx: RekeyContext, plan: Plan, index: number, keyRef: string): Promise<void> {
+  for (let i = 0; i < index; i++) {
+    const a = plan.actions[i]!;
+    if (a.type !== 'rewrap' || a.keyRef !== keyRef) continue;
+    for (const storeId of a.stores) {
+      const job = await ctx.state.getRewrapJob(rewrapJobId(plan.id, i, storeId));
+      if (!job || job.status !== 'done' || job.counts.failed > 0) {
+        throw new ActionSkipped(`the re-wrap of ${storeId} (action ${i}) has not completed cleanly`);
+      }
+    }
+  }
+}
+
+export function rewrapJobId(planId: string, index: number, storeId: string): string {
+  return `${planId}:${index}:${storeId}`;
+}
+
+async function runRewrapAction(ctx: RekeyContext, plan: Plan, index: number, action: RewrapAction): Promise<Executed> {
+  const provider = providerById(ctx, action.provider);
+  const ref = parseKeyRef(action.keyRef);
+  const key = await provider.getKey(ref);
+  const toVersion = key.primaryVersion;
+  const perStore: Record<string, RewrapJob['counts']> = {};
+  const totals = { rewrapped: 0, verified: 0, failed: 0, conflicts: 0, scanned: 0 };
+  for (const storeId of action.stores) {
+    const store = storeById(ctx, storeId);
+    const jobId = rewrapJobId(plan.id, index, storeId);
+    const total = Object.entries(await store.countByVersion(action.keyRef))
+      .filter(([v]) => v !== toVersion)
+      .reduce((a, [, n]) => a + n, 0);
+    let job = await ctx.state.createRewrapJob({
+      id: jobId,
+      keyRef: action.keyRef,
+      storeId,
+      fromVersions: action.fromVersions,
+      toVersion,
+      status: 'running',
+      cursor: null,
+      counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
+      failures: [],
+      updatedAt: ctx.clock.now().toISOString(),
+    });
+    if (job.status === 'done' && job.counts.failed > 0) {
+      // A re-run retries the DEKs that failed last time (they still sit under old versions).
+      job = { ...job, status: 'running', cursor: null, counts: { ...job.counts, failed: 0 }, failures: [] };
+    }
+    const grand = total + job.counts.rewrapped;
+    job = await runRewrapJob({
+      job,
+      ref,
+      provider,
+      store,
+      state: ctx.state,
+      verify: action.verify,
+      batchSize: action.batchSize,
+      ...(action.ratePerSecond ? { ratePerSecond: action.ratePerSecond } : {}),
+      now: () => ctx.clock.now(),
+      onProgress: (p) =>
+        ctx.onProgress?.({
+          kind: 'rewrap',
+          keyRef: action.keyRef,
+          storeId,
+          done: p.counts.rewrapped + p.counts.failed,
+          total: grand,
+          failed: p.counts.failed,
+        }),
+      onBatch: async () => {
+        if (!(await ctx.state.acquireLease(`key:${action.keyRef}`, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))) {
+          throw new ActionSkipped('lost the lease on this key during re-wrap');
+        }
+      },
+    });
+    perStore[storeId] = job.counts;
+    totals.rewrapped += job.counts.rewrapped;
+    totals.verified += job.counts.verified;
+    totals.failed += job.counts.failed;
+    totals.conflicts += job.counts.conflicts;
+    totals.scanned += job.counts.scanned;
+    await ctx.audit.append({
+      actor: ctx.actor,
+      action: 'rewrap.completed',
+      target: action.keyRef,
+      details: { planId: plan.id, index, store: storeId, toVersion, ...job.counts, failures: job.failures.slice(0, 10) },
+    });
+  }
+  const result = { toVersion, ...totals, stores: perStore };
+  if (totals.failed > 0) {
+    return { status: 'failed', result, error: `${totals.failed} DEK(s) could not be re-wrapped; see the re-wrap job failures` };
+  }
+  return { status: 'done', result };
+}

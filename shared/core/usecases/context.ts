@@ -1,0 +1,62 @@
+import type { AuditLog } from '../audit/auditLog.js';
+import type { KeyRef } from '../domain/keyRef.js';
+import { parseKeyRef } from '../domain/keyRef.js';
+import { ConfigError, NotFoundError } from '../errors.js';
+import type { RekeyConfig } from '../policy/types.js';
+import type { Clock } from '../ports/Clock.js';
+import type { DekStore } from '../ports/DekStore.js';
+import type { KeyProvider } from '../ports/KeyProvider.js';
+import type { StateStore } from '../ports/StateStore.js';
+
+/** Progress of long work, for progress bars and logs. Never carries key material. */
+export type ProgressEvent =
+  | { kind: 'inventory'; providerId: string; keys: number }
+  | { kind: 'action_start'; index: number; total: number; type: string; keyRef: string }
+  | { kind: 'action_end'; index: number; total: number; type: string; keyRef: string; status: string }
+  | {
+      kind: 'rewrap';
+      keyRef: string;
+      storeId: string;
+      done: number;
+      total: number;
+      failed: number;
+    };
+
+/** Everything a use case needs, composed once per process (see shared/compose.ts). */
+export interface RekeyContext {
+  config: RekeyConfig;
+  providers: Map<string, KeyProvider>;
+  stores: Map<string, DekStore>;
+  state: StateStore;
+  audit: AuditLog;
+  clock: Clock;
+  /** Identity recorded in the audit log (operator or service identity). */
+  actor: string;
+  /** Unique per process: lease owner. */
+  instanceId: string;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+export function providerById(ctx: RekeyContext, id: string): KeyProvider {
+  const p = ctx.providers.get(id);
+  if (!p) throw new ConfigError(`provider "${id}" is not configured in ${ctx.config.file}`);
+  return p;
+}
+
+export function storeById(ctx: RekeyContext, id: string): DekStore {
+  const s = ctx.stores.get(id);
+  if (!s) throw new ConfigError(`store "${id}" is not configured in ${ctx.config.file}`);
+  return s;
+}
+
+/** Finds the provider that owns a ref: the one named, or the only one of the ref's type. */
+export function providerForRef(ctx: RekeyContext, refText: string, providerId?: string): { ref: KeyRef; provider: KeyProvider } {
+  const ref = parseKeyRef(refText);
+  if (providerId) return { ref, provider: providerById(ctx, providerId) };
+  const candidates = [...ctx.providers.values()].filter((p) => p.type === ref.type);
+  if (candidates.length === 1) return { ref, provider: candidates[0]! };
+  if (candidates.length === 0) throw new NotFoundError(`no ${ref.type} provider is configured for ${ref.uri}`);
+  throw new ConfigError(
+    `several ${ref.type} providers are configured (${candidates.map((c) => c.id).join(', ')}); name one with --provider`,
+  );
+}
