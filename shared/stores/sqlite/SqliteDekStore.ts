@@ -1,0 +1,343 @@
+import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../../core/errors.js';
+import type { DekColumns } from '../../core/policy/types.js';
+import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
+import type { WrapContext } from '../../core/ports/KeyProvider.js';
+import { asBuffer, configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
+import { type QuotedDekTable, quoteDekTable } from './identifiers.js';
+import { decodeCursor, encodeCursor } from './scanCursor.js';
+
+export type SqliteDekStoreOptions = {
+  /** Configured store id (from the config file), used in messages. */
+  id: string;
+  /** Present when a SqliteStoreConfig is passed as is. */
+  type?: 'sqlite';
+  table: string;
+  columns: DekColumns;
+  /** Create the table and its index if missing (see ensureTable). */
+  create?: boolean;
+} & ({ path: string } | { db: SqliteDatabase });
+
+interface DekRow {
+  id: string;
+  k: string;
+  v: string;
+  w: Buffer;
+  c: string | null;
+}
+
+function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
+  const cols = `${t.id} AS id, ${t.key} AS k, ${t.version} AS v, ${t.wrapped} AS w, ${t.context} AS c`;
+  return {
+    // Both page queries are range scans of the (key, version, id) index.
+    pageFirst: db.prepare(
+      `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? ORDER BY ${t.id} LIMIT ?`,
+    ),
+    pageAfter: db.prepare(
+      `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? ORDER BY ${t.id} LIMIT ?`,
+    ),
+    // One index seek each: the versions of a key are walked without reading their rows.
+    firstVersion: db
+      .prepare(`SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? ORDER BY ${t.version} LIMIT 1`)
+      .pluck(),
+    nextVersion: db
+      .prepare(
+        `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} > ? ORDER BY ${t.version} LIMIT 1`,
+      )
+      .pluck(),
+    get: db.prepare(`SELECT ${cols} FROM ${t.table} WHERE ${t.id} = ?`),
+    exists: db.prepare(`SELECT 1 FROM ${t.table} WHERE ${t.id} = ?`).pluck(),
+    // Compare-and-swap on the ciphertext bytes: a concurrent application write wins.
+    replace: db.prepare(
+      `UPDATE ${t.table} SET ${t.wrapped} = ?, ${t.version} = ? WHERE ${t.id} = ? AND ${t.wrapped} = ?`,
+    ),
+    count: db.prepare(
+      `SELECT ${t.version} AS v, COUNT(*) AS n FROM ${t.table} WHERE ${t.key} = ? GROUP BY ${t.version}`,
+    ),
+    insert: db.prepare(
+      `INSERT INTO ${t.table} (${t.id}, ${t.key}, ${t.version}, ${t.wrapped}, ${t.context}) VALUES (?, ?, ?, ?, ?)`,
+    ),
+  };
+}
+
+type Statements = ReturnType<typeof prepareAll>;
+
+function checkLimit(limit: unknown, storeId: string): number {
+  if (!Number.isSafeInteger(limit) || (limit as number) < 1) {
+    throw new ValidationError(
+      `store ${storeId}: scan limit must be a positive integer, got ${String(limit)}`,
+    );
+  }
+  return limit as number;
+}
+
+function checkBytes(b: unknown, what: string): Uint8Array {
+  if (!(b instanceof Uint8Array)) throw new ValidationError(`${what} must be bytes (Uint8Array)`);
+  return b;
+}
+
+function contextJson(ctx: unknown, where: string): string {
+  if (ctx === undefined || ctx === null) return '{}';
+  if (typeof ctx !== 'object' || Array.isArray(ctx))
+    throw new ValidationError(`${where}: context must be an object`);
+  for (const [k, v] of Object.entries(ctx)) {
+    if (typeof v !== 'string') throw new ValidationError(`${where}: context value "${k}" must be a string`);
+  }
+  return JSON.stringify(ctx);
+}
+
+/**
+ * An application's table of wrapped DEKs in SQLite. Table and column names come from config
+ * and are validated then quoted; every value is a bound parameter. The table is expected to
+ * have an index on (key, version, id): ensureTable() creates table and index when missing.
+ */
+export class SqliteDekStore implements DekStore {
+  readonly id: string;
+  private readonly t: QuotedDekTable;
+  private stmts: Statements | undefined;
+
+  private constructor(
+    readonly db: SqliteDatabase,
+    private readonly ownsDb: boolean,
+    id: string,
+    table: string,
+    columns: DekColumns,
+  ) {
+    this.id = id;
+    this.t = quoteDekTable(table, columns, id);
+  }
+
+  /** Opens the store on a file path, ':memory:' or a Database shared with other stores. */
+  static open(opts: SqliteDekStoreOptions): SqliteDekStore {
+    if (typeof opts.id !== 'string' || opts.id.length === 0)
+      throw new ConfigError('sqlite DEK store: id is missing');
+    const owns = 'path' in opts;
+    // Validate names before touching the file.
+    quoteDekTable(opts.table, opts.columns, opts.id);
+    const db = owns ? openDatabase(opts.path) : opts.db;
+    try {
+      if (!owns) guarded(`store ${opts.id}: configuring the shared database`, () => configure(db));
+      const store = new SqliteDekStore(db, owns, opts.id, opts.table, opts.columns);
+      if (opts.create) store.createTable();
+      return store;
+    } catch (e) {
+      if (owns) db.close();
+      throw e;
+    }
+  }
+
+  /** Creates the table (id TEXT PRIMARY KEY, ...) and the (key, version, id) index if missing. */
+  async ensureTable(): Promise<void> {
+    this.createTable();
+  }
+
+  private createTable(): void {
+    const t = this.t;
+    const index = `"${this.t.raw.table}_rekey_key_version_id"`;
+    guarded(`store ${this.id}: creating table ${t.table}`, () =>
+      this.db.exec(
+        `CREATE TABLE IF NOT EXISTS ${t.table} (
+           ${t.id} TEXT PRIMARY KEY,
+           ${t.key} TEXT NOT NULL,
+           ${t.version} TEXT NOT NULL,
+           ${t.wrapped} BLOB NOT NULL,
+           ${t.context} TEXT NOT NULL DEFAULT '{}'
+         );
+         CREATE INDEX IF NOT EXISTS ${index} ON ${t.table} (${t.key}, ${t.version}, ${t.id});`,
+      ),
+    );
+    this.stmts = undefined;
+  }
+
+  /** Statements are prepared on first use, after checking the table has the configured columns. */
+  private get q(): Statements {
+    if (this.stmts) return this.stmts;
+    const { table, columns } = this.t.raw;
+    const found = guarded(`store ${this.id}: reading table ${table}`, () =>
+      (this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all(table) as string[]).map((n) =>
+        n.toLowerCase(),
+      ),
+    );
+    if (found.length === 0) {
+      throw new ConfigError(
+        `store ${this.id}: table "${table}" does not exist in ${this.db.name}; create it or call ensureTable()`,
+      );
+    }
+    const missing = Object.entries(columns).filter(([, name]) => !found.includes(name.toLowerCase()));
+    if (missing.length > 0) {
+      const list = missing.map(([role, name]) => `${role} "${name}"`).join(', ');
+      throw new ConfigError(`store ${this.id}: table "${table}" has no column ${list}`);
+    }
+    this.stmts = guarded(`store ${this.id}: preparing statements`, () => prepareAll(this.db, this.t));
+    return this.stmts;
+  }
+
+  private toRecord(row: DekRow): DekRecord {
+    let context: WrapContext = {};
+    if (row.c !== null && row.c !== '') {
+      try {
+        context = JSON.parse(row.c) as WrapContext;
+      } catch (e) {
+        throw new IntegrityError(`store ${this.id}: DEK ${row.id} has a context that is not JSON`, {
+          cause: e,
+        });
+      }
+    }
+    return { id: row.id, keyRef: row.k, version: row.v, wrapped: row.w, context };
+  }
+
+  async scan(
+    query: DekScanQuery,
+    cursor: string | null,
+    limit: number,
+  ): Promise<{ items: DekRecord[]; cursor: string | null }> {
+    const keyRef = query?.keyRef;
+    if (typeof keyRef !== 'string' || keyRef.length === 0) {
+      throw new ValidationError(`store ${this.id}: scan needs a keyRef`);
+    }
+    checkLimit(limit, this.id);
+    const q = this.q;
+    const skip = query.notVersion;
+    // With explicit versions, walk that list (sorted once); otherwise walk the key's versions
+    // through the index, one seek per version.
+    const list = query.versions
+      ? [...new Set(query.versions)].filter((v) => v !== skip).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      : undefined;
+    const next = (after: string | null): string | null => {
+      if (list) {
+        if (after === null) return list[0] ?? null;
+        const i = list.indexOf(after);
+        if (i === -1)
+          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
+        return list[i + 1] ?? null;
+      }
+      let v = (after === null ? q.firstVersion.get(keyRef) : q.nextVersion.get(keyRef, after)) as
+        | string
+        | undefined;
+      while (v !== undefined && v === skip) v = q.nextVersion.get(keyRef, v) as string | undefined;
+      return v ?? null;
+    };
+
+    return guarded(`store ${this.id}: scanning ${keyRef}`, () => {
+      const items: DekRecord[] = [];
+      let version: string | null;
+      let afterId: string | null = null;
+      if (cursor === null || cursor === undefined) {
+        version = next(null);
+      } else {
+        const pos = decodeCursor(cursor, this.id);
+        if (pos.v === skip || (list && !list.includes(pos.v))) {
+          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
+        }
+        version = pos.v;
+        afterId = pos.id;
+      }
+      while (version !== null) {
+        const need = limit - items.length;
+        // One row more than needed tells whether this version continues past the page.
+        const rows = (
+          afterId === null
+            ? q.pageFirst.all(keyRef, version, need + 1)
+            : q.pageAfter.all(keyRef, version, afterId, need + 1)
+        ) as DekRow[];
+        for (let i = 0; i < Math.min(rows.length, need); i++) items.push(this.toRecord(rows[i]!));
+        if (rows.length > need) {
+          const last = items[items.length - 1]!;
+          return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
+        }
+        version = next(version);
+        afterId = null;
+        if (items.length === limit) break;
+      }
+      if (version === null) return { items, cursor: null };
+      const last = items[items.length - 1]!;
+      return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
+    });
+  }
+
+  async get(id: string): Promise<DekRecord | null> {
+    const row = guarded(`store ${this.id}: reading DEK ${id}`, () => this.q.get.get(id)) as
+      | DekRow
+      | undefined;
+    return row ? this.toRecord(row) : null;
+  }
+
+  async replace(
+    id: string,
+    newWrapped: Uint8Array,
+    newVersion: string,
+    expected: Uint8Array,
+  ): Promise<boolean> {
+    checkBytes(newWrapped, `store ${this.id}: DEK ${id} newWrapped`);
+    checkBytes(expected, `store ${this.id}: DEK ${id} expected`);
+    const res = guarded(`store ${this.id}: replacing DEK ${id}`, () =>
+      this.q.replace.run(asBuffer(newWrapped), newVersion, id, asBuffer(expected)),
+    );
+    return res.changes === 1;
+  }
+
+  async replaceMany(items: DekReplacement[]): Promise<boolean[]> {
+    if (items.length === 0) return [];
+    for (const it of items) {
+      checkBytes(it.newWrapped, `store ${this.id}: DEK ${it.id} newWrapped`);
+      checkBytes(it.expected, `store ${this.id}: DEK ${it.id} expected`);
+    }
+    const stmt = this.q.replace;
+    // One transaction for the batch: one fsync-free WAL commit instead of one per row.
+    const run = this.db.transaction((batch: DekReplacement[]) => {
+      const out = new Array<boolean>(batch.length);
+      for (let i = 0; i < batch.length; i++) {
+        const it = batch[i]!;
+        out[i] = stmt.run(asBuffer(it.newWrapped), it.newVersion, it.id, asBuffer(it.expected)).changes === 1;
+      }
+      return out;
+    });
+    return guarded(`store ${this.id}: replacing ${items.length} DEKs`, () => run(items));
+  }
+
+  async countByVersion(keyRef: string): Promise<Record<string, number>> {
+    const rows = guarded(`store ${this.id}: counting DEKs of ${keyRef}`, () => this.q.count.all(keyRef)) as {
+      v: string;
+      n: number;
+    }[];
+    const out: Record<string, number> = {};
+    for (const r of rows) out[r.v] = r.n;
+    return out;
+  }
+
+  async insertMany(records: DekRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const rows = records.map((r) => {
+      if (typeof r.id !== 'string' || r.id.length === 0) {
+        throw new ValidationError(`store ${this.id}: every DEK needs a non-empty id`);
+      }
+      const where = `store ${this.id}: DEK ${r.id}`;
+      if (typeof r.keyRef !== 'string' || r.keyRef.length === 0)
+        throw new ValidationError(`${where}: keyRef is empty`);
+      if (typeof r.version !== 'string' || r.version.length === 0) {
+        throw new ValidationError(`${where}: version is empty`);
+      }
+      checkBytes(r.wrapped, `${where}: wrapped`);
+      return [r.id, r.keyRef, r.version, asBuffer(r.wrapped), contextJson(r.context, where)] as const;
+    });
+    const q = this.q;
+    const run = this.db.transaction(() => {
+      for (const row of rows) {
+        const id = row[0];
+        try {
+          q.insert.run(...row);
+        } catch (e) {
+          // Only a row that already holds this id is a duplicate; other constraints are not.
+          if (q.exists.get(id) !== undefined) {
+            throw new ConflictError(`store ${this.id}: a DEK with id "${id}" already exists`, { cause: e });
+          }
+          throw e;
+        }
+      }
+    });
+    guarded(`store ${this.id}: inserting ${records.length} DEKs`, run);
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDb && this.db.open) this.db.close();
+  }
+}

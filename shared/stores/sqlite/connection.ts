@@ -1,0 +1,71 @@
+import Database from 'better-sqlite3';
+import { ConfigError, ProviderError, RekeyError } from '../../core/errors.js';
+
+export type SqliteDatabase = Database.Database;
+
+/** How long a writer waits for another connection's lock before SQLITE_BUSY surfaces. */
+export const BUSY_TIMEOUT_MS = 5_000;
+
+/**
+ * Opens a database file (or ':memory:') with the settings every rekey connection uses:
+ * WAL so readers never block the writer, a busy timeout so two processes on one file queue
+ * instead of failing, foreign keys on, and synchronous=NORMAL (durable at each WAL checkpoint,
+ * safe against corruption, much faster than FULL for the re-wrap hot path).
+ */
+export function openDatabase(path: string): SqliteDatabase {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new ConfigError('sqlite: database path is empty (give a file path or ":memory:")');
+  }
+  let db: SqliteDatabase;
+  try {
+    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw new ConfigError(`sqlite: cannot open database "${path}": ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    configure(db);
+  } catch (e) {
+    db.close();
+    throw translateSqliteError(e, `configuring database "${path}"`);
+  }
+  return db;
+}
+
+/** Applies the connection pragmas; also used for a Database handed in by the caller. */
+export function configure(db: SqliteDatabase): void {
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (!db.memory) db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+}
+
+const RETRYABLE = /^SQLITE_(BUSY|LOCKED)/;
+
+/**
+ * Turns a SQLite failure into a rekey error. Busy/locked are retryable (another connection
+ * holds the write lock longer than the busy timeout); everything else is not.
+ */
+export function translateSqliteError(e: unknown, what: string): Error {
+  if (e instanceof RekeyError) return e;
+  if (e instanceof Database.SqliteError) {
+    return new ProviderError('sqlite', e.code, `${what}: ${e.message}`, {
+      retryable: RETRYABLE.test(e.code),
+      cause: e,
+    });
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** Runs `fn`, translating SQLite errors; keeps call sites short. */
+export function guarded<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw translateSqliteError(e, what);
+  }
+}
+
+/** A Buffer view over the same bytes (no copy): better-sqlite3 binds Buffers as BLOBs. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
