@@ -47,6 +47,7 @@ function plan(id: string, createdAt: string): Plan {
       {
         type: 'rotate',
         keyRef: KEY.ref,
+        provider: 'local-dev',
         policy: 'pci',
         reason: 'primary is 120 days old',
         expectPrimary: '2',
@@ -54,6 +55,7 @@ function plan(id: string, createdAt: string): Plan {
       {
         type: 'rewrap',
         keyRef: KEY.ref,
+        provider: 'local-dev',
         policy: 'pci',
         reason: 'DEKs under version 1',
         stores: ['orders'],
