@@ -118,7 +118,7 @@ function parsePkcs11(input: string): Pkcs11Ref {
       const name = seg.slice(0, eq);
       const raw = seg.slice(eq + 1);
       if (!PKCS11_PATH_ATTRS.has(name)) fail(input, `unknown path attribute "${name}"`);
-      if (!PK11_PCHAR.test(raw)) fail(input, `attribute "${name}" has characters that must be percent-encoded`);
+      if (!PK11_PCHAR.test(raw)) fail(input, `attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`);
       if (name in attributes) fail(input, `attribute "${name}" appears twice`);
       attributes[name] = pctDecode(input, raw);
     }
@@ -130,7 +130,7 @@ function parsePkcs11(input: string): Pkcs11Ref {
       const name = seg.slice(0, eq);
       const raw = seg.slice(eq + 1);
       if (!PKCS11_QUERY_ATTRS.has(name)) fail(input, `unknown query attribute "${name}"`);
-      if (!PK11_QCHAR.test(raw)) fail(input, `query attribute "${name}" has characters that must be percent-encoded`);
+      if (!PK11_QCHAR.test(raw)) fail(input, `query attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`);
       if (name in query) fail(input, `query attribute "${name}" appears twice`);
       query[name] = pctDecode(input, raw);
     }

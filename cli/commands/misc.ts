@@ -1,0 +1,149 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { readConfig } from '../../shared/compose.js';
+import { verifyAuditChain } from '../../shared/core/audit/auditLog.js';
+import { ConfigError, IntegrityError } from '../../shared/core/errors.js';
+import { parseVerifyMode, rewrapKey } from '../../shared/core/usecases/rewrapKey.js';
+import { createMasterKeyFile } from '../../shared/providers/local/masterKey.js';
+import { EXIT } from '../exitCodes.js';
+import { makeOutput, table } from '../output.js';
+import { type GlobalOptions, withSession } from '../session.js';
+
+/** The embedded-default config `rekey init` writes. */
+export const LOCAL_CONFIG = `# rekey config: the embedded default (local software KMS + SQLite).
+# Schema: schema/rekey-config.schema.json in the rekey repository.
+version: 1
+providers:
+  local:
+    type: local
+    keystore: kms.db            # key versions, encrypted at rest under the master key
+    masterKey: file:master.key  # or env:REKEY_MASTER_KEY (base64 of 32 bytes)
+stores:
+  app:                          # the application's table of wrapped data keys
+    type: sqlite
+    path: app.db
+    table: data_keys
+policies:
+  - name: default
+    match: { provider: [local] }
+    rotate: { every: P90D }
+    rewrap: { stores: [app], verify: full, batchSize: 1000 }
+    retire: { disableAfter: P0D, destroyAfter: P180D, approvals: 2 }
+`;
+
+export function initWorkspace(dir: string): { dir: string; config: string; created: string[] } {
+  const abs = resolve(dir);
+  mkdirSync(abs, { recursive: true });
+  const config = join(abs, 'rekey.yaml');
+  const created: string[] = [];
+  if (existsSync(config)) throw new ConfigError(`${config} already exists; refusing to overwrite it`);
+  const key = join(abs, 'master.key');
+  if (!existsSync(key)) {
+    createMasterKeyFile(key);
+    created.push(key);
+  }
+  writeFileSync(config, LOCAL_CONFIG, { flag: 'wx' });
+  created.push(config);
+  return { dir: abs, config, created };
+}
+
+export function registerMisc(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('init')
+    .description('create a workspace: rekey.yaml for the embedded default and a 0600 master key')
+    .option('--dir <dir>', 'workspace directory', '.')
+    .action((opts: { dir: string }) => {
+      const out = makeOutput(Boolean(globals().json));
+      const r = initWorkspace(opts.dir);
+      out.result(r, () => {
+        for (const f of r.created) out.line(`created ${f}`);
+        out.line(`next: rekey --config ${r.config} keys create my-first-key && rekey --config ${r.config} plan`);
+      });
+    });
+
+  program
+    .command('validate <file>')
+    .description('check a config/policy file; errors name file:line:column and the field')
+    .action((file: string) => {
+      const out = makeOutput(Boolean(globals().json));
+      const cfg = readConfig(resolve(file));
+      const summary = {
+        file: cfg.file,
+        valid: true,
+        digest: cfg.digest,
+        providers: Object.keys(cfg.providers),
+        stores: Object.keys(cfg.stores),
+        policies: cfg.policies.map((p) => p.name),
+      };
+      out.result(summary, () =>
+        out.line(
+          `${file}: valid (${summary.providers.length} provider(s), ${summary.stores.length} store(s), ${summary.policies.length} polic${summary.policies.length === 1 ? 'y' : 'ies'})`,
+        ),
+      );
+    });
+
+  program
+    .command('rewrap <keyRef>')
+    .description("re-wrap a key's DEKs under older versions to its current primary")
+    .option('--store <id...>', 'only these stores (default: all configured)')
+    .option('--provider <id>', 'configured provider id, when several of the same type exist')
+    .option('--verify <mode>', 'full | none | sample(P%)', 'full')
+    .option('--batch <n>', 'DEKs per batch', '1000')
+    .option('--rate <n>', 'max provider operations per second')
+    .action(async (keyRef: string, opts: { store?: string[]; provider?: string; verify: string; batch: string; rate?: string }) => {
+      const verify = parseVerifyMode(opts.verify);
+      const batchSize = Number(opts.batch);
+      if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
+        throw new ConfigError(`--batch must be an integer between 1 and 100000, got "${opts.batch}"`);
+      }
+      const code = await withSession(globals(), async (ctx, out) => {
+        const jobs = await rewrapKey(ctx, {
+          keyRef,
+          verify,
+          batchSize,
+          ...(opts.store ? { stores: opts.store } : {}),
+          ...(opts.provider ? { provider: opts.provider } : {}),
+          ...(opts.rate ? { ratePerSecond: Number(opts.rate) } : {}),
+        });
+        out.result({ jobs }, () => {
+          out.line(
+            table(
+              ['store', 'to version', 'rewrapped', 'verified', 'conflicts', 'failed'],
+              jobs.map((j) => [j.storeId, j.toVersion, j.counts.rewrapped, j.counts.verified, j.counts.conflicts, j.counts.failed]),
+            ),
+          );
+          for (const j of jobs) for (const f of j.failures) out.note(`failed: ${j.storeId} ${f.id}: ${f.error}`);
+        });
+        return jobs.some((j) => j.counts.failed > 0) ? EXIT.failed : EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+
+  const audit = program.command('audit').description('the hash-chained audit log');
+  audit
+    .command('verify')
+    .description('recompute the chain; names the first record that was edited, removed or reordered')
+    .action(async () => {
+      await withSession(globals(), async (ctx, out) => {
+        const r = await verifyAuditChain(ctx.state);
+        if (!r.ok) {
+          if (out.json) out.result(r, () => {});
+          throw new IntegrityError(`audit log is broken at record ${r.firstBad!.seq}: ${r.firstBad!.reason}`);
+        }
+        out.result(r, () => out.line(`audit log OK: ${r.records} record(s), head ${r.headHash}`));
+      });
+    });
+  audit
+    .command('show')
+    .description('print audit records (JSON lines)')
+    .option('--from <seq>', 'first sequence number', '1')
+    .option('--limit <n>', 'how many', '100')
+    .action(async (opts: { from: string; limit: string }) => {
+      await withSession(globals(), async (ctx) => {
+        for (const r of await ctx.state.auditRead(Number(opts.from), Number(opts.limit))) {
+          process.stdout.write(`${JSON.stringify(r)}\n`);
+        }
+      });
+    });
+}

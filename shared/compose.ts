@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { AuditLog } from './core/audit/auditLog.js';
+import { ConfigError } from './core/errors.js';
+import { loadConfig } from './core/policy/load.js';
+import type { RekeyConfig } from './core/policy/types.js';
+import { type Clock, systemClock } from './core/ports/Clock.js';
+import type { DekStore } from './core/ports/DekStore.js';
+import type { KeyProvider } from './core/ports/KeyProvider.js';
+import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
+import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
+import { SqliteDekStore } from './stores/sqlite/SqliteDekStore.js';
+import { SqliteStateStore } from './stores/sqlite/SqliteStateStore.js';
+
+/**
+ * The composition root: config file -> concrete adapters -> a RekeyContext the use cases run
+ * on. The only place that knows which adapter implements which port.
+ */
+export interface ComposeOptions {
+  configPath: string;
+  /** State database; default `state.db` beside the config file. */
+  statePath?: string;
+  clock?: Clock;
+  actor?: string;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+export interface Composed extends RekeyContext {
+  baseDir: string;
+  close(): Promise<void>;
+}
+
+export function readConfig(configPath: string): RekeyConfig {
+  let text: string;
+  try {
+    text = readFileSync(configPath, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${configPath}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+  return loadConfig(text, configPath);
+}
+
+export async function compose(opts: ComposeOptions): Promise<Composed> {
+  const config = readConfig(opts.configPath);
+  return composeFrom(config, opts);
+}
+
+export async function composeFrom(config: RekeyConfig, opts: Omit<ComposeOptions, 'configPath'>): Promise<Composed> {
+  const baseDir = dirname(resolve(config.file));
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const clock = opts.clock ?? systemClock;
+  const providers = new Map<string, KeyProvider>();
+  const stores = new Map<string, DekStore>();
+  const closers: (() => Promise<void> | void)[] = [];
+  try {
+    for (const [id, pc] of Object.entries(config.providers)) {
+      switch (pc.type) {
+        case 'local': {
+          const p = await LocalKmsProvider.open({
+            id,
+            keystorePath: at(pc.keystore),
+            masterKeyRef: pc.masterKey,
+            baseDir,
+            clock,
+          });
+          providers.set(id, p);
+          closers.push(() => p.close());
+          break;
+        }
+        default:
+          throw new ConfigError(
+            `${config.file}: provider "${id}" has type ${pc.type}, which this build cannot run yet`,
+          );
+      }
+    }
+    for (const [id, sc] of Object.entries(config.stores)) {
+      switch (sc.type) {
+        case 'sqlite': {
+          const s = SqliteDekStore.open({ id, path: at(sc.path), table: sc.table, columns: sc.columns });
+          stores.set(id, s);
+          closers.push(() => s.close?.());
+          break;
+        }
+        default:
+          throw new ConfigError(`${config.file}: store "${id}" has type ${sc.type}, which this build cannot run yet`);
+      }
+    }
+    const state = SqliteStateStore.open(opts.statePath ?? at('state.db'));
+    closers.push(() => state.close?.());
+    return {
+      config,
+      baseDir,
+      providers,
+      stores,
+      state,
+      audit: new AuditLog(state, clock),
+      clock,
+      actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
+      instanceId: `${process.pid}-${randomUUID()}`,
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      async close() {
+        for (const c of closers.reverse()) await c();
+      },
+    };
+  } catch (e) {
+    for (const c of closers.reverse()) await c();
+    throw e;
+  }
+}
