@@ -25,37 +25,46 @@ interface DekRow {
   c: string | null;
 }
 
-function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
+/** The store's SQL, built from validated and quoted names only; every value is a parameter. */
+export function dekStoreSql(t: QuotedDekTable) {
   const cols = `${t.id} AS id, ${t.key} AS k, ${t.version} AS v, ${t.wrapped} AS w, ${t.context} AS c`;
   return {
+    createTable: `CREATE TABLE IF NOT EXISTS ${t.table} (
+      ${t.id} TEXT PRIMARY KEY,
+      ${t.key} TEXT NOT NULL,
+      ${t.version} TEXT NOT NULL,
+      ${t.wrapped} BLOB NOT NULL,
+      ${t.context} TEXT NOT NULL DEFAULT '{}'
+    )`,
+    // Index names share the schema namespace with tables, hence the table-derived prefix.
+    createIndex: `CREATE INDEX IF NOT EXISTS "${t.raw.table}_rekey_key_version_id" ON ${t.table} (${t.key}, ${t.version}, ${t.id})`,
     // Both page queries are range scans of the (key, version, id) index.
-    pageFirst: db.prepare(
-      `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? ORDER BY ${t.id} LIMIT ?`,
-    ),
-    pageAfter: db.prepare(
-      `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? ORDER BY ${t.id} LIMIT ?`,
-    ),
+    pageFirst: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? ORDER BY ${t.id} LIMIT ?`,
+    pageAfter: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? ORDER BY ${t.id} LIMIT ?`,
     // One index seek each: the versions of a key are walked without reading their rows.
-    firstVersion: db
-      .prepare(`SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? ORDER BY ${t.version} LIMIT 1`)
-      .pluck(),
-    nextVersion: db
-      .prepare(
-        `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} > ? ORDER BY ${t.version} LIMIT 1`,
-      )
-      .pluck(),
-    get: db.prepare(`SELECT ${cols} FROM ${t.table} WHERE ${t.id} = ?`),
-    exists: db.prepare(`SELECT 1 FROM ${t.table} WHERE ${t.id} = ?`).pluck(),
+    firstVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? ORDER BY ${t.version} LIMIT 1`,
+    nextVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} > ? ORDER BY ${t.version} LIMIT 1`,
+    get: `SELECT ${cols} FROM ${t.table} WHERE ${t.id} = ?`,
+    exists: `SELECT 1 FROM ${t.table} WHERE ${t.id} = ?`,
     // Compare-and-swap on the ciphertext bytes: a concurrent application write wins.
-    replace: db.prepare(
-      `UPDATE ${t.table} SET ${t.wrapped} = ?, ${t.version} = ? WHERE ${t.id} = ? AND ${t.wrapped} = ?`,
-    ),
-    count: db.prepare(
-      `SELECT ${t.version} AS v, COUNT(*) AS n FROM ${t.table} WHERE ${t.key} = ? GROUP BY ${t.version}`,
-    ),
-    insert: db.prepare(
-      `INSERT INTO ${t.table} (${t.id}, ${t.key}, ${t.version}, ${t.wrapped}, ${t.context}) VALUES (?, ?, ?, ?, ?)`,
-    ),
+    replace: `UPDATE ${t.table} SET ${t.wrapped} = ?, ${t.version} = ? WHERE ${t.id} = ? AND ${t.wrapped} = ?`,
+    count: `SELECT ${t.version} AS v, COUNT(*) AS n FROM ${t.table} WHERE ${t.key} = ? GROUP BY ${t.version}`,
+    insert: `INSERT INTO ${t.table} (${t.id}, ${t.key}, ${t.version}, ${t.wrapped}, ${t.context}) VALUES (?, ?, ?, ?, ?)`,
+  };
+}
+
+function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
+  const sql = dekStoreSql(t);
+  return {
+    pageFirst: db.prepare(sql.pageFirst),
+    pageAfter: db.prepare(sql.pageAfter),
+    firstVersion: db.prepare(sql.firstVersion).pluck(),
+    nextVersion: db.prepare(sql.nextVersion).pluck(),
+    get: db.prepare(sql.get),
+    exists: db.prepare(sql.exists).pluck(),
+    replace: db.prepare(sql.replace),
+    count: db.prepare(sql.count),
+    insert: db.prepare(sql.insert),
   };
 }
 
@@ -131,20 +140,11 @@ export class SqliteDekStore implements DekStore {
   }
 
   private createTable(): void {
-    const t = this.t;
-    const index = `"${this.t.raw.table}_rekey_key_version_id"`;
-    guarded(`store ${this.id}: creating table ${t.table}`, () =>
-      this.db.exec(
-        `CREATE TABLE IF NOT EXISTS ${t.table} (
-           ${t.id} TEXT PRIMARY KEY,
-           ${t.key} TEXT NOT NULL,
-           ${t.version} TEXT NOT NULL,
-           ${t.wrapped} BLOB NOT NULL,
-           ${t.context} TEXT NOT NULL DEFAULT '{}'
-         );
-         CREATE INDEX IF NOT EXISTS ${index} ON ${t.table} (${t.key}, ${t.version}, ${t.id});`,
-      ),
-    );
+    const sql = dekStoreSql(this.t);
+    guarded(`store ${this.id}: creating table ${this.t.table}`, () => {
+      this.db.exec(sql.createTable);
+      this.db.exec(sql.createIndex);
+    });
     this.stmts = undefined;
   }
 
