@@ -192,7 +192,7 @@ function explain(iss: z.core.$ZodIssue, data: unknown): Described[] {
         {
           path,
           key: true,
-          message: `invalid ${String(path[path.length - 2] ?? 'key')} id "${String(last)}": ${why}`,
+          message: `invalid id "${String(last)}": ${why}`,
         },
       ];
     }

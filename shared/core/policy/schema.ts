@@ -80,6 +80,7 @@ const glob = z
   .string()
   .min(1, { error: 'a glob cannot be empty' })
   .superRefine((s, ctx) => {
+    if (s === '') return;
     try {
       globMatcher(s);
     } catch (e) {
