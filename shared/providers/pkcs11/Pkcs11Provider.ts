@@ -1,0 +1,728 @@
+import type { KeyVersion, ManagedKey } from '../../core/domain/key.js';
+import { type KeyRef, parseKeyRef } from '../../core/domain/keyRef.js';
+import {
+  ConflictError,
+  IntegrityError,
+  InvariantViolation,
+  NotFoundError,
+  ProviderError,
+  type RekeyError,
+  ValidationError,
+} from '../../core/errors.js';
+import { type Clock, systemClock } from '../../core/ports/Clock.js';
+import type {
+  KeyCreator,
+  KeyProvider,
+  ListScope,
+  Page,
+  ProviderCapabilities,
+  WrapContext,
+  Wrapped,
+} from '../../core/ports/KeyProvider.js';
+import { isCkr, PROVIDER, translate } from './errors.js';
+import {
+  APPLICATION,
+  buildPayload,
+  checkName,
+  decodeCiphertext,
+  decodeMeta,
+  deriveData,
+  encodeCiphertext,
+  encodeMeta,
+  type FamilyMeta,
+  openPayload,
+  versionId,
+} from './format.js';
+import { destroyQuietly, findAll, type Handle, type Pkcs11, pkcs11js, TokenSession } from './session.js';
+
+const P = pkcs11js;
+const DAY_MS = 86_400_000;
+const CKM_AES_KEY_WRAP_PAD = 0x210a;
+const CKM_AES_KEY_WRAP_KWP = 0x210b;
+
+export interface Pkcs11ProviderOptions {
+  /** Configured provider id, e.g. `vault-hsm`. */
+  id: string;
+  /** Path of the PKCS#11 module (.so). */
+  module: string;
+  /** Token label. */
+  token: string;
+  /** The user PIN, already resolved by the caller (never an `env:`/`file:` reference). */
+  pin: string | Buffer;
+  /** Sessions kept open at most. Default 4. */
+  poolSize?: number;
+  /**
+   * RFC 5649 key wrap goes by CKM_AES_KEY_WRAP_PAD (0x210A) on PKCS#11 2.40 modules such as
+   * SoftHSM 2, and by CKM_AES_KEY_WRAP_KWP (0x210B) on 3.0 modules, where 0x210A means
+   * PKCS#7 padding instead. Default `pad`.
+   */
+  wrapMechanism?: 'pad' | 'kwp';
+  clock?: Clock;
+}
+
+/** One item for rewrapMany. */
+export interface RewrapItem {
+  wrapped: Wrapped;
+  ctx: WrapContext;
+}
+
+export type RewrapItemResult =
+  | { ok: true; wrapped: Wrapped }
+  | { ok: false; error: { code: string; providerCode?: string; message: string; retryable: boolean } };
+
+const CAPABILITIES: ProviderCapabilities = {
+  serverSideRewrap: true,
+  choosePrimary: false,
+  destroyDelayDays: { min: 0, max: 120 },
+  lastUsed: false,
+};
+
+interface Family {
+  meta: FamilyMeta;
+  handle: Handle;
+  /** Older metadata objects left behind by an interrupted write; removed on the next write. */
+  stale: Handle[];
+}
+
+const attr = (type: number, value: pkcs11js.Attribute['value']): pkcs11js.Attribute => ({ type, value });
+
+/** Usage flags every session object sets to false: it can be wrapped, nothing else. */
+const NO_USE = [
+  attr(P.CKA_ENCRYPT, false),
+  attr(P.CKA_DECRYPT, false),
+  attr(P.CKA_SIGN, false),
+  attr(P.CKA_VERIFY, false),
+  attr(P.CKA_WRAP, false),
+  attr(P.CKA_UNWRAP, false),
+  attr(P.CKA_DERIVE, false),
+];
+
+/**
+ * KeyProvider for PKCS#11 tokens (tested on SoftHSM2). A managed key is a family of token
+ * objects sharing a CKA_LABEL: one AES-256 key per version plus one private CKO_DATA object
+ * holding the metadata (primary, states, dates, tags). DEKs are wrapped with RFC 5649 key
+ * wrap under a key derived inside the token from the version key and the wrap context, so
+ * unwrap and rewrap with a wrong context fail inside the token. Every module call is
+ * synchronous. See docs/pkcs11.md.
+ */
+export class Pkcs11Provider implements KeyProvider, KeyCreator {
+  readonly id: string;
+  readonly type = 'pkcs11' as const;
+  private readonly opts: Pkcs11ProviderOptions;
+  private readonly pin: Buffer;
+  private readonly clock: Clock;
+  private readonly wrapMech: { id: number; name: string };
+  private token: TokenSession | null = null;
+  private closed = false;
+
+  constructor(opts: Pkcs11ProviderOptions) {
+    if (!opts.token || Buffer.byteLength(opts.token) > 32) {
+      throw new ValidationError(`pkcs11 provider ${opts.id}: token label must be 1-32 bytes`);
+    }
+    this.id = opts.id;
+    this.opts = opts;
+    this.pin = Buffer.from(opts.pin);
+    this.clock = opts.clock ?? systemClock;
+    this.wrapMech =
+      (opts.wrapMechanism ?? 'pad') === 'pad'
+        ? { id: CKM_AES_KEY_WRAP_PAD, name: 'CKM_AES_KEY_WRAP_PAD' }
+        : { id: CKM_AES_KEY_WRAP_KWP, name: 'CKM_AES_KEY_WRAP_KWP' };
+  }
+
+  /** Opens the token now, so a bad module, label, mechanism set or PIN is reported here. */
+  static async open(opts: Pkcs11ProviderOptions): Promise<Pkcs11Provider> {
+    const p = new Pkcs11Provider(opts);
+    try {
+      p.session();
+    } catch (e) {
+      await p.close();
+      throw e;
+    }
+    return p;
+  }
+
+  capabilities(): ProviderCapabilities {
+    return { ...CAPABILITIES, destroyDelayDays: { ...CAPABILITIES.destroyDelayDays } };
+  }
+
+  private session(): TokenSession {
+    if (this.closed) throw new ProviderError(PROVIDER, 'CLOSED', `provider ${this.id} is closed`);
+    if (!this.token) {
+      this.token = TokenSession.open({
+        module: this.opts.module,
+        token: this.opts.token,
+        pin: Buffer.from(this.pin),
+        poolSize: Math.max(1, this.opts.poolSize ?? 4),
+        mechanisms: [
+          { id: P.CKM_AES_KEY_GEN, name: 'CKM_AES_KEY_GEN' },
+          { id: P.CKM_AES_CBC_ENCRYPT_DATA, name: 'CKM_AES_CBC_ENCRYPT_DATA' },
+          this.wrapMech,
+        ],
+      });
+    }
+    return this.token;
+  }
+
+  /** Runs `fn` on a session; module errors become ProviderErrors naming `what`. */
+  private async run<T>(what: string, fn: (p: Pkcs11, s: Handle) => T): Promise<T> {
+    try {
+      const t = this.session();
+      return await t.run((s) => fn(t.p, s));
+    } catch (e) {
+      throw translate(e, what);
+    }
+  }
+
+  // ---- refs and metadata -------------------------------------------------------------------
+
+  private nameOf(ref: KeyRef): string {
+    if (ref.type !== 'pkcs11')
+      throw new ValidationError(`provider ${this.id} (pkcs11) cannot use ref ${ref.uri}`);
+    const a = ref.attributes;
+    if (a.token !== this.opts.token) {
+      throw new ValidationError(
+        `ref ${ref.uri} names token "${a.token}", provider ${this.id} serves "${this.opts.token}"`,
+      );
+    }
+    if (a.type !== undefined && a.type !== 'secret-key') {
+      throw new ValidationError(`ref ${ref.uri}: rekey keys are secret keys (type=secret-key)`);
+    }
+    if (!a.object) throw new ValidationError(`ref ${ref.uri}: rekey names PKCS#11 keys by object=, not id=`);
+    checkName(a.object);
+    const info = this.token?.tokenInfo;
+    if (info && a.serial !== undefined && a.serial !== info.serialNumber.trim()) {
+      throw new ValidationError(
+        `ref ${ref.uri} names serial "${a.serial}", token has "${info.serialNumber.trim()}"`,
+      );
+    }
+    return a.object;
+  }
+
+  private refOf(name: string): string {
+    return parseKeyRef(
+      `pkcs11:token=${encodeURIComponent(this.opts.token)};object=${encodeURIComponent(name)}`,
+    ).uri;
+  }
+
+  private metaHandles(p: Pkcs11, s: Handle, name?: string): Handle[] {
+    const t = [attr(P.CKA_CLASS, P.CKO_DATA), attr(P.CKA_TOKEN, true), attr(P.CKA_APPLICATION, APPLICATION)];
+    if (name !== undefined) t.push(attr(P.CKA_LABEL, name));
+    return findAll(p, s, t);
+  }
+
+  /**
+   * Reads a key family's metadata. With `sweep`, versions whose scheduled destruction time
+   * has passed are destroyed now (C_DestroyObject) and recorded as destroyed.
+   */
+  private load(p: Pkcs11, s: Handle, name: string, sweep = true): Family {
+    const handles = this.metaHandles(p, s, name);
+    if (handles.length === 0) {
+      throw new NotFoundError(`pkcs11 key "${name}" not found on token "${this.opts.token}"`);
+    }
+    let best: Family | null = null;
+    const stale: Handle[] = [];
+    for (const h of handles) {
+      const raw = p.C_GetAttributeValue(s, h, [attr(P.CKA_VALUE, undefined)])[0]!.value;
+      const meta = decodeMeta(name, raw);
+      if (!best || meta.gen > best.meta.gen) {
+        if (best) stale.push(best.handle);
+        best = { meta, handle: h, stale };
+      } else stale.push(h);
+    }
+    const fam = best!;
+    if (!sweep) return fam;
+    const now = this.clock.now();
+    const due = fam.meta.versions.filter(
+      (v) =>
+        v.state === 'destroy_scheduled' &&
+        v.destroyAt !== undefined &&
+        Date.parse(v.destroyAt) <= now.getTime(),
+    );
+    if (due.length === 0) return fam;
+    for (const v of due) {
+      for (const h of this.keyHandles(p, s, name, v.id)) p.C_DestroyObject(s, h);
+    }
+    const ids = new Set(due.map((v) => v.id));
+    return this.writeMeta(p, s, fam, {
+      ...fam.meta,
+      versions: fam.meta.versions.map((v) => (ids.has(v.id) ? { ...v, state: 'destroyed' as const } : v)),
+    });
+  }
+
+  /**
+   * Data objects cannot be modified in place on every token (SoftHSM refuses CKA_VALUE
+   * changes), so a write creates the next generation and then destroys the older objects.
+   * Readers take the highest generation, so an interrupted write leaves the old or the new
+   * state, never a mix.
+   */
+  private writeMeta(p: Pkcs11, s: Handle, fam: Family | null, next: FamilyMeta): Family {
+    const meta = { ...next, gen: fam ? fam.meta.gen + 1 : 0 };
+    const value = encodeMeta(meta);
+    const h = p.C_CreateObject(s, [
+      attr(P.CKA_CLASS, P.CKO_DATA),
+      attr(P.CKA_TOKEN, true),
+      attr(P.CKA_PRIVATE, true),
+      attr(P.CKA_APPLICATION, APPLICATION),
+      attr(P.CKA_LABEL, meta.name),
+      attr(P.CKA_VALUE, value),
+    ]);
+    if (fam) for (const old of [fam.handle, ...fam.stale]) destroyQuietly(p, s, old);
+    return { meta, handle: h, stale: [] };
+  }
+
+  private keyHandles(p: Pkcs11, s: Handle, name: string, v: string): Handle[] {
+    return findAll(p, s, [
+      attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+      attr(P.CKA_TOKEN, true),
+      attr(P.CKA_LABEL, name),
+      attr(P.CKA_ID, versionId(name, v)),
+    ]);
+  }
+
+  /** The token object of one version; NotFoundError if the version is unknown or destroyed. */
+  private versionKey(p: Pkcs11, s: Handle, fam: Family, v: string): Handle {
+    const name = fam.meta.name;
+    const vm = fam.meta.versions.find((x) => x.id === v);
+    if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${v}`);
+    if (vm.state === 'destroyed')
+      throw new NotFoundError(`version ${v} of pkcs11 key "${name}" was destroyed`);
+    const h = this.keyHandles(p, s, name, v)[0];
+    if (!h)
+      throw new IntegrityError(
+        `version ${v} of pkcs11 key "${name}" is recorded but its key object is missing`,
+      );
+    return h;
+  }
+
+  private toManagedKey(m: FamilyMeta): ManagedKey {
+    return {
+      ref: this.refOf(m.name),
+      providerType: 'pkcs11',
+      providerId: this.id,
+      name: m.name,
+      tags: { ...m.tags },
+      protection: 'hsm',
+      algorithm: 'AES_256',
+      enabled: true,
+      primaryVersion: m.primary,
+      versions: m.versions.map((v) => ({ ...v })),
+      createdAt: m.createdAt,
+    };
+  }
+
+  // ---- key objects ---------------------------------------------------------------------------
+
+  /** A new AES-256 version key: sensitive, never extractable, usable only to derive wrapping keys. */
+  private generateVersion(p: Pkcs11, s: Handle, name: string, v: string): Handle {
+    return p.C_GenerateKey(s, { mechanism: P.CKM_AES_KEY_GEN }, [
+      attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+      attr(P.CKA_KEY_TYPE, P.CKK_AES),
+      attr(P.CKA_VALUE_LEN, 32),
+      attr(P.CKA_TOKEN, true),
+      attr(P.CKA_PRIVATE, true),
+      attr(P.CKA_SENSITIVE, true),
+      attr(P.CKA_EXTRACTABLE, false),
+      attr(P.CKA_MODIFIABLE, true),
+      attr(P.CKA_LABEL, name),
+      attr(P.CKA_ID, versionId(name, v)),
+      ...NO_USE.filter((a) => a.type !== P.CKA_DERIVE),
+      attr(P.CKA_DERIVE, true),
+    ]);
+  }
+
+  /** Removes key objects left with this id by an interrupted create or rotate (never recorded). */
+  private clearOrphans(p: Pkcs11, s: Handle, name: string, v: string): void {
+    for (const h of this.keyHandles(p, s, name, v)) p.C_DestroyObject(s, h);
+  }
+
+  /** Session AES key for one context, derived in the token; the caller destroys it. */
+  private deriveWrappingKey(p: Pkcs11, s: Handle, versionKey: Handle, data: Buffer): Handle {
+    return p.C_DeriveKey(
+      s,
+      {
+        mechanism: P.CKM_AES_CBC_ENCRYPT_DATA,
+        parameter: { type: P.CK_PARAMS_AES_CBC, iv: Buffer.alloc(16), data } as pkcs11js.AesCBC,
+      },
+      versionKey,
+      [
+        attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+        attr(P.CKA_KEY_TYPE, P.CKK_AES),
+        attr(P.CKA_VALUE_LEN, 32),
+        attr(P.CKA_TOKEN, false),
+        attr(P.CKA_SENSITIVE, true),
+        attr(P.CKA_EXTRACTABLE, false),
+        ...NO_USE.filter((a) => a.type !== P.CKA_WRAP && a.type !== P.CKA_UNWRAP),
+        attr(P.CKA_WRAP, true),
+        attr(P.CKA_UNWRAP, true),
+      ],
+    );
+  }
+
+  /** C_UnwrapKey into a session object; integrity failures become a clear, permanent error. */
+  private unwrapToSession(
+    p: Pkcs11,
+    s: Handle,
+    kw: Handle,
+    ct: Buffer,
+    readable: boolean,
+    what: string,
+  ): Handle {
+    try {
+      return p.C_UnwrapKey(s, { mechanism: this.wrapMech.id }, kw, ct, [
+        attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+        attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
+        attr(P.CKA_TOKEN, false),
+        attr(P.CKA_PRIVATE, true),
+        // Readable only for unwrap(); for rewrap the DEK stays sensitive and can only be wrapped.
+        attr(P.CKA_SENSITIVE, !readable),
+        attr(P.CKA_EXTRACTABLE, true),
+        ...NO_USE,
+      ]);
+    } catch (e) {
+      if (
+        isCkr(
+          e,
+          'CKR_WRAPPED_KEY_INVALID',
+          'CKR_WRAPPED_KEY_LEN_RANGE',
+          'CKR_ENCRYPTED_DATA_INVALID',
+          'CKR_ENCRYPTED_DATA_LEN_RANGE',
+          // SoftHSM 2.6 reports a failed RFC 5649 integrity check this way.
+          'CKR_GENERAL_ERROR',
+        )
+      ) {
+        const rv = translate(e, what) as ProviderError;
+        throw new ProviderError(
+          PROVIDER,
+          rv.providerCode,
+          `${what}: the wrapped DEK does not authenticate (tampered, wrong context, or wrapped under another key or version)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+  }
+
+  private rewrapOne(
+    p: Pkcs11,
+    s: Handle,
+    fam: Family,
+    item: RewrapItem,
+    toKey: Handle,
+    to: string,
+    what: string,
+  ): Wrapped {
+    const ct = decodeCiphertext(item.wrapped.ciphertext, what);
+    const data = deriveData(item.ctx);
+    const fromKey = this.versionKey(p, s, fam, item.wrapped.version);
+    let kOld: Handle | null = null;
+    let kNew: Handle | null = null;
+    let dek: Handle | null = null;
+    try {
+      kOld = this.deriveWrappingKey(p, s, fromKey, data);
+      dek = this.unwrapToSession(p, s, kOld, ct, false, what);
+      kNew = this.deriveWrappingKey(p, s, toKey, data);
+      const out = p.C_WrapKey(s, { mechanism: this.wrapMech.id }, kNew, dek, Buffer.alloc(ct.length + 64));
+      return { version: to, ciphertext: encodeCiphertext(out) };
+    } finally {
+      destroyQuietly(p, s, dek);
+      destroyQuietly(p, s, kOld);
+      destroyQuietly(p, s, kNew);
+    }
+  }
+
+  // ---- KeyProvider -----------------------------------------------------------------------------
+
+  async listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>> {
+    const size = Math.min(Math.max(1, scope.pageSize ?? 100), 1000);
+    let after = '';
+    if (cursor !== null) {
+      after = Buffer.from(cursor, 'base64url').toString('utf8');
+      if (!after) throw new ValidationError(`pkcs11 listKeys: bad cursor "${cursor}"`);
+    }
+    return this.run(`list keys on token "${this.opts.token}"`, (p, s) => {
+      const names = new Set<string>();
+      for (const h of this.metaHandles(p, s)) {
+        names.add(p.C_GetAttributeValue(s, h, [attr(P.CKA_LABEL, undefined)])[0]!.value.toString('utf8'));
+      }
+      const sorted = [...names]
+        .filter((n) => n > after && (!scope.namePrefix || n.startsWith(scope.namePrefix)))
+        .sort();
+      const page = sorted.slice(0, size);
+      const items = page.map((n) => this.toManagedKey(this.load(p, s, n).meta));
+      const more = sorted.length > size;
+      return {
+        items,
+        cursor: more ? Buffer.from(page[page.length - 1]!, 'utf8').toString('base64url') : null,
+      };
+    });
+  }
+
+  async getKey(ref: KeyRef): Promise<ManagedKey> {
+    const name = this.nameOf(ref);
+    return this.run(`describe pkcs11 key "${name}"`, (p, s) => this.toManagedKey(this.load(p, s, name).meta));
+  }
+
+  async createKey(spec: {
+    name: string;
+    tags?: Record<string, string>;
+    algorithm?: ManagedKey['algorithm'];
+    createdAt?: string;
+  }): Promise<ManagedKey> {
+    checkName(spec.name);
+    if (spec.algorithm !== undefined && spec.algorithm !== 'AES_256') {
+      throw new ValidationError(`pkcs11 keys are AES_256, not ${spec.algorithm}`);
+    }
+    for (const [k, v] of Object.entries(spec.tags ?? {})) {
+      if (typeof v !== 'string')
+        throw new ValidationError(`tag "${k}" of key "${spec.name}" must be a string`);
+    }
+    const at = spec.createdAt ?? this.clock.now().toISOString();
+    if (Number.isNaN(Date.parse(at))) throw new ValidationError(`createdAt "${at}" is not a date`);
+    const name = spec.name;
+    return this.run(`create pkcs11 key "${name}"`, (p, s) => {
+      if (this.metaHandles(p, s, name).length > 0) {
+        throw new ConflictError(`pkcs11 key "${name}" already exists on token "${this.opts.token}"`);
+      }
+      this.clearOrphans(p, s, name, '1');
+      const h = this.generateVersion(p, s, name, '1');
+      try {
+        const meta: FamilyMeta = {
+          format: 'rekey.pkcs11/1',
+          gen: 0,
+          name,
+          createdAt: at,
+          primary: '1',
+          tags: { ...(spec.tags ?? {}) },
+          versions: [{ id: '1', state: 'enabled', createdAt: at }],
+        };
+        return this.toManagedKey(this.writeMeta(p, s, null, meta).meta);
+      } catch (e) {
+        destroyQuietly(p, s, h);
+        throw e;
+      }
+    });
+  }
+
+  async rotate(ref: KeyRef): Promise<KeyVersion> {
+    const name = this.nameOf(ref);
+    return this.run(`rotate pkcs11 key "${name}"`, (p, s) => {
+      const fam = this.load(p, s, name);
+      const next = String(Math.max(...fam.meta.versions.map((v) => Number(v.id))) + 1);
+      this.clearOrphans(p, s, name, next);
+      const h = this.generateVersion(p, s, name, next);
+      const v: KeyVersion = { id: next, state: 'enabled', createdAt: this.clock.now().toISOString() };
+      try {
+        this.writeMeta(p, s, fam, { ...fam.meta, primary: next, versions: [...fam.meta.versions, v] });
+      } catch (e) {
+        destroyQuietly(p, s, h);
+        throw e;
+      }
+      return { ...v };
+    });
+  }
+
+  async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
+    this.nameOf(ref);
+    if (periodDays !== null) {
+      throw new ValidationError(
+        `PKCS#11 tokens have no native rotation schedule; rekey rotates ${ref.uri} itself`,
+      );
+    }
+  }
+
+  /** Changes CKA_DERIVE of a version key, then records the state; reverts the flag if recording fails. */
+  private setUsable(p: Pkcs11, s: Handle, fam: Family, v: string, usable: boolean, next: FamilyMeta): void {
+    const h = this.versionKey(p, s, fam, v);
+    const before = p.C_GetAttributeValue(s, h, [attr(P.CKA_DERIVE, undefined)])[0]!.value[0] === 1;
+    if (before !== usable) p.C_SetAttributeValue(s, h, [attr(P.CKA_DERIVE, usable)]);
+    try {
+      this.writeMeta(p, s, fam, next);
+    } catch (e) {
+      if (before !== usable) p.C_SetAttributeValue(s, h, [attr(P.CKA_DERIVE, before)]);
+      throw e;
+    }
+  }
+
+  async setVersionState(ref: KeyRef, version: string, state: 'enabled' | 'disabled'): Promise<void> {
+    const name = this.nameOf(ref);
+    if (state !== 'enabled' && state !== 'disabled')
+      throw new ValidationError(`unknown version state "${state}"`);
+    return this.run(`set version ${version} of pkcs11 key "${name}" ${state}`, (p, s) => {
+      const fam = this.load(p, s, name);
+      const vm = fam.meta.versions.find((v) => v.id === version);
+      if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
+      if (vm.state === state) return;
+      if (vm.state === 'destroyed')
+        throw new InvariantViolation(`version ${version} of pkcs11 key "${name}" is destroyed`);
+      if (version === fam.meta.primary) {
+        throw new InvariantViolation(
+          `version ${version} is the primary of pkcs11 key "${name}" and cannot be disabled`,
+        );
+      }
+      if (vm.state === 'destroy_scheduled' && state === 'enabled') {
+        throw new InvariantViolation(
+          `version ${version} of pkcs11 key "${name}" is scheduled for destruction; cancel it (disable) before enabling`,
+        );
+      }
+      this.setUsable(p, s, fam, version, state === 'enabled', {
+        ...fam.meta,
+        versions: fam.meta.versions.map((v) =>
+          v.id === version
+            ? { id: v.id, state, createdAt: v.createdAt, ...(v.compromised ? { compromised: true } : {}) }
+            : v,
+        ),
+      });
+    });
+  }
+
+  async scheduleDestroy(ref: KeyRef, version: string, days: number): Promise<{ destroyAt: string }> {
+    const name = this.nameOf(ref);
+    const { min, max } = CAPABILITIES.destroyDelayDays;
+    if (!Number.isInteger(days) || days < min || days > max) {
+      throw new ValidationError(
+        `destroy delay for pkcs11 key "${name}" must be ${min}-${max} whole days, got ${days}`,
+      );
+    }
+    return this.run(`schedule destruction of version ${version} of pkcs11 key "${name}"`, (p, s) => {
+      const fam = this.load(p, s, name);
+      const vm = fam.meta.versions.find((v) => v.id === version);
+      if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
+      if (vm.state === 'destroyed')
+        throw new InvariantViolation(`version ${version} of pkcs11 key "${name}" is destroyed`);
+      if (version === fam.meta.primary) {
+        throw new InvariantViolation(
+          `version ${version} is the primary of pkcs11 key "${name}" and cannot be destroyed`,
+        );
+      }
+      const destroyAt = new Date(this.clock.now().getTime() + days * DAY_MS).toISOString();
+      this.setUsable(p, s, fam, version, false, {
+        ...fam.meta,
+        versions: fam.meta.versions.map((v) =>
+          v.id === version ? { ...v, state: 'destroy_scheduled' as const, destroyAt } : v,
+        ),
+      });
+      return { destroyAt };
+    });
+  }
+
+  async wrap(ref: KeyRef, plaintext: Uint8Array, ctx: WrapContext): Promise<Wrapped> {
+    const name = this.nameOf(ref);
+    const what = `wrap under pkcs11 key "${name}"`;
+    const payload = buildPayload(plaintext, ctx);
+    const data = deriveData(ctx);
+    try {
+      return await this.run(what, (p, s) => {
+        const fam = this.load(p, s, name);
+        const v = fam.meta.primary;
+        const key = this.versionKey(p, s, fam, v);
+        let kw: Handle | null = null;
+        let dek: Handle | null = null;
+        try {
+          kw = this.deriveWrappingKey(p, s, key, data);
+          dek = p.C_CreateObject(s, [
+            attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+            attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
+            attr(P.CKA_TOKEN, false),
+            attr(P.CKA_PRIVATE, true),
+            attr(P.CKA_SENSITIVE, true),
+            attr(P.CKA_EXTRACTABLE, true),
+            ...NO_USE,
+            attr(P.CKA_VALUE, payload),
+          ]);
+          const out = p.C_WrapKey(
+            s,
+            { mechanism: this.wrapMech.id },
+            kw,
+            dek,
+            Buffer.alloc(payload.length + 64),
+          );
+          return { version: v, ciphertext: encodeCiphertext(out) };
+        } finally {
+          destroyQuietly(p, s, dek);
+          destroyQuietly(p, s, kw);
+        }
+      });
+    } finally {
+      payload.fill(0);
+    }
+  }
+
+  async unwrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext): Promise<Uint8Array> {
+    const name = this.nameOf(ref);
+    const what = `unwrap under version ${wrapped.version} of pkcs11 key "${name}"`;
+    const ct = decodeCiphertext(wrapped.ciphertext, what);
+    const data = deriveData(ctx);
+    return this.run(what, (p, s) => {
+      const fam = this.load(p, s, name);
+      const key = this.versionKey(p, s, fam, wrapped.version);
+      let kw: Handle | null = null;
+      let dek: Handle | null = null;
+      try {
+        kw = this.deriveWrappingKey(p, s, key, data);
+        dek = this.unwrapToSession(p, s, kw, ct, true, what);
+        const value = p.C_GetAttributeValue(s, dek, [attr(P.CKA_VALUE, undefined)])[0]!.value;
+        try {
+          return openPayload(value, ctx, what);
+        } finally {
+          value.fill(0);
+        }
+      } finally {
+        destroyQuietly(p, s, dek);
+        destroyQuietly(p, s, kw);
+      }
+    });
+  }
+
+  async rewrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext, toVersion?: string): Promise<Wrapped> {
+    const name = this.nameOf(ref);
+    const what = `rewrap from version ${wrapped.version} of pkcs11 key "${name}"`;
+    return this.run(what, (p, s) => {
+      const fam = this.load(p, s, name);
+      const to = toVersion ?? fam.meta.primary;
+      return this.rewrapOne(p, s, fam, { wrapped, ctx }, this.versionKey(p, s, fam, to), to, what);
+    });
+  }
+
+  /**
+   * Many in-token rewraps in one synchronous loop on one session: the throughput path of the
+   * re-wrap engine. A bad item (tampered, wrong context, disabled version) is reported in its
+   * result and the others carry on; only a problem with the key or the target version throws.
+   */
+  async rewrapMany(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]> {
+    const name = this.nameOf(ref);
+    return this.run(`rewrap ${items.length} DEK(s) of pkcs11 key "${name}"`, (p, s) => {
+      const fam = this.load(p, s, name);
+      const to = toVersion ?? fam.meta.primary;
+      const toKey = this.versionKey(p, s, fam, to);
+      return items.map((item, i): RewrapItemResult => {
+        const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
+        try {
+          return { ok: true, wrapped: this.rewrapOne(p, s, fam, item, toKey, to, what) };
+        } catch (e) {
+          // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
+          if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;
+          const err: RekeyError = translate(e, what);
+          const pe = err instanceof ProviderError ? err : null;
+          return {
+            ok: false,
+            error: {
+              code: err.code,
+              ...(pe ? { providerCode: pe.providerCode } : {}),
+              message: err.message,
+              retryable: pe?.retryable ?? false,
+            },
+          };
+        }
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const t = this.token;
+    this.token = null;
+    t?.closeSync();
+    this.pin.fill(0);
+  }
+}
