@@ -76,7 +76,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const { config: configPath } = initWorkspace(dir);
   const realNow = Date.now();
   const clock = new ManualClock(new Date(realNow - 400 * DAY));
-  const ctx = await composeFrom(readConfig(configPath), { clock, actor: 'demo', ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  const ctx = await composeFrom(readConfig(configPath), { clock, actor: 'demo', createStores: true, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
   // Plaintext DEKs are derived from their id under a per-run secret, so the final check needs no copy of them.
   const secret = randomBytes(32);
   try {

@@ -24,6 +24,8 @@ export interface ComposeOptions {
   clock?: Clock;
   actor?: string;
   onProgress?: (e: ProgressEvent) => void;
+  /** Create missing DEK tables (workspaces rekey made itself: init, demo). Never for an application's database. */
+  createStores?: boolean;
 }
 
 export interface Composed extends RekeyContext {
@@ -77,7 +79,13 @@ export async function composeFrom(config: RekeyConfig, opts: Omit<ComposeOptions
     for (const [id, sc] of Object.entries(config.stores)) {
       switch (sc.type) {
         case 'sqlite': {
-          const s = SqliteDekStore.open({ id, path: at(sc.path), table: sc.table, columns: sc.columns });
+          const s = SqliteDekStore.open({
+            id,
+            path: at(sc.path),
+            table: sc.table,
+            columns: sc.columns,
+            create: Boolean(opts.createStores),
+          });
           stores.set(id, s);
           closers.push(() => s.close?.());
           break;

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { readConfig } from '../../shared/compose.js';
+import { composeFrom, readConfig } from '../../shared/compose.js';
 import { verifyAuditChain } from '../../shared/core/audit/auditLog.js';
 import { ConfigError, IntegrityError } from '../../shared/core/errors.js';
 import { parseVerifyMode, rewrapKey } from '../../shared/core/usecases/rewrapKey.js';
@@ -53,9 +53,13 @@ export function registerMisc(program: Command, globals: () => GlobalOptions): vo
     .command('init')
     .description('create a workspace: rekey.yaml for the embedded default and a 0600 master key')
     .option('--dir <dir>', 'workspace directory', '.')
-    .action((opts: { dir: string }) => {
+    .action(async (opts: { dir: string }) => {
       const out = makeOutput(Boolean(globals().json));
       const r = initWorkspace(opts.dir);
+      // Creates the keystore, state database and the example application table.
+      const ctx = await composeFrom(readConfig(r.config), { createStores: true, actor: 'init' });
+      await ctx.audit.append({ actor: ctx.actor, action: 'workspace.initialised', target: r.dir, details: {} });
+      await ctx.close();
       out.result(r, () => {
         for (const f of r.created) out.line(`created ${f}`);
         out.line(`next: rekey --config ${r.config} keys create my-first-key && rekey --config ${r.config} plan`);

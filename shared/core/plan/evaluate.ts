@@ -155,17 +155,6 @@ function evaluateKey(
     const strategy = rotationStrategy(policy, caps);
     const wantNative = strategy.native ? strategy.periodDays : null;
     const haveNative = key.autoRotation?.periodDays ?? null;
-    if (wantNative !== haveNative && (strategy.native || haveNative !== null)) {
-      actions.push({
-        ...base,
-        type: 'set_auto_rotation',
-        periodDays: wantNative,
-        reason:
-          wantNative === null
-            ? `remove the native schedule (${haveNative} days): ${strategy.why}, so rekey rotates on demand`
-            : `set the native schedule to ${wantNative} days (was ${haveNative ?? 'off'})`,
-      });
-    }
     if (policy.rotate.mode === 'native' && !strategy.native) {
       findings.push({
         ...base,
@@ -201,6 +190,18 @@ function evaluateKey(
           reason: `primary version ${key.primaryVersion} is ${age} days old, due since ${dueAt.toISOString().slice(0, 10)} (every ${policy.rotate.every.text}${strategy.native ? '' : `; rekey rotates on demand: ${strategy.why}`})`,
         });
       }
+    }
+    // After any rotation, so a native schedule counts from the fresh primary.
+    if (wantNative !== haveNative && (strategy.native || haveNative !== null)) {
+      actions.push({
+        ...base,
+        type: 'set_auto_rotation',
+        periodDays: wantNative,
+        reason:
+          wantNative === null
+            ? `remove the native schedule (${haveNative} days): ${strategy.why}, so rekey rotates on demand`
+            : `set the native schedule to ${wantNative} days (was ${haveNative ?? 'off'})`,
+      });
     }
   }
 

@@ -1,0 +1,54 @@
+/**
+ * `npm run bench`: every figure is reported as a ratio against a raw baseline measured in the
+ * same run on the same machine. Each scenario runs in its own process (own peak RSS).
+ * Options: --deks N (default 1,000,000), --keys N (default 100,000), --json.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const DEKS = opt('--deks', 1_000_000);
+const KEYS = opt('--keys', 100_000);
+const json = args.includes('--json');
+const script = fileURLToPath(new URL('./scenarios.js', import.meta.url));
+
+type R = { scenario: string; n: number; seconds: number; perSecond: number; peakRssMB: number; [k: string]: unknown };
+
+function run(...a: string[]): R {
+  if (!json) process.stderr.write(`running ${a.join(' ')}...\n`);
+  const r = spawnSync(process.execPath, ['--max-old-space-size=4096', script, ...a], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`scenario ${a.join(' ')} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as R;
+}
+
+const aes = run('aes', String(DEKS));
+const sqlite = run('sqlite', String(DEKS));
+const full = run('rewrap', String(DEKS), 'full');
+const none = run('rewrap', String(DEKS), 'none');
+const plan = run('plan', String(KEYS), '20');
+const slower = Math.min(aes.perSecond, sqlite.perSecond);
+const ratio = (x: number) => Math.round((x / slower) * 100) / 100;
+const results = {
+  baselines: { aes, sqlite, slowerPerSecond: slower },
+  rewrap: [
+    { ...full, ratioToSlowerBaseline: ratio(full.perSecond) },
+    { ...none, ratioToSlowerBaseline: ratio(none.perSecond) },
+  ],
+  plan,
+};
+if (json) {
+  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+} else {
+  const row = (r: R, extra = '') =>
+    `${r.scenario.padEnd(28)} ${String(r.n).padStart(9)} ${String(r.perSecond).padStart(10)}/s ${String(r.peakRssMB).padStart(6)} MB  ${extra}`;
+  console.log(`${'scenario'.padEnd(28)} ${'items'.padStart(9)} ${'rate'.padStart(12)} ${'peak RSS'.padStart(9)}`);
+  console.log(row(aes, '(raw baseline)'));
+  console.log(row(sqlite, '(raw baseline)'));
+  console.log(row(full, `${ratio(full.perSecond)}x of the slower baseline`));
+  console.log(row(none, `${ratio(none.perSecond)}x of the slower baseline`));
+  console.log(row(plan, `${plan.actions} actions`));
+}

@@ -1,0 +1,223 @@
+/**
+ * Benchmark scenarios, one per child process so each peak RSS is its own. Prints one JSON line.
+ * Run through bench/run.ts (`npm run bench`), not directly.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { parseKeyRef } from '../shared/core/domain/keyRef.js';
+import type { ManagedKey } from '../shared/core/domain/key.js';
+import { evaluate } from '../shared/core/plan/evaluate.js';
+import { loadConfig } from '../shared/core/policy/load.js';
+import type { DekRecord } from '../shared/core/ports/DekStore.js';
+import { runRewrapJob, type VerifyMode } from '../shared/core/rewrap/rewrapJob.js';
+import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
+import { SqliteDekStore } from '../shared/stores/sqlite/SqliteDekStore.js';
+import { SqliteStateStore } from '../shared/stores/sqlite/SqliteStateStore.js';
+
+type Result = Record<string, number | string>;
+
+let peakRss = 0;
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage.rss());
+}, 50);
+
+function emit(r: Result): void {
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  process.stdout.write(`${JSON.stringify({ ...r, peakRssMB: Math.round(peakRss / 1048576) })}\n`);
+}
+
+const COLUMNS = { id: 'id', key: 'kek_ref', version: 'kek_version', wrapped: 'wrapped_dek', context: 'aad' };
+
+/** Raw baseline: AES-256-GCM decrypt then encrypt of a 32-byte key, in a loop. */
+function aesBaseline(n: number): Result {
+  const kek = randomBytes(32);
+  const pool = 4096;
+  const iv = randomBytes(12);
+  const cts: { ct: Buffer; tag: Buffer }[] = [];
+  for (let i = 0; i < pool; i++) {
+    const c = createCipheriv('aes-256-gcm', kek, iv);
+    const ct = Buffer.concat([c.update(randomBytes(32)), c.final()]);
+    cts.push({ ct, tag: c.getAuthTag() });
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const { ct, tag } = cts[i % pool]!;
+    const d = createDecipheriv('aes-256-gcm', kek, iv);
+    d.setAuthTag(tag);
+    const pt = Buffer.concat([d.update(ct), d.final()]);
+    const e = createCipheriv('aes-256-gcm', kek, randomBytes(12));
+    Buffer.concat([e.update(pt), e.final()]);
+    e.getAuthTag();
+    pt.fill(0);
+  }
+  const s = (performance.now() - t0) / 1000;
+  return { scenario: 'aes-baseline', n, seconds: s, perSecond: Math.round(n / s) };
+}
+
+/** Raw baseline: compare-and-swap UPDATEs of n rows in transactions of 1,000. */
+function sqliteBaseline(n: number): Result {
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-'));
+  try {
+    const db = new Database(join(dir, 'b.db'));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.exec(
+      'CREATE TABLE data_keys (id TEXT PRIMARY KEY, kek_ref TEXT, kek_version TEXT, wrapped_dek BLOB, aad TEXT); CREATE INDEX i ON data_keys (kek_ref, kek_version, id)',
+    );
+    const ins = db.prepare('INSERT INTO data_keys VALUES (?, ?, ?, ?, ?)');
+    const blob = randomBytes(62);
+    db.transaction(() => {
+      for (let i = 0; i < n; i++) ins.run(`dek-${String(i).padStart(8, '0')}`, 'local://bench', '1', blob, '{}');
+    })();
+    const upd = db.prepare('UPDATE data_keys SET wrapped_dek = ?, kek_version = ? WHERE id = ? AND wrapped_dek = ?');
+    const next = randomBytes(62);
+    const t0 = performance.now();
+    for (let start = 0; start < n; start += 1000) {
+      db.transaction(() => {
+        for (let i = start; i < Math.min(n, start + 1000); i++) upd.run(next, '2', `dek-${String(i).padStart(8, '0')}`, blob);
+      })();
+    }
+    const s = (performance.now() - t0) / 1000;
+    db.close();
+    return { scenario: 'sqlite-baseline', n, seconds: s, perSecond: Math.round(n / s) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** rekey's re-wrap: local KMS + SQLite stores, through the engine the CLI uses. */
+async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-'));
+  try {
+    const provider = new LocalKmsProvider({ id: 'local', keystorePath: join(dir, 'kms.db'), masterKey: randomBytes(32) });
+    const store = SqliteDekStore.open({ id: 'app', path: join(dir, 'app.db'), table: 'data_keys', columns: COLUMNS, create: true });
+    const state = SqliteStateStore.open(join(dir, 'state.db'));
+    const key = await provider.createKey({ name: 'bench' });
+    const ref = parseKeyRef(key.ref);
+    const t0 = performance.now();
+    for (let start = 0; start < n; start += 5000) {
+      const batch: DekRecord[] = [];
+      for (let i = start; i < Math.min(n, start + 5000); i++) {
+        const pt = randomBytes(32);
+        const ctx = { tenant: `t${i % 100}` };
+        const w = await provider.wrap(ref, pt, ctx);
+        pt.fill(0);
+        batch.push({ id: `dek-${String(i).padStart(8, '0')}`, keyRef: key.ref, version: w.version, wrapped: w.ciphertext, context: ctx });
+      }
+      await store.insertMany(batch);
+    }
+    const seedSeconds = (performance.now() - t0) / 1000;
+    const v2 = await provider.rotate(ref);
+    const verify: VerifyMode =
+      verifyText === 'full' || verifyText === 'none' ? verifyText : { sample: Number(verifyText.replace(/[^0-9.]/g, '')) / 100 };
+    const t1 = performance.now();
+    const job = await runRewrapJob({
+      job: {
+        id: 'bench',
+        keyRef: key.ref,
+        storeId: 'app',
+        fromVersions: [],
+        toVersion: v2.id,
+        status: 'running',
+        cursor: null,
+        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
+        failures: [],
+        updatedAt: new Date().toISOString(),
+      },
+      ref,
+      provider,
+      store,
+      state,
+      verify,
+      batchSize: 1000,
+      now: () => new Date(),
+    });
+    const s = (performance.now() - t1) / 1000;
+    if (job.counts.rewrapped !== n || job.counts.failed !== 0) throw new Error(`bench: re-wrapped ${job.counts.rewrapped}/${n}`);
+    await provider.close();
+    await store.close?.();
+    await state.close?.();
+    return { scenario: `rekey-rewrap verify=${verifyText}`, n, seconds: s, perSecond: Math.round(n / s), seedSeconds };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Plan evaluation: k keys against p policies, pure. */
+function planEval(k: number, p: number): Result {
+  const providers = ['local-a', 'local-b', 'local-c', 'local-d'];
+  const classes = ['pci', 'pii', 'internal', 'public', 'secret'];
+  const yaml = [
+    'version: 1',
+    'providers:',
+    ...providers.map((id) => `  ${id}: { type: local, keystore: ${id}.db, masterKey: env:MK }`),
+    'stores:',
+    '  app: { type: sqlite, path: app.db, table: data_keys }',
+    'policies:',
+    ...Array.from({ length: p }, (_, i) =>
+      [
+        `  - name: p${i}`,
+        `    match: { provider: [${providers[i % providers.length]}], tags: { data-class: ${classes[i % classes.length]} }, name: ["svc${i % 7}-*"] }`,
+        `    rotate: { every: P${30 + i * 10}D${i % 3 === 0 ? ', window: "Sat 02:00-06:00 UTC"' : ''} }`,
+        '    rewrap: { stores: [app], verify: sample(1%) }',
+        '    retire: { disableAfter: P30D, destroyAfter: P90D, approvals: 2 }',
+      ].join('\n'),
+    ),
+  ].join('\n');
+  const config = loadConfig(yaml, 'bench.yaml');
+  const now = new Date('2026-11-28T12:00:00Z');
+  const keys: ManagedKey[] = [];
+  for (let i = 0; i < k; i++) {
+    const age = (i * 7919) % 900;
+    const versions = Array.from({ length: 1 + (i % 4) }, (_, v) => ({
+      id: String(v + 1),
+      state: 'enabled' as const,
+      createdAt: new Date(now.getTime() - (age + (3 - v) * 60) * 86_400_000).toISOString(),
+    }));
+    keys.push({
+      ref: `local://svc${i % 7}-key-${i}`,
+      providerType: 'local',
+      providerId: providers[i % providers.length]!,
+      name: `svc${i % 7}-key-${i}`,
+      tags: { 'data-class': classes[(i >> 2) % classes.length]!, team: `t${i % 13}` },
+      protection: 'software',
+      algorithm: 'AES_256',
+      enabled: true,
+      primaryVersion: versions[versions.length - 1]!.id,
+      versions,
+      createdAt: versions[0]!.createdAt,
+    });
+  }
+  const census = new Map<string, Record<string, Record<string, number>>>();
+  for (let i = 0; i < k; i += 3) census.set(keys[i]!.ref, { app: { '1': 10, '2': 5 } });
+  const capabilities = Object.fromEntries(
+    providers.map((id) => [id, { autoRotation: { minDays: 1, maxDays: 36500 }, serverSideRewrap: true, choosePrimary: false, destroyDelayDays: { min: 0, max: 120 }, lastUsed: true }]),
+  );
+  const t0 = performance.now();
+  const plan = evaluate({ keys, config, now, census, capabilities, inventoryId: 'bench' });
+  const s = (performance.now() - t0) / 1000;
+  return { scenario: `plan-eval ${p} policies`, n: k, seconds: s, perSecond: Math.round(k / s), actions: plan.actions.length };
+}
+
+const [name, a, b] = process.argv.slice(2);
+const n = Number(a);
+switch (name) {
+  case 'aes':
+    emit(aesBaseline(n));
+    break;
+  case 'sqlite':
+    emit(sqliteBaseline(n));
+    break;
+  case 'rewrap':
+    emit(await rekeyRewrap(n, b ?? 'full'));
+    break;
+  case 'plan':
+    emit(planEval(n, Number(b ?? 20)));
+    break;
+  default:
+    throw new Error(`unknown scenario ${name}`);
+}
