@@ -113,6 +113,16 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
         `local KMS provider ${opts.id}: the master key must be exactly ${MASTER_KEY_BYTES} bytes`,
       );
     }
+    for (const [field, v] of [
+      ['refreshIntervalMs', opts.refreshIntervalMs],
+      ['lastUsedFlushMs', opts.lastUsedFlushMs],
+    ] as const) {
+      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) {
+        throw new ConfigError(
+          `local KMS provider ${opts.id}: ${field} must be a number of milliseconds >= 0`,
+        );
+      }
+    }
     this.id = opts.id;
     this.path = opts.keystorePath;
     this.clock = opts.clock ?? systemClock;
@@ -601,20 +611,26 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
 
   private touch(name: string, nowMs: number): void {
     this.pendingUse.set(name, nowMs);
-    if (nowMs - this.lastFlushMs >= this.flushMs) this.flushUses(nowMs);
+    if (nowMs - this.lastFlushMs < this.flushMs) return;
+    try {
+      this.flushUses(nowMs);
+    } catch {
+      // Bookkeeping must not fail a wrap that succeeded (e.g. the keystore is busy with
+      // another process): the uses stay pending and go out with a later flush or on close.
+    }
   }
 
   private flushUses(nowMs: number): void {
     this.lastFlushMs = nowMs;
     if (this.pendingUse.size === 0) return;
     const uses = [...this.pendingUse];
-    this.pendingUse.clear();
     this.db.transaction(() => {
       for (const [name, ms] of uses) {
         const iso = new Date(ms).toISOString();
         this.stmt.setLastUsed.run(iso, name, iso);
       }
     })();
+    for (const [name, ms] of uses) if (this.pendingUse.get(name) === ms) this.pendingUse.delete(name);
   }
 
   private toManagedKey(snap: KeySnapshot): ManagedKey {

@@ -169,6 +169,26 @@ describe('LocalKmsProvider', () => {
     await expect(p.wrap(ref, dek, ctx)).rejects.toBeInstanceOf(NotFoundError);
   });
 
+  it('writes recorded uses to the keystore every lastUsedFlushMs, where another instance sees them', async () => {
+    const clock = new ManualClock('2026-01-01T00:00:00Z');
+    const path = join(root, 'flush.db');
+    const master = randomBytes(32);
+    const a = make({ keystorePath: path, masterKey: master, clock, lastUsedFlushMs: 5000 });
+    const b = make({ keystorePath: path, masterKey: master, clock });
+    const ref = localRef('flushed');
+    await a.createKey({ name: 'flushed' });
+    clock.advance(1000);
+    await a.wrap(ref, randomBytes(32), ctx);
+    expect(await b.lastUsed(ref)).toBeNull();
+    clock.advance(4000);
+    await a.wrap(ref, randomBytes(32), ctx);
+    expect(await b.lastUsed(ref)).toBe('2026-01-01T00:00:05.000Z');
+  });
+
+  it('refuses negative intervals', () => {
+    expect(() => make({ refreshIntervalMs: -1 })).toThrow(/refreshIntervalMs/);
+  });
+
   it('records the schema version in a migrations table', () => {
     const path = join(root, 'schema.db');
     make({ keystorePath: path });
