@@ -244,6 +244,7 @@ function evaluateKey(
   // 3. Retirement, projected onto the state after this plan's rotation and re-wrap.
   const retire = policy.retire;
   if (!retire) return;
+  const destroys: PlanAction[] = [];
   for (const v of oldVersions) {
     const isOldPrimary = v.id === key.primaryVersion;
     const since = isOldPrimary ? now.toISOString() : supersededAt(key, v.id);
@@ -300,7 +301,7 @@ function evaluateKey(
         version: v.id,
         message: `${label} is past destroyAfter ${retire.destroyAfter.text}`,
       });
-      actions.push({
+      destroys.push({
         ...base,
         type: 'schedule_destroy',
         version: versionName,
@@ -310,6 +311,9 @@ function evaluateKey(
       });
     }
   }
+  // Every disable before any destruction: a plan cut short never leaves a version destroyed
+  // while an older one is still live.
+  actions.push(...destroys);
 }
 
 export function summarizePlan(plan: Plan): Record<PlanAction['type'], number> {
