@@ -119,7 +119,7 @@ function parseObjects(out: string): TokenObject[] {
   const objs: TokenObject[] = [];
   let cur: TokenObject | null = null;
   for (const line of out.split('\n')) {
-    if (/^\S.*Object/.test(line)) {
+    if (/^\S.*\b[Oo]bject\b/.test(line)) {
       cur = { kind: line.trim(), label: '', id: '', usage: [], access: [] };
       objs.push(cur);
       continue;
@@ -132,7 +132,7 @@ function parseObjects(out: string): TokenObject[] {
         .split(',')
         .map((x) => x.trim())
         .filter(Boolean);
-    if (k === 'label') cur.label = v!;
+    if (k === 'label') cur.label = v!.replace(/^'(.*)'$/, '$1');
     else if (k === 'ID') cur.id = v!;
     else if (k === 'Usage') cur.usage = list();
     else if (k === 'Access') cur.access = list();

@@ -1,0 +1,322 @@
+import { randomBytes } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KeyRef, parseKeyRef } from '../../../shared/core/domain/keyRef.js';
+import { ConfigError, NotFoundError, ProviderError, RekeyError } from '../../../shared/core/errors.js';
+import { ManualClock } from '../../../shared/core/ports/Clock.js';
+import type { WrapContext } from '../../../shared/core/ports/KeyProvider.js';
+import { Pkcs11Provider } from '../../../shared/providers/pkcs11/Pkcs11Provider.js';
+import { type SoftHsm, startSoftHsm } from '../../support/softhsm.js';
+
+const DAY = 86_400_000;
+const ctx: WrapContext = { tenant: 'acme', table: 'orders', row: '7' };
+
+let hsm: SoftHsm;
+let provider: Pkcs11Provider;
+const clock = new ManualClock('2026-01-01T00:00:00Z');
+let n = 0;
+
+/** A second handle on the module, in this process: it sees the provider's session objects. */
+function rawHandle(): { p: pkcs11js.PKCS11; s: Buffer; slot: Buffer; done(): void } {
+  const p = new pkcs11js.PKCS11();
+  p.load(hsm.module);
+  try {
+    p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (e) {
+    if (!String((e as Error).message).includes('CKR_CRYPTOKI_ALREADY_INITIALIZED')) throw e;
+  }
+  const slot = p.C_GetSlotList(true).find((sl) => p.C_GetTokenInfo(sl).label.trim() === hsm.label)!;
+  const s = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+  return { p, s, slot, done: () => p.C_CloseSession(s) };
+}
+
+/** Session (non-token) objects currently alive in this process: DEKs and derived keys. */
+function sessionObjects(): number {
+  const r = rawHandle();
+  try {
+    r.p.C_FindObjectsInit(r.s, [{ type: pkcs11js.CKA_TOKEN, value: false }]);
+    const found = r.p.C_FindObjects(r.s, 1000);
+    r.p.C_FindObjectsFinal(r.s);
+    return found.length;
+  } finally {
+    r.done();
+  }
+}
+
+function tokenSnapshot(): string[] {
+  const keys = hsm.listObjects('secrkey').map((o) => `key ${o.label} ${o.id} ${o.usage.join('+')}`);
+  const data = hsm.listObjects('data').map((o) => `data ${o.label}`);
+  return [...keys, ...data].sort();
+}
+
+async function newKey(label: string): Promise<KeyRef> {
+  n += 1;
+  const key = await provider.createKey({ name: `it-${label}-${n}` });
+  return parseKeyRef(key.ref);
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
+}
+
+beforeAll(async () => {
+  hsm = await startSoftHsm({ label: 'it-main', pin: '246810' });
+  hsm.addToken('it-other', '135790');
+  provider = await Pkcs11Provider.open({
+    id: 'hsm',
+    module: hsm.module,
+    token: hsm.label,
+    pin: hsm.pin,
+    clock,
+  });
+});
+
+afterAll(async () => {
+  await provider?.close();
+  await hsm?.cleanup();
+});
+
+describe('token objects', () => {
+  it('version keys are sensitive, never extractable and only derive; no DEK or session object outlives an operation', async () => {
+    const ref = await newKey('objects');
+    const name = ref.type === 'pkcs11' ? ref.attributes.object! : '';
+    const deks = Array.from({ length: 5 }, () => randomBytes(32));
+    const wrapped = await Promise.all(deks.map((d) => provider.wrap(ref, d, ctx)));
+    await provider.rotate(ref);
+    const moved = await Promise.all(wrapped.map((w) => provider.rewrap(ref, w, ctx)));
+    const many = await provider.rewrapMany(
+      ref,
+      wrapped.map((w) => ({ wrapped: w, ctx })),
+    );
+    expect(many.every((r) => r.ok)).toBe(true);
+    for (let i = 0; i < deks.length; i++) {
+      const out = await provider.unwrap(ref, moved[i]!, ctx);
+      expect(Buffer.from(out).equals(deks[i]!)).toBe(true);
+    }
+    expect(sessionObjects()).toBe(0);
+
+    const objs = hsm.listObjects('secrkey').filter((o) => o.label === name);
+    expect(objs).toHaveLength(2);
+    for (const o of objs) {
+      expect(o.kind).toContain('AES length 32');
+      expect(o.access).toEqual(
+        expect.arrayContaining(['sensitive', 'always sensitive', 'never extractable']),
+      );
+      expect(o.usage).toEqual(['derive']);
+    }
+    // Every secret key on the token is a version of a managed key: no DEK became a token object.
+    const page = await provider.listKeys({ pageSize: 1000 }, null);
+    const versions = page.items.reduce(
+      (a, k) => a + k.versions.filter((v) => v.state !== 'destroyed').length,
+      0,
+    );
+    expect(hsm.listObjects('secrkey')).toHaveLength(versions);
+    expect(hsm.listObjects('data')).toHaveLength(page.items.length);
+  });
+
+  it('disabling a version clears its usage flag on the token; enabling restores it', async () => {
+    const ref = await newKey('flags');
+    const name = ref.type === 'pkcs11' ? ref.attributes.object! : '';
+    await provider.rotate(ref);
+    await provider.setVersionState(ref, '1', 'disabled');
+    const usage = () =>
+      Object.fromEntries(
+        hsm
+          .listObjects('secrkey')
+          .filter((o) => o.label === name)
+          .map((o) => [o.id, o.usage]),
+      );
+    const v1 = Buffer.concat([Buffer.from(name), Buffer.from([0]), Buffer.from('1')]).toString('hex');
+    expect(usage()[v1]).not.toContain('derive');
+    await provider.setVersionState(ref, '1', 'enabled');
+    expect(usage()[v1]).toEqual(['derive']);
+  });
+
+  it('scheduled destruction destroys the key object on first access after destroyAt', async () => {
+    const ref = await newKey('destroy');
+    const name = ref.type === 'pkcs11' ? ref.attributes.object! : '';
+    const old = await provider.wrap(ref, randomBytes(32), ctx);
+    await provider.rotate(ref);
+    await provider.setVersionState(ref, '1', 'disabled');
+    const { destroyAt } = await provider.scheduleDestroy(ref, '1', 7);
+    expect(Date.parse(destroyAt) - clock.now().getTime()).toBe(7 * DAY);
+    clock.advance(6 * DAY);
+    expect((await provider.getKey(ref)).versions[0]!.state).toBe('destroy_scheduled');
+    expect(hsm.listObjects('secrkey').filter((o) => o.label === name)).toHaveLength(2);
+
+    clock.advance(2 * DAY);
+    const key = await provider.getKey(ref);
+    expect(key.versions[0]).toMatchObject({ id: '1', state: 'destroyed' });
+    expect(hsm.listObjects('secrkey').filter((o) => o.label === name)).toHaveLength(1);
+    expect(await rejection(provider.unwrap(ref, old, ctx))).toBeInstanceOf(NotFoundError);
+    // Metadata is rewritten, not duplicated.
+    expect(hsm.listObjects('data').filter((o) => o.label === name)).toHaveLength(1);
+  });
+});
+
+describe('failures are clear and change nothing on the token', () => {
+  it('wrong PIN, missing or unloadable module, unknown token, unsupported mechanism', async () => {
+    const ref = await newKey('before');
+    await provider.wrap(ref, randomBytes(32), ctx);
+    const before = tokenSnapshot();
+    const base = { id: 'hsm-bad', module: hsm.module, token: 'it-other', pin: '135790' };
+
+    // The other token has never been logged in by this process, so the PIN is really checked.
+    const wrongPin = await rejection(Pkcs11Provider.open({ ...base, pin: '999111' }));
+    expect(wrongPin).toBeInstanceOf(ProviderError);
+    expect((wrongPin as ProviderError).providerCode).toBe('CKR_PIN_INCORRECT');
+    expect((wrongPin as ProviderError).retryable).toBe(false);
+    expect((wrongPin as Error).message).toContain('it-other');
+    expect((wrongPin as Error).message).not.toContain('999111');
+
+    const missing = await rejection(Pkcs11Provider.open({ ...base, module: '/nonexistent/libnothing.so' }));
+    expect(missing).toBeInstanceOf(ConfigError);
+    expect((missing as Error).message).toContain('/nonexistent/libnothing.so');
+
+    const unloadable = await rejection(Pkcs11Provider.open({ ...base, module: hsm.conf }));
+    expect(unloadable).toBeInstanceOf(ConfigError);
+    expect((unloadable as Error).message).toContain('could not be loaded');
+
+    const noToken = await rejection(Pkcs11Provider.open({ ...base, token: 'no-such-token' }));
+    expect(noToken).toBeInstanceOf(ConfigError);
+    expect((noToken as Error).message).toContain('no-such-token');
+    expect((noToken as Error).message).toContain('"it-main"');
+
+    // PKCS#11 3.0 name of RFC 5649 wrap: SoftHSM 2.6 does not offer it.
+    const mech = await rejection(Pkcs11Provider.open({ ...base, wrapMechanism: 'kwp' }));
+    expect(mech).toBeInstanceOf(ProviderError);
+    expect((mech as ProviderError).providerCode).toBe('CKR_MECHANISM_INVALID');
+    expect((mech as Error).message).toContain('CKM_AES_KEY_WRAP_KWP');
+
+    for (const e of [wrongPin, missing, unloadable, noToken, mech]) {
+      expect((e as Error).message).not.toContain('135790');
+      expect((e as Error).message).not.toContain(hsm.pin);
+    }
+    expect(tokenSnapshot()).toEqual(before);
+    // The main provider still works after the failed opens on the same module.
+    const dek = randomBytes(16);
+    const w = await provider.wrap(ref, dek, ctx);
+    expect(Buffer.from(await provider.unwrap(ref, w, ctx)).equals(dek)).toBe(true);
+  });
+
+  it('a tampered wrapped DEK fails permanently, in unwrap and in rewrap, and leaves no object behind', async () => {
+    const ref = await newKey('tamper');
+    const w = await provider.wrap(ref, randomBytes(32), ctx);
+    await provider.rotate(ref);
+    const before = tokenSnapshot();
+    const bad = Uint8Array.from(w.ciphertext);
+    bad[9] = (bad[9] ?? 0) ^ 0x80;
+    for (const op of [
+      () => provider.unwrap(ref, { version: w.version, ciphertext: bad }, ctx),
+      () => provider.rewrap(ref, { version: w.version, ciphertext: bad }, ctx),
+      () => provider.rewrap(ref, w, { ...ctx, row: '8' }),
+    ]) {
+      const e = await rejection(op());
+      expect(e).toBeInstanceOf(ProviderError);
+      expect((e as ProviderError).retryable).toBe(false);
+      expect((e as Error).message).toContain('does not authenticate');
+    }
+    expect(sessionObjects()).toBe(0);
+    expect(tokenSnapshot()).toEqual(before);
+  });
+
+  it('refs for another token or without object= are refused before any token call', async () => {
+    const e1 = await rejection(provider.getKey(parseKeyRef('pkcs11:token=elsewhere;object=k')));
+    expect(e1).toBeInstanceOf(RekeyError);
+    expect((e1 as Error).message).toContain('elsewhere');
+    const e2 = await rejection(provider.getKey(parseKeyRef(`pkcs11:token=${hsm.label};id=%01`)));
+    expect((e2 as Error).message).toContain('object=');
+  });
+});
+
+describe('sessions', () => {
+  it('logs in again after the token was logged out under it', async () => {
+    const ref = await newKey('relogin');
+    const dek = randomBytes(32);
+    const w = await provider.wrap(ref, dek, ctx);
+    const r = rawHandle();
+    try {
+      // Login state is per application and token: this logs out every session of the process.
+      r.p.C_Logout(r.s);
+      expect(r.p.C_GetSessionInfo(r.s).state).toBe(2); // CKS_RW_PUBLIC_SESSION
+      expect((await provider.getKey(ref)).primaryVersion).toBe('1');
+      expect(r.p.C_GetSessionInfo(r.s).state).toBe(3); // CKS_RW_USER_FUNCTIONS
+
+      r.p.C_Logout(r.s);
+      expect(Buffer.from(await provider.unwrap(ref, w, ctx)).equals(dek)).toBe(true);
+      r.p.C_Logout(r.s);
+      const again = await provider.rewrapMany(ref, [{ wrapped: w, ctx }]);
+      expect(again[0]!.ok).toBe(true);
+    } finally {
+      r.done();
+    }
+  });
+
+  it('runs many concurrent operations through the pool', async () => {
+    const ref = await newKey('concurrent');
+    const deks = Array.from({ length: 50 }, () => randomBytes(32));
+    const wrapped = await Promise.all(deks.map((d) => provider.wrap(ref, d, ctx)));
+    const out = await Promise.all(wrapped.map((w) => provider.unwrap(ref, w, ctx)));
+    expect(out.map((o, i) => Buffer.from(o).equals(deks[i]!))).toEqual(deks.map(() => true));
+  });
+});
+
+describe('rewrapMany', () => {
+  it('reports bad items and moves the others', async () => {
+    const ref = await newKey('many');
+    const deks = Array.from({ length: 6 }, () => randomBytes(32));
+    const items = await Promise.all(
+      deks.map(async (d) => ({ wrapped: await provider.wrap(ref, d, ctx), ctx })),
+    );
+    const tampered = Uint8Array.from(items[1]!.wrapped.ciphertext);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+    items[1] = { wrapped: { version: '1', ciphertext: tampered }, ctx };
+    items[3] = { wrapped: items[3]!.wrapped, ctx: { ...ctx, row: 'other' } };
+    items[4] = { wrapped: { version: '9', ciphertext: items[4]!.wrapped.ciphertext }, ctx };
+    const v2 = await provider.rotate(ref);
+
+    const results = await provider.rewrapMany(ref, items);
+    expect(results.map((r) => r.ok)).toEqual([true, false, true, false, false, true]);
+    const r1 = results[1]!;
+    const r4 = results[4]!;
+    if (r1.ok || r4.ok) throw new Error('unreachable');
+    expect(r1.error).toMatchObject({ code: 'PROVIDER', retryable: false });
+    expect(r1.error.message).toContain('item 1');
+    expect(r4.error).toMatchObject({ code: 'NOT_FOUND' });
+    for (const i of [0, 2, 5]) {
+      const r = results[i]!;
+      if (!r.ok) throw new Error(`item ${i} failed: ${r.error.message}`);
+      expect(r.wrapped.version).toBe(v2.id);
+      expect(Buffer.from(await provider.unwrap(ref, r.wrapped, ctx)).equals(deks[i]!)).toBe(true);
+    }
+    expect(sessionObjects()).toBe(0);
+  });
+
+  it('can target an older enabled version and refuses a disabled one per item', async () => {
+    const ref = await newKey('target');
+    const dek = randomBytes(24);
+    const w1 = await provider.wrap(ref, dek, ctx);
+    await provider.rotate(ref);
+    const w2 = await provider.wrap(ref, dek, ctx);
+    const up = await provider.rewrap(ref, w1, ctx);
+    const back = await provider.rewrapMany(ref, [{ wrapped: up, ctx }], '1');
+    if (!back[0]!.ok) throw new Error(back[0]!.error.message);
+    expect(back[0]!.wrapped.version).toBe('1');
+    // Rewrap is deterministic for one payload: back under version 1 it is the original ciphertext.
+    expect(Buffer.from(back[0]!.wrapped.ciphertext).equals(Buffer.from(w1.ciphertext))).toBe(true);
+
+    await provider.setVersionState(ref, '1', 'disabled');
+    const res = await provider.rewrapMany(ref, [
+      { wrapped: w1, ctx },
+      { wrapped: w2, ctx },
+    ]);
+    expect(res[0]!.ok).toBe(false);
+    if (!res[0]!.ok) expect(res[0]!.error.providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+    expect(res[1]!.ok).toBe(true);
+  });
+});
