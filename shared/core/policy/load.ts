@@ -43,6 +43,23 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     ]);
   }
 
+  // Keys must be plain scalars: a mapping or list used as a key has no place in a config (and
+  // would otherwise be stringified with a process warning).
+  const badKeys: Omit<PolicyIssue, 'file'>[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      if (!isScalar(pair.key) || (pair.key.value !== null && typeof pair.key.value === 'object')) {
+        const node = pair.key as { range?: [number, number, number] | null } | null;
+        badKeys.push({
+          ...at(node?.range?.[0] ?? 0),
+          path: '',
+          message: 'mapping keys must be plain strings',
+        });
+      }
+    },
+  });
+  if (badKeys.length > 0) fail(badKeys);
+
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 100 });

@@ -4,7 +4,8 @@ import type { Money, Rate, Verify } from './types.js';
 /**
  * Parsers for the small string formats a policy file uses. Each has a JSON Schema pattern
  * (for editors) and a parser (for the loader) with a message that says what is expected.
- * Patterns and parsers accept exactly the same strings; the unit tests hold them together.
+ * A pattern accepts every string its parser accepts; the parser also checks what a pattern
+ * cannot say well (a rate above 0, a known currency). The unit tests hold the two together.
  */
 
 const NUMBER = '(?:0|[1-9]\\d*)(?:\\.\\d+)?';
@@ -13,7 +14,7 @@ export const RATE_PATTERN = `^${NUMBER}/(?:s|min|h)$`;
 const RATE = new RegExp(`^(${NUMBER})/(s|min|h)$`);
 const RATE_UNIT_SECONDS: Record<string, number> = { s: 1, min: 60, h: 3600 };
 
-/** `500/s`, `30000/min`, `1e6/h` is not accepted: plain decimal numbers only. */
+/** `500/s`, `30000/min`, `1.5/h`: plain decimal numbers, no exponents. */
 export function parseRate(text: string): Rate {
   const m = RATE.exec(text);
   if (!m) throw new ValidationError(`"${text}" is not a rate: write N/s, N/min or N/h (e.g. 500/s)`);

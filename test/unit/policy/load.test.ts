@@ -50,7 +50,13 @@ describe('loadConfig: a valid file', () => {
       },
       rotate: {
         every: parseDuration('P90D'),
-        window: { text: 'Sat 02:00-06:00 UTC', days: [6], startMinute: 120, endMinute: 360, offsetMinutes: 0 },
+        window: {
+          text: 'Sat 02:00-06:00 UTC',
+          days: [6],
+          startMinute: 120,
+          endMinute: 360,
+          offsetMinutes: 0,
+        },
         mode: 'auto',
       },
       require: { protection: 'hsm', algorithms: ['AES_256'] },
@@ -89,7 +95,11 @@ describe('loadConfig: a valid file', () => {
       ),
       'local.yaml',
     );
-    expect(c.providers['local-dev']).toEqual({ type: 'local', keystore: 'kms.db', masterKey: 'file:master.key' });
+    expect(c.providers['local-dev']).toEqual({
+      type: 'local',
+      keystore: 'kms.db',
+      masterKey: 'file:master.key',
+    });
     expect(c.stores.app).toEqual({
       type: 'sqlite',
       path: 'app.db',
@@ -136,6 +146,12 @@ describe('loadConfig: malformed files', () => {
     ]);
   });
 
+  it('rejects mapping keys that are not plain scalars, at the key', () => {
+    expect(issuesOf(yaml('version: 1', 'providers:', '  ? [a, b]', '  : { type: local }'))).toEqual([
+      { file: 'rekey.yaml', line: 3, column: 5, path: '', message: 'mapping keys must be plain strings' },
+    ]);
+  });
+
   it('rejects several documents in one file', () => {
     expect(issuesOf(yaml('version: 1', '---', 'version: 1'))[0]).toMatchObject({ line: 2, column: 1 });
   });
@@ -147,20 +163,44 @@ describe('loadConfig: malformed files', () => {
       ]);
     }
     expect(issuesOf('- version: 1\n')).toEqual([
-      { file: 'rekey.yaml', line: 1, column: 1, path: '', message: expect.stringMatching(/mapping.*not a list/) },
+      {
+        file: 'rekey.yaml',
+        line: 1,
+        column: 1,
+        path: '',
+        message: expect.stringMatching(/mapping.*not a list/),
+      },
     ]);
     expect(issuesOf('\n\n  just text\n')).toEqual([
-      { file: 'rekey.yaml', line: 3, column: 3, path: '', message: expect.stringMatching(/not a single value/) },
+      {
+        file: 'rekey.yaml',
+        line: 3,
+        column: 3,
+        path: '',
+        message: expect.stringMatching(/not a single value/),
+      },
     ]);
   });
 
   it('requires version 1', () => {
     expect(issuesOf(yaml('providers:', '  l: { type: local }'))).toEqual([
-      { file: 'rekey.yaml', line: 1, column: 1, path: 'version', message: expect.stringMatching(/missing.*version/) },
+      {
+        file: 'rekey.yaml',
+        line: 1,
+        column: 1,
+        path: 'version',
+        message: expect.stringMatching(/missing.*version/),
+      },
     ]);
     // A different version is reported alone: the rest was written against another schema.
     expect(issuesOf(yaml('providers: 3', 'version: 2', 'bogus: 1'))).toEqual([
-      { file: 'rekey.yaml', line: 2, column: 10, path: 'version', message: expect.stringMatching(/unsupported version 2/) },
+      {
+        file: 'rekey.yaml',
+        line: 2,
+        column: 10,
+        path: 'version',
+        message: expect.stringMatching(/unsupported version 2/),
+      },
     ]);
     expect(issuesOf(yaml('version: "1"', 'providers:', '  l: { type: local }'))[0]).toMatchObject({
       line: 1,
@@ -189,11 +229,41 @@ describe('loadConfig: malformed files', () => {
     );
     expect(issues).toEqual([
       { file: 'rekey.yaml', line: 2, column: 1, path: 'extra', message: 'unknown field "extra"' },
-      { file: 'rekey.yaml', line: 4, column: 52, path: 'providers.aws-prod.region', message: 'unknown field "region"' },
-      { file: 'rekey.yaml', line: 6, column: 45, path: 'stores.s.columns.idd', message: 'unknown field "idd"' },
-      { file: 'rekey.yaml', line: 9, column: 14, path: 'policies[0].match.providers', message: 'unknown field "providers"' },
-      { file: 'rekey.yaml', line: 12, column: 7, path: 'policies[0].rotate.evry', message: 'unknown field "evry"' },
-      { file: 'rekey.yaml', line: 13, column: 5, path: 'policies[0].colour', message: 'unknown field "colour"' },
+      {
+        file: 'rekey.yaml',
+        line: 4,
+        column: 52,
+        path: 'providers.aws-prod.region',
+        message: 'unknown field "region"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 6,
+        column: 45,
+        path: 'stores.s.columns.idd',
+        message: 'unknown field "idd"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 9,
+        column: 14,
+        path: 'policies[0].match.providers',
+        message: 'unknown field "providers"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 12,
+        column: 7,
+        path: 'policies[0].rotate.evry',
+        message: 'unknown field "evry"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 13,
+        column: 5,
+        path: 'policies[0].colour',
+        message: 'unknown field "colour"',
+      },
     ]);
   });
 
@@ -245,7 +315,12 @@ describe('loadConfig: malformed files', () => {
 
   it('requires destroyAfter >= disableAfter and destroyDelay within P1D..P120D', () => {
     const issues = issuesOf(
-      yaml(...BASE, '  - name: p', '    match: {}', '    retire: { disableAfter: P30D, destroyAfter: P10D, destroyDelay: P121D }'),
+      yaml(
+        ...BASE,
+        '  - name: p',
+        '    match: {}',
+        '    retire: { disableAfter: P30D, destroyAfter: P10D, destroyDelay: P121D }',
+      ),
     );
     expect(issues).toEqual([
       {
@@ -262,7 +337,9 @@ describe('loadConfig: malformed files', () => {
         loadConfig(yaml(...BASE, '  - name: p', '    match: {}', `    retire: { destroyDelay: ${ok} }`), 'f'),
       ).not.toThrow();
     }
-    expect(issuesOf(yaml(...BASE, '  - name: p', '    match: {}', '    retire: { destroyDelay: PT23H }'))).toHaveLength(1);
+    expect(
+      issuesOf(yaml(...BASE, '  - name: p', '    match: {}', '    retire: { destroyDelay: PT23H }')),
+    ).toHaveLength(1);
   });
 
   it('reports unknown provider and store ids at the list element', () => {
@@ -294,16 +371,29 @@ describe('loadConfig: malformed files', () => {
       },
     ]);
     const noStores = issuesOf(
-      yaml('version: 1', 'providers: { l: { type: local } }', 'policies:', '  - { name: p, match: {}, rewrap: { stores: [app] } }'),
+      yaml(
+        'version: 1',
+        'providers: { l: { type: local } }',
+        'policies:',
+        '  - { name: p, match: {}, rewrap: { stores: [app] } }',
+      ),
     );
     expect(noStores).toEqual([
-      expect.objectContaining({ line: 4, column: 46, message: 'unknown store "app" (no stores are configured)' }),
+      expect.objectContaining({
+        line: 4,
+        column: 46,
+        message: 'unknown store "app" (no stores are configured)',
+      }),
     ]);
   });
 
   it('reports unparsable key refs at the list element', () => {
     const issues = issuesOf(
-      yaml(...BASE, '  - name: p', '    match: { keys: [local://ok, "aws-kms://arn:aws:kms:us-east-1:1:key/x", ftp://k] }'),
+      yaml(
+        ...BASE,
+        '  - name: p',
+        '    match: { keys: [local://ok, "aws-kms://arn:aws:kms:us-east-1:1:key/x", ftp://k] }',
+      ),
     );
     expect(issues).toEqual([
       {
@@ -388,7 +478,13 @@ describe('loadConfig: malformed files', () => {
         path: 'providers.b.type',
         message: 'missing required field "type" (one of local, aws-kms, gcp-kms, azure-kv, pkcs11)',
       },
-      { file: 'rekey.yaml', line: 5, column: 32, path: 'providers.c.regions', message: 'must list at least 1 item(s)' },
+      {
+        file: 'rekey.yaml',
+        line: 5,
+        column: 32,
+        path: 'providers.c.regions',
+        message: 'must list at least 1 item(s)',
+      },
       {
         file: 'rekey.yaml',
         line: 6,
@@ -396,8 +492,20 @@ describe('loadConfig: malformed files', () => {
         path: 'providers.d.regions[0]',
         message: 'must be an AWS region such as us-east-1',
       },
-      { file: 'rekey.yaml', line: 6, column: 53, path: 'providers.d.endpoint', message: 'must be an http(s) URL' },
-      { file: 'rekey.yaml', line: 7, column: 6, path: 'providers.e.locations', message: 'missing required field "locations"' },
+      {
+        file: 'rekey.yaml',
+        line: 6,
+        column: 53,
+        path: 'providers.d.endpoint',
+        message: 'must be an http(s) URL',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 7,
+        column: 6,
+        path: 'providers.e.locations',
+        message: 'missing required field "locations"',
+      },
       {
         file: 'rekey.yaml',
         line: 8,
@@ -405,7 +513,13 @@ describe('loadConfig: malformed files', () => {
         path: 'providers["bad id"]',
         message: expect.stringMatching(/^invalid id "bad id": provider ids are/),
       },
-      { file: 'rekey.yaml', line: 9, column: 6, path: 'providers.f', message: 'expected a mapping, got a string' },
+      {
+        file: 'rekey.yaml',
+        line: 9,
+        column: 6,
+        path: 'providers.f',
+        message: 'expected a mapping, got a string',
+      },
     ]);
   });
 
@@ -463,9 +577,24 @@ describe('loadConfig: malformed files', () => {
       yaml(...BASE, '  - name: p', '    match: { name: ["ok-*", "bad-["], tags: { team: "a(b", env: "" } }'),
     );
     expect(issues).toEqual([
-      expect.objectContaining({ line: 9, column: 29, path: 'policies[0].match.name[1]', message: expect.stringMatching(/not a valid glob/) }),
-      expect.objectContaining({ line: 9, column: 53, path: 'policies[0].match.tags.team', message: expect.stringMatching(/not a valid glob/) }),
-      expect.objectContaining({ line: 9, column: 65, path: 'policies[0].match.tags.env', message: 'a glob cannot be empty' }),
+      expect.objectContaining({
+        line: 9,
+        column: 29,
+        path: 'policies[0].match.name[1]',
+        message: expect.stringMatching(/not a valid glob/),
+      }),
+      expect.objectContaining({
+        line: 9,
+        column: 53,
+        path: 'policies[0].match.tags.team',
+        message: expect.stringMatching(/not a valid glob/),
+      }),
+      expect.objectContaining({
+        line: 9,
+        column: 65,
+        path: 'policies[0].match.tags.env',
+        message: 'a glob cannot be empty',
+      }),
     ]);
   });
 
@@ -485,20 +614,53 @@ describe('loadConfig: malformed files', () => {
   });
 
   it('points a missing field at the nearest enclosing node', () => {
-    const issues = issuesOf(yaml(...BASE, '  - match: {}', '    rotate:', '      window: daily 01:00-02:00 UTC', '  - name:'));
+    const issues = issuesOf(
+      yaml(...BASE, '  - match: {}', '    rotate:', '      window: daily 01:00-02:00 UTC', '  - name:'),
+    );
     expect(issues).toEqual([
-      { file: 'rekey.yaml', line: 8, column: 5, path: 'policies[0].name', message: 'missing required field "name"' },
-      { file: 'rekey.yaml', line: 10, column: 7, path: 'policies[0].rotate.every', message: 'missing required field "every"' },
-      { file: 'rekey.yaml', line: 11, column: 5, path: 'policies[1].match', message: 'missing required field "match"' },
+      {
+        file: 'rekey.yaml',
+        line: 8,
+        column: 5,
+        path: 'policies[0].name',
+        message: 'missing required field "name"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 10,
+        column: 7,
+        path: 'policies[0].rotate.every',
+        message: 'missing required field "every"',
+      },
+      {
+        file: 'rekey.yaml',
+        line: 11,
+        column: 5,
+        path: 'policies[1].match',
+        message: 'missing required field "match"',
+      },
       // An empty value is located where the value should have been written.
-      { file: 'rekey.yaml', line: 11, column: 10, path: 'policies[1].name', message: 'expected a string, got an empty value' },
+      {
+        file: 'rekey.yaml',
+        line: 11,
+        column: 10,
+        path: 'policies[1].name',
+        message: 'expected a string, got an empty value',
+      },
     ]);
   });
 
   it('reports all problems at once, sorted by position, in the error message too', () => {
     let err: PolicyError | undefined;
     try {
-      loadConfig(yaml('version: 1', 'providers: { a: { type: local, x: 1 } }', 'policies: [{ name: p, match: { provider: [b] } }]'), 'c.yaml');
+      loadConfig(
+        yaml(
+          'version: 1',
+          'providers: { a: { type: local, x: 1 } }',
+          'policies: [{ name: p, match: { provider: [b] } }]',
+        ),
+        'c.yaml',
+      );
     } catch (e) {
       err = e as PolicyError;
     }
