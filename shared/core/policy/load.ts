@@ -84,7 +84,7 @@ export function loadConfig(text: string, file: string): RekeyConfig {
       {
         ...locate(['version']),
         path: 'version',
-        message: `unsupported version ${JSON.stringify(obj.version) ?? String(obj.version)}: this rekey reads version 1`,
+        message: `unsupported version ${(JSON.stringify(obj.version) ?? String(obj.version)).slice(0, 40)}: this rekey reads version 1`,
       },
     ]);
   }

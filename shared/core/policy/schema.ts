@@ -240,15 +240,12 @@ export const ConfigSchema = z
 
 export type ConfigOutput = z.output<typeof ConfigSchema>;
 
-export const SCHEMA_ID = 'https://github.com/rekey/rekey/schema/rekey-config.schema.json';
-
-/** The JSON Schema of the file as written (input side: strings, with defaults). */
+/**
+ * The JSON Schema of the file as written (input side: strings, with defaults). Editors pick it
+ * up from a `# yaml-language-server: $schema=<path>` comment at the top of the config file.
+ */
 export function configJsonSchema(): Record<string, unknown> {
-  const s = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'throw' }) as Record<
-    string,
-    unknown
-  >;
-  return { ...s, $id: SCHEMA_ID };
+  return z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'throw' }) as Record<string, unknown>;
 }
 
 /** The exact text of schema/rekey-config.schema.json. */
