@@ -16,11 +16,21 @@ const KEYS = opt('--keys', 100_000);
 const json = args.includes('--json');
 const script = fileURLToPath(new URL('./scenarios.js', import.meta.url));
 
-type R = { scenario: string; n: number; seconds: number; perSecond: number; peakRssMB: number; [k: string]: unknown };
+type R = {
+  scenario: string;
+  n: number;
+  seconds: number;
+  perSecond: number;
+  peakRssMB: number;
+  [k: string]: unknown;
+};
 
 function run(...a: string[]): R {
   if (!json) process.stderr.write(`running ${a.join(' ')}...\n`);
-  const r = spawnSync(process.execPath, ['--max-old-space-size=4096', script, ...a], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, ['--max-old-space-size=4096', script, ...a], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(`scenario ${a.join(' ')} failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as R;
 }
@@ -45,7 +55,9 @@ if (json) {
 } else {
   const row = (r: R, extra = '') =>
     `${r.scenario.padEnd(28)} ${String(r.n).padStart(9)} ${String(r.perSecond).padStart(10)}/s ${String(r.peakRssMB).padStart(6)} MB  ${extra}`;
-  console.log(`${'scenario'.padEnd(28)} ${'items'.padStart(9)} ${'rate'.padStart(12)} ${'peak RSS'.padStart(9)}`);
+  console.log(
+    `${'scenario'.padEnd(28)} ${'items'.padStart(9)} ${'rate'.padStart(12)} ${'peak RSS'.padStart(9)}`,
+  );
   console.log(row(aes, '(raw baseline)'));
   console.log(row(sqlite, '(raw baseline)'));
   console.log(row(full, `${ratio(full.perSecond)}x of the slower baseline`));

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import type { ManagedKey } from '../shared/core/domain/key.js';
+import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import { evaluate } from '../shared/core/plan/evaluate.js';
 import { loadConfig } from '../shared/core/policy/load.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
@@ -71,14 +71,18 @@ function sqliteBaseline(n: number): Result {
     const ins = db.prepare('INSERT INTO data_keys VALUES (?, ?, ?, ?, ?)');
     const blob = randomBytes(62);
     db.transaction(() => {
-      for (let i = 0; i < n; i++) ins.run(`dek-${String(i).padStart(8, '0')}`, 'local://bench', '1', blob, '{}');
+      for (let i = 0; i < n; i++)
+        ins.run(`dek-${String(i).padStart(8, '0')}`, 'local://bench', '1', blob, '{}');
     })();
-    const upd = db.prepare('UPDATE data_keys SET wrapped_dek = ?, kek_version = ? WHERE id = ? AND wrapped_dek = ?');
+    const upd = db.prepare(
+      'UPDATE data_keys SET wrapped_dek = ?, kek_version = ? WHERE id = ? AND wrapped_dek = ?',
+    );
     const next = randomBytes(62);
     const t0 = performance.now();
     for (let start = 0; start < n; start += 1000) {
       db.transaction(() => {
-        for (let i = start; i < Math.min(n, start + 1000); i++) upd.run(next, '2', `dek-${String(i).padStart(8, '0')}`, blob);
+        for (let i = start; i < Math.min(n, start + 1000); i++)
+          upd.run(next, '2', `dek-${String(i).padStart(8, '0')}`, blob);
       })();
     }
     const s = (performance.now() - t0) / 1000;
@@ -93,8 +97,18 @@ function sqliteBaseline(n: number): Result {
 async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
   const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-'));
   try {
-    const provider = new LocalKmsProvider({ id: 'local', keystorePath: join(dir, 'kms.db'), masterKey: randomBytes(32) });
-    const store = SqliteDekStore.open({ id: 'app', path: join(dir, 'app.db'), table: 'data_keys', columns: COLUMNS, create: true });
+    const provider = new LocalKmsProvider({
+      id: 'local',
+      keystorePath: join(dir, 'kms.db'),
+      masterKey: randomBytes(32),
+    });
+    const store = SqliteDekStore.open({
+      id: 'app',
+      path: join(dir, 'app.db'),
+      table: 'data_keys',
+      columns: COLUMNS,
+      create: true,
+    });
     const state = SqliteStateStore.open(join(dir, 'state.db'));
     const key = await provider.createKey({ name: 'bench' });
     const ref = parseKeyRef(key.ref);
@@ -106,14 +120,22 @@ async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
         const ctx = { tenant: `t${i % 100}` };
         const w = await provider.wrap(ref, pt, ctx);
         pt.fill(0);
-        batch.push({ id: `dek-${String(i).padStart(8, '0')}`, keyRef: key.ref, version: w.version, wrapped: w.ciphertext, context: ctx });
+        batch.push({
+          id: `dek-${String(i).padStart(8, '0')}`,
+          keyRef: key.ref,
+          version: w.version,
+          wrapped: w.ciphertext,
+          context: ctx,
+        });
       }
       await store.insertMany(batch);
     }
     const seedSeconds = (performance.now() - t0) / 1000;
     const v2 = await provider.rotate(ref);
     const verify: VerifyMode =
-      verifyText === 'full' || verifyText === 'none' ? verifyText : { sample: Number(verifyText.replace(/[^0-9.]/g, '')) / 100 };
+      verifyText === 'full' || verifyText === 'none'
+        ? verifyText
+        : { sample: Number(verifyText.replace(/[^0-9.]/g, '')) / 100 };
     const t1 = performance.now();
     const job = await runRewrapJob({
       job: {
@@ -137,11 +159,18 @@ async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
       now: () => new Date(),
     });
     const s = (performance.now() - t1) / 1000;
-    if (job.counts.rewrapped !== n || job.counts.failed !== 0) throw new Error(`bench: re-wrapped ${job.counts.rewrapped}/${n}`);
+    if (job.counts.rewrapped !== n || job.counts.failed !== 0)
+      throw new Error(`bench: re-wrapped ${job.counts.rewrapped}/${n}`);
     await provider.close();
     await store.close?.();
     await state.close?.();
-    return { scenario: `rekey-rewrap verify=${verifyText}`, n, seconds: s, perSecond: Math.round(n / s), seedSeconds };
+    return {
+      scenario: `rekey-rewrap verify=${verifyText}`,
+      n,
+      seconds: s,
+      perSecond: Math.round(n / s),
+      seedSeconds,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -195,12 +224,27 @@ function planEval(k: number, p: number): Result {
   const census = new Map<string, Record<string, Record<string, number>>>();
   for (let i = 0; i < k; i += 3) census.set(keys[i]!.ref, { app: { '1': 10, '2': 5 } });
   const capabilities = Object.fromEntries(
-    providers.map((id) => [id, { autoRotation: { minDays: 1, maxDays: 36500 }, serverSideRewrap: true, choosePrimary: false, destroyDelayDays: { min: 0, max: 120 }, lastUsed: true }]),
+    providers.map((id) => [
+      id,
+      {
+        autoRotation: { minDays: 1, maxDays: 36500 },
+        serverSideRewrap: true,
+        choosePrimary: false,
+        destroyDelayDays: { min: 0, max: 120 },
+        lastUsed: true,
+      },
+    ]),
   );
   const t0 = performance.now();
   const plan = evaluate({ keys, config, now, census, capabilities, inventoryId: 'bench' });
   const s = (performance.now() - t0) / 1000;
-  return { scenario: `plan-eval ${p} policies`, n: k, seconds: s, perSecond: Math.round(k / s), actions: plan.actions.length };
+  return {
+    scenario: `plan-eval ${p} policies`,
+    n: k,
+    seconds: s,
+    perSecond: Math.round(k / s),
+    actions: plan.actions.length,
+  };
 }
 
 const [name, a, b] = process.argv.slice(2);

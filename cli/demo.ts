@@ -66,17 +66,25 @@ function clearWorkspace(dir: string): void {
  */
 export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const dir = resolve(o.dir);
-  if (!Number.isInteger(o.keys) || o.keys < 1 || o.keys > 10_000) throw new ConfigError('--keys must be 1..10000');
-  if (!Number.isInteger(o.deks) || o.deks < 0 || o.deks > 50_000_000) throw new ConfigError('--deks must be 0..50000000');
+  if (!Number.isInteger(o.keys) || o.keys < 1 || o.keys > 10_000)
+    throw new ConfigError('--keys must be 1..10000');
+  if (!Number.isInteger(o.deks) || o.deks < 0 || o.deks > 50_000_000)
+    throw new ConfigError('--deks must be 0..50000000');
   if (existsSync(join(dir, 'rekey.yaml'))) {
-    if (!o.fresh) throw new ConfigError(`${dir} already holds a workspace; pass --fresh to start the demo over`);
+    if (!o.fresh)
+      throw new ConfigError(`${dir} already holds a workspace; pass --fresh to start the demo over`);
     clearWorkspace(dir);
   }
   const step = o.onStep ?? (() => {});
   const { config: configPath } = initWorkspace(dir);
   const realNow = Date.now();
   const clock = new ManualClock(new Date(realNow - 400 * DAY));
-  const ctx = await composeFrom(readConfig(configPath), { clock, actor: 'demo', createStores: true, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  const ctx = await composeFrom(readConfig(configPath), {
+    clock,
+    actor: 'demo',
+    createStores: true,
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
   // Plaintext DEKs are derived from their id under a per-run secret, so the final check needs no copy of them.
   const secret = randomBytes(32);
   try {
@@ -89,7 +97,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       const age = AGES[k % AGES.length]!;
       const name = `${NAMES[k % NAMES.length]}${k >= NAMES.length ? `-${Math.floor(k / NAMES.length)}` : ''}-kek`;
       clock.set(new Date(realNow - age * DAY));
-      const key = await provider.createKey({ name, tags: { 'data-class': CLASSES[k % CLASSES.length]!, team: 'demo' } });
+      const key = await provider.createKey({
+        name,
+        tags: { 'data-class': CLASSES[k % CLASSES.length]!, team: 'demo' },
+      });
       const ref = parseKeyRef(key.ref);
       const count = perKey + (k < o.deks % o.keys ? 1 : 0);
       const rotatedOnce = age >= 200;
@@ -100,7 +111,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         await provider.rotate(ref);
         await seed(provider, store, ref, key.ref, k, firstShare, count, secret);
       }
-      await ctx.audit.append({ actor: 'demo', action: 'demo.key_seeded', target: key.ref, details: { deks: count } });
+      await ctx.audit.append({
+        actor: 'demo',
+        action: 'demo.key_seeded',
+        target: key.ref,
+        details: { deks: count },
+      });
     }
     clock.set(new Date(realNow));
     const t1 = performance.now();
@@ -123,7 +139,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       const primary = (await provider.getKey(ref)).primaryVersion;
       let cursor: string | null = null;
       do {
-        const page: { items: DekRecord[]; cursor: string | null } = await store.scan({ keyRef: key.ref }, cursor, 2000);
+        const page: { items: DekRecord[]; cursor: string | null } = await store.scan(
+          { keyRef: key.ref },
+          cursor,
+          2000,
+        );
         for (const d of page.items) {
           if (d.version !== primary) notOnPrimary++;
           const expected = plaintextFor(secret, d.id);

@@ -7,17 +7,27 @@ function isCreator(p: KeyProvider): p is KeyProvider & KeyCreator {
   return typeof (p as Partial<KeyCreator>).createKey === 'function';
 }
 
-export async function createKey(ctx: Composed, name: string, opts: { provider?: string; tag: string[] }): Promise<ManagedKey> {
+export async function createKey(
+  ctx: Composed,
+  name: string,
+  opts: { provider?: string; tag: string[] },
+): Promise<ManagedKey> {
   const tags: Record<string, string> = {};
   for (const t of opts.tag) {
     const eq = t.indexOf('=');
     if (eq <= 0) throw new ValidationError(`--tag "${t}" must be key=value`);
     tags[t.slice(0, eq)] = t.slice(eq + 1);
   }
-  const candidates = [...ctx.providers.values()].filter((p) => (opts.provider ? p.id === opts.provider : true));
+  const candidates = [...ctx.providers.values()].filter((p) =>
+    opts.provider ? p.id === opts.provider : true,
+  );
   const provider = candidates.filter(isCreator)[0];
   if (!provider) {
-    throw new ConfigError(opts.provider ? `provider ${opts.provider} cannot create keys` : 'no configured provider can create keys');
+    throw new ConfigError(
+      opts.provider
+        ? `provider ${opts.provider} cannot create keys`
+        : 'no configured provider can create keys',
+    );
   }
   const key = await provider.createKey({ name, tags });
   await ctx.audit.append({ actor: ctx.actor, action: 'key.created', target: key.ref, details: { tags } });

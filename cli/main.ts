@@ -43,7 +43,9 @@ export async function main(argv: string[]): Promise<number> {
     const json = program.opts<GlobalOptions>().json;
     const code = exitCodeFor(e);
     if (json) {
-      const err: Record<string, unknown> = { error: { code: (e as { code?: string }).code ?? 'INTERNAL', message: errorMessage(e) } };
+      const err: Record<string, unknown> = {
+        error: { code: (e as { code?: string }).code ?? 'INTERNAL', message: errorMessage(e) },
+      };
       if (e instanceof PolicyError) (err.error as Record<string, unknown>).issues = e.issues;
       process.stdout.write(`${JSON.stringify(err, null, 2)}\n`);
     }

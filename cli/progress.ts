@@ -5,7 +5,10 @@ import type { ProgressEvent } from '../shared/core/usecases/context.js';
  * Progress for long work: a bar on an interactive terminal, a plain line every few seconds
  * otherwise (CI logs, pipes). Always on stderr so stdout stays clean for --json.
  */
-export function progressReporter(opts: { quiet: boolean }): { onProgress: (e: ProgressEvent) => void; stop(): void } {
+export function progressReporter(opts: { quiet: boolean }): {
+  onProgress: (e: ProgressEvent) => void;
+  stop(): void;
+} {
   if (opts.quiet) return { onProgress: () => {}, stop: () => {} };
   const tty = Boolean(process.stderr.isTTY);
   let bar: cliProgress.SingleBar | null = null;
@@ -28,7 +31,8 @@ export function progressReporter(opts: { quiet: boolean }): { onProgress: (e: Pr
           return;
         case 'action_end':
           stopBar();
-          if (e.status !== 'done') process.stderr.write(`[${e.index + 1}/${e.total}] ${e.type}: ${e.status}\n`);
+          if (e.status !== 'done')
+            process.stderr.write(`[${e.index + 1}/${e.total}] ${e.type}: ${e.status}\n`);
           return;
         case 'rewrap': {
           const key = `${e.keyRef}|${e.storeId}`;
@@ -36,7 +40,11 @@ export function progressReporter(opts: { quiet: boolean }): { onProgress: (e: Pr
             if (barKey !== key) {
               stopBar();
               bar = new cliProgress.SingleBar(
-                { format: '  re-wrap {store} [{bar}] {value}/{total} DEKs {percentage}% eta {eta_formatted} failed {failed}', stream: process.stderr },
+                {
+                  format:
+                    '  re-wrap {store} [{bar}] {value}/{total} DEKs {percentage}% eta {eta_formatted} failed {failed}',
+                  stream: process.stderr,
+                },
                 cliProgress.Presets.shades_classic,
               );
               bar.start(Math.max(e.total, e.done), 0, { store: e.storeId, failed: 0 });

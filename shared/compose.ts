@@ -48,7 +48,10 @@ export async function compose(opts: ComposeOptions): Promise<Composed> {
   return composeFrom(config, opts);
 }
 
-export async function composeFrom(config: RekeyConfig, opts: Omit<ComposeOptions, 'configPath'>): Promise<Composed> {
+export async function composeFrom(
+  config: RekeyConfig,
+  opts: Omit<ComposeOptions, 'configPath'>,
+): Promise<Composed> {
   const baseDir = dirname(resolve(config.file));
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const clock = opts.clock ?? systemClock;
@@ -91,7 +94,9 @@ export async function composeFrom(config: RekeyConfig, opts: Omit<ComposeOptions
           break;
         }
         default:
-          throw new ConfigError(`${config.file}: store "${id}" has type ${sc.type}, which this build cannot run yet`);
+          throw new ConfigError(
+            `${config.file}: store "${id}" has type ${sc.type}, which this build cannot run yet`,
+          );
       }
     }
     const state = SqliteStateStore.open(opts.statePath ?? at('state.db'));

@@ -10,7 +10,9 @@ import { printPlan } from './plan.js';
 export function registerDemo(program: Command, globals: () => GlobalOptions): void {
   program
     .command('demo')
-    .description('run the whole cycle on the embedded default: seed keys and DEKs, plan, rotate, re-wrap, verify, retire')
+    .description(
+      'run the whole cycle on the embedded default: seed keys and DEKs, plan, rotate, re-wrap, verify, retire',
+    )
     .option('--dir <dir>', 'workspace directory', './.rekey-demo')
     .option('--keys <n>', 'number of keys', '6')
     .option('--deks <n>', 'number of wrapped DEKs', '100000')
@@ -44,7 +46,17 @@ export function registerDemo(program: Command, globals: () => GlobalOptions): vo
           out.line(
             table(
               ['rotated', 'rewrapped', 'verified', 'failed', 'retired', 'awaiting approval', 'audit'],
-              [[r.rotated, r.rewrapped, r.verified, r.failed, r.retired, r.destroyAwaitingApproval, r.auditOk ? `ok (${r.auditRecords})` : 'BROKEN']],
+              [
+                [
+                  r.rotated,
+                  r.rewrapped,
+                  r.verified,
+                  r.failed,
+                  r.retired,
+                  r.destroyAwaitingApproval,
+                  r.auditOk ? `ok (${r.auditRecords})` : 'BROKEN',
+                ],
+              ],
             ),
           );
           out.line(

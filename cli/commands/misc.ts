@@ -58,11 +58,18 @@ export function registerMisc(program: Command, globals: () => GlobalOptions): vo
       const r = initWorkspace(opts.dir);
       // Creates the keystore, state database and the example application table.
       const ctx = await composeFrom(readConfig(r.config), { createStores: true, actor: 'init' });
-      await ctx.audit.append({ actor: ctx.actor, action: 'workspace.initialised', target: r.dir, details: {} });
+      await ctx.audit.append({
+        actor: ctx.actor,
+        action: 'workspace.initialised',
+        target: r.dir,
+        details: {},
+      });
       await ctx.close();
       out.result(r, () => {
         for (const f of r.created) out.line(`created ${f}`);
-        out.line(`next: rekey --config ${r.config} keys create my-first-key && rekey --config ${r.config} plan`);
+        out.line(
+          `next: rekey --config ${r.config} keys create my-first-key && rekey --config ${r.config} plan`,
+        );
       });
     });
 
@@ -95,34 +102,47 @@ export function registerMisc(program: Command, globals: () => GlobalOptions): vo
     .option('--verify <mode>', 'full | none | sample(P%)', 'full')
     .option('--batch <n>', 'DEKs per batch', '1000')
     .option('--rate <n>', 'max provider operations per second')
-    .action(async (keyRef: string, opts: { store?: string[]; provider?: string; verify: string; batch: string; rate?: string }) => {
-      const verify = parseVerifyMode(opts.verify);
-      const batchSize = Number(opts.batch);
-      if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
-        throw new ConfigError(`--batch must be an integer between 1 and 100000, got "${opts.batch}"`);
-      }
-      const code = await withSession(globals(), async (ctx, out) => {
-        const jobs = await rewrapKey(ctx, {
-          keyRef,
-          verify,
-          batchSize,
-          ...(opts.store ? { stores: opts.store } : {}),
-          ...(opts.provider ? { provider: opts.provider } : {}),
-          ...(opts.rate ? { ratePerSecond: Number(opts.rate) } : {}),
+    .action(
+      async (
+        keyRef: string,
+        opts: { store?: string[]; provider?: string; verify: string; batch: string; rate?: string },
+      ) => {
+        const verify = parseVerifyMode(opts.verify);
+        const batchSize = Number(opts.batch);
+        if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
+          throw new ConfigError(`--batch must be an integer between 1 and 100000, got "${opts.batch}"`);
+        }
+        const code = await withSession(globals(), async (ctx, out) => {
+          const jobs = await rewrapKey(ctx, {
+            keyRef,
+            verify,
+            batchSize,
+            ...(opts.store ? { stores: opts.store } : {}),
+            ...(opts.provider ? { provider: opts.provider } : {}),
+            ...(opts.rate ? { ratePerSecond: Number(opts.rate) } : {}),
+          });
+          out.result({ jobs }, () => {
+            out.line(
+              table(
+                ['store', 'to version', 'rewrapped', 'verified', 'conflicts', 'failed'],
+                jobs.map((j) => [
+                  j.storeId,
+                  j.toVersion,
+                  j.counts.rewrapped,
+                  j.counts.verified,
+                  j.counts.conflicts,
+                  j.counts.failed,
+                ]),
+              ),
+            );
+            for (const j of jobs)
+              for (const f of j.failures) out.note(`failed: ${j.storeId} ${f.id}: ${f.error}`);
+          });
+          return jobs.some((j) => j.counts.failed > 0) ? EXIT.failed : EXIT.ok;
         });
-        out.result({ jobs }, () => {
-          out.line(
-            table(
-              ['store', 'to version', 'rewrapped', 'verified', 'conflicts', 'failed'],
-              jobs.map((j) => [j.storeId, j.toVersion, j.counts.rewrapped, j.counts.verified, j.counts.conflicts, j.counts.failed]),
-            ),
-          );
-          for (const j of jobs) for (const f of j.failures) out.note(`failed: ${j.storeId} ${f.id}: ${f.error}`);
-        });
-        return jobs.some((j) => j.counts.failed > 0) ? EXIT.failed : EXIT.ok;
-      });
-      process.exitCode = code;
-    });
+        process.exitCode = code;
+      },
+    );
 
   const audit = program.command('audit').description('the hash-chained audit log');
   audit

@@ -42,12 +42,16 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
     .action(async () => {
       await withSession(globals(), async (ctx, out) => {
         const { plan, inventory } = await makePlan(ctx);
-        out.result({ plan, inventory: { id: inventory.id, keys: inventory.keys.length, errors: inventory.errors } }, () => {
-          printPlan(out, plan);
-          for (const e of inventory.errors) out.note(`warning: provider ${e.providerId} could not be listed: ${e.message}`);
-          out.line();
-          out.line(`Dry run. Apply it with: rekey apply --plan ${plan.id}`);
-        });
+        out.result(
+          { plan, inventory: { id: inventory.id, keys: inventory.keys.length, errors: inventory.errors } },
+          () => {
+            printPlan(out, plan);
+            for (const e of inventory.errors)
+              out.note(`warning: provider ${e.providerId} could not be listed: ${e.message}`);
+            out.line();
+            out.line(`Dry run. Apply it with: rekey apply --plan ${plan.id}`);
+          },
+        );
       });
     });
 }

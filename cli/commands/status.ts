@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { lastRotatedAt } from '../../shared/core/domain/key.js';
 import { takeInventory } from '../../shared/core/usecases/inventory.js';
+import { rotateKey } from '../../shared/core/usecases/rotateKey.js';
 import { table } from '../output.js';
 import { type GlobalOptions, withSession } from '../session.js';
 
@@ -16,23 +17,43 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const tail = await ctx.state.auditTail();
         const value = {
           latestPlan: plan ? { id: plan.id, createdAt: plan.createdAt, actions: plan.actions.length } : null,
-          actions: records.map((r) => ({ index: r.index, status: r.status, attempts: r.attempts, error: r.error })),
+          actions: records.map((r) => ({
+            index: r.index,
+            status: r.status,
+            attempts: r.attempts,
+            error: r.error,
+          })),
           runs,
           audit: tail ? { records: tail.seq, head: tail.hash } : { records: 0 },
         };
         out.result(value, () => {
-          out.line(plan ? `Latest plan: ${plan.id} (${plan.createdAt}), ${plan.actions.length} action(s)` : 'No plan yet.');
+          out.line(
+            plan
+              ? `Latest plan: ${plan.id} (${plan.createdAt}), ${plan.actions.length} action(s)`
+              : 'No plan yet.',
+          );
           if (records.length) {
             const by: Record<string, number> = {};
             for (const r of records) by[r.status] = (by[r.status] ?? 0) + 1;
-            out.line(`  actions: ${Object.entries(by).map(([k, v]) => `${v} ${k}`).join(', ')}`);
+            out.line(
+              `  actions: ${Object.entries(by)
+                .map(([k, v]) => `${v} ${k}`)
+                .join(', ')}`,
+            );
           }
           if (runs.length) {
             out.line();
-            out.line(table(['run', 'plan', 'started', 'status'], runs.map((r) => [r.id, r.planId, r.startedAt, r.status])));
+            out.line(
+              table(
+                ['run', 'plan', 'started', 'status'],
+                runs.map((r) => [r.id, r.planId, r.startedAt, r.status]),
+              ),
+            );
           }
           out.line();
-          out.line(tail ? `Audit log: ${tail.seq} record(s), head ${tail.hash.slice(0, 16)}…` : 'Audit log: empty');
+          out.line(
+            tail ? `Audit log: ${tail.seq} record(s), head ${tail.hash.slice(0, 16)}…` : 'Audit log: empty',
+          );
         });
       });
     });
@@ -63,8 +84,22 @@ export function registerKeys(program: Command, globals: () => GlobalOptions): vo
               ]),
             ),
           );
-          for (const e of inv.errors) out.note(`warning: provider ${e.providerId} could not be listed: ${e.message}`);
+          for (const e of inv.errors)
+            out.note(`warning: provider ${e.providerId} could not be listed: ${e.message}`);
         });
+      });
+    });
+  keys
+    .command('rotate <keyRef>')
+    .description(
+      'rotate one key now (a new primary version); re-wrap its DEKs afterwards with `rekey rewrap`',
+    )
+    .option('--provider <id>', 'configured provider id, when several of the same type exist')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(async (keyRef: string, opts: { provider?: string; reason?: string }) => {
+      await withSession(globals(), async (ctx, out) => {
+        const r = await rotateKey(ctx, keyRef, opts);
+        out.result(r, () => out.line(`rotated ${keyRef}: primary ${r.previousPrimary} -> ${r.version.id}`));
       });
     });
   keys

@@ -10,7 +10,8 @@ export function resolveSecret(ref: string, baseDir: string, what: string): Buffe
   if (ref.startsWith('env:')) {
     const name = ref.slice(4);
     const v = process.env[name];
-    if (v === undefined || v === '') throw new ConfigError(`${what}: environment variable ${name} is not set`);
+    if (v === undefined || v === '')
+      throw new ConfigError(`${what}: environment variable ${name} is not set`);
     return Buffer.from(v, 'utf8');
   }
   if (ref.startsWith('file:')) {
@@ -34,5 +35,7 @@ export function resolveSecret(ref: string, baseDir: string, what: string): Buffe
     buf.fill(0);
     return out;
   }
-  throw new ConfigError(`${what}: "${ref.split(':')[0]}:..." is not a secret reference (use env:NAME or file:PATH)`);
+  throw new ConfigError(
+    `${what}: "${ref.split(':')[0]}:..." is not a secret reference (use env:NAME or file:PATH)`,
+  );
 }

@@ -12,13 +12,19 @@ beforeEach(async () => {
   log = new AuditLog(state, clock);
   for (let i = 1; i <= 10; i++) {
     clock.advance(1000);
-    await log.append({ actor: 'op', action: 'key.rotated', target: `local://k${i}`, details: { primary: String(i) } });
+    await log.append({
+      actor: 'op',
+      action: 'key.rotated',
+      target: `local://k${i}`,
+      details: { primary: String(i) },
+    });
   }
 });
 afterEach(async () => state.close?.());
 
 /** An attacker with write access to the file: drops the append-only triggers first. */
-const exec = (sql: string) => state.db.exec(`DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; ${sql}`);
+const exec = (sql: string) =>
+  state.db.exec(`DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; ${sql}`);
 
 describe('hash-chained audit log', () => {
   it('verifies an untouched chain', async () => {
@@ -32,7 +38,10 @@ describe('hash-chained audit log', () => {
 
   it('names the record whose contents were edited', async () => {
     exec(`UPDATE audit SET details = '{"primary":"99"}' WHERE seq = 4`);
-    expect(await verifyAuditChain(state)).toMatchObject({ ok: false, firstBad: { seq: 4, reason: expect.stringContaining('was modified') } });
+    expect(await verifyAuditChain(state)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 4, reason: expect.stringContaining('was modified') },
+    });
   });
 
   it('detects an edit that recomputes the record hash: the next record no longer links', async () => {
@@ -41,16 +50,24 @@ describe('hash-chained audit log', () => {
     const forged = { ...r!, actor: 'mallory' };
     const { hash: _h, ...rest } = forged;
     exec(`UPDATE audit SET actor = 'mallory', hash = '${hashRecord(rest)}' WHERE seq = 4`);
-    expect(await verifyAuditChain(state)).toMatchObject({ ok: false, firstBad: { seq: 5, reason: expect.stringContaining('does not link') } });
+    expect(await verifyAuditChain(state)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 5, reason: expect.stringContaining('does not link') },
+    });
   });
 
   it('names a deleted record', async () => {
     exec('DELETE FROM audit WHERE seq = 6');
-    expect(await verifyAuditChain(state)).toMatchObject({ ok: false, firstBad: { seq: 6, reason: expect.stringContaining('missing') } });
+    expect(await verifyAuditChain(state)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 6, reason: expect.stringContaining('missing') },
+    });
   });
 
   it('detects reordering', async () => {
-    exec('UPDATE audit SET seq = 1000 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 1000');
+    exec(
+      'UPDATE audit SET seq = 1000 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 1000',
+    );
     expect((await verifyAuditChain(state)).firstBad?.seq).toBe(2);
   });
 
@@ -66,7 +83,9 @@ describe('hash-chained audit log', () => {
     const clock = new ManualClock('2026-11-29T00:00:00Z');
     const a = new AuditLog(state, clock);
     const b = new AuditLog(state, clock);
-    await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).append({ actor: `w${i % 2}`, action: 'x' })));
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).append({ actor: `w${i % 2}`, action: 'x' })),
+    );
     expect(await verifyAuditChain(state)).toMatchObject({ ok: true, records: 50 });
   });
 });

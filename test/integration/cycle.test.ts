@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../shared/core/audit/auditLog.js';
-import { parseKeyRef } from '../../shared/core/domain/keyRef.js';
+import { type KeyRef, parseKeyRef } from '../../shared/core/domain/keyRef.js';
 import type { DekReplacement } from '../../shared/core/ports/DekStore.js';
 import { applyPlan, rewrapJobId } from '../../shared/core/usecases/applyPlan.js';
 import { makePlan } from '../../shared/core/usecases/planCycle.js';
@@ -55,7 +55,7 @@ describe('the rotation cycle on the embedded default', () => {
     let crash = true;
     w = await testWorkspace(undefined, (p) =>
       proxy(p, {
-        rotate: async (ref) => {
+        rotate: async (ref: KeyRef) => {
           const v = await p.rotate(ref);
           if (crash) {
             crash = false;
@@ -166,7 +166,9 @@ describe('the rotation cycle on the embedded default', () => {
   it('a lease held by another process skips that key and leaves it untouched', async () => {
     w = await testWorkspace();
     const ref = await w.seed('k', 5, { ageDays: 100 });
-    expect(await w.state.acquireLease(`key:${ref}`, 'someone-else', 60_000, w.clock.now().getTime())).toBe(true);
+    expect(await w.state.acquireLease(`key:${ref}`, 'someone-else', 60_000, w.clock.now().getTime())).toBe(
+      true,
+    );
     const { plan } = await makePlan(w.ctx);
     const report = await applyPlan(w.ctx, plan);
     expect(report.outcomes[0]).toMatchObject({ type: 'rotate', status: 'skipped' });

@@ -39,9 +39,19 @@ export interface TestWorkspace {
 }
 
 /** The embedded default, in memory: a real local KMS and real SQLite stores. */
-export async function testWorkspace(yaml = POLICY_YAML, wrapProvider?: (p: KeyProvider) => KeyProvider, wrapStore?: (s: DekStore) => DekStore): Promise<TestWorkspace> {
+export async function testWorkspace(
+  yaml = POLICY_YAML,
+  wrapProvider?: (p: KeyProvider) => KeyProvider,
+  wrapStore?: (s: DekStore) => DekStore,
+): Promise<TestWorkspace> {
   const clock = new ManualClock(NOW);
-  const local = new LocalKmsProvider({ id: 'local', keystorePath: ':memory:', masterKey: randomBytes(32), clock, refreshIntervalMs: 0 });
+  const local = new LocalKmsProvider({
+    id: 'local',
+    keystorePath: ':memory:',
+    masterKey: randomBytes(32),
+    clock,
+    refreshIntervalMs: 0,
+  });
   const store = SqliteDekStore.open({
     id: 'app',
     path: ':memory:',
@@ -106,7 +116,11 @@ export async function lostDeks(w: TestWorkspace): Promise<string[]> {
       continue;
     }
     try {
-      const got = await w.local.unwrap(parseKeyRef(d.keyRef), { version: d.version, ciphertext: d.wrapped }, d.context);
+      const got = await w.local.unwrap(
+        parseKeyRef(d.keyRef),
+        { version: d.version, ciphertext: d.wrapped },
+        d.context,
+      );
       if (!Buffer.from(got).equals(pt)) bad.push(`${id}: different plaintext`);
     } catch (e) {
       bad.push(`${id}: ${(e as Error).message}`);

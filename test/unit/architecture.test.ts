@@ -19,9 +19,10 @@ function tsFiles(dir: string): string[] {
   });
 }
 
-export function importsOf(source: string): string[] {
+function importsOf(source: string): string[] {
   const out: string[] = [];
-  const re = /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm;
+  const re =
+    /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm;
   for (let m = re.exec(source); m; m = re.exec(source)) out.push((m[1] ?? m[2] ?? m[3])!);
   return out;
 }
@@ -65,7 +66,8 @@ describe('architecture', () => {
       for (const spec of importsOf(readFileSync(f, 'utf8'))) {
         if (!spec.startsWith('.')) continue;
         const target = relative(ROOT, resolve(dirname(f), spec));
-        if (target.startsWith('cli/') || target.startsWith('functions/')) violations.push(`${relative(ROOT, f)} -> ${spec}`);
+        if (target.startsWith('cli/') || target.startsWith('functions/'))
+          violations.push(`${relative(ROOT, f)} -> ${spec}`);
       }
     }
     expect(violations).toEqual([]);

@@ -92,9 +92,11 @@ export async function verifyAuditChain(store: StateStore, pageSize = 1000): Prom
           headHash: prevHash,
         };
       }
-      if (r.prevHash !== prevHash) return bad(`record ${r.seq} does not link to record ${r.seq - 1} (prevHash differs)`);
+      if (r.prevHash !== prevHash)
+        return bad(`record ${r.seq} does not link to record ${r.seq - 1} (prevHash differs)`);
       const { hash, ...rest } = r;
-      if (hashRecord(rest) !== hash) return bad(`record ${r.seq} was modified (hash does not match its contents)`);
+      if (hashRecord(rest) !== hash)
+        return bad(`record ${r.seq} was modified (hash does not match its contents)`);
       prevHash = hash;
       expectedSeq++;
       count++;

@@ -21,7 +21,16 @@ export function parseDuration(text: string): Duration {
     throw new ValidationError(`"${text}" is not an ISO-8601 duration (examples: P90D, P1Y, PT12H, P2W)`);
   }
   const n = (i: number) => (m[i] === undefined ? 0 : Number(m[i]));
-  return { text, years: n(1), months: n(2), weeks: n(3), days: n(4), hours: n(5), minutes: n(6), seconds: n(7) };
+  return {
+    text,
+    years: n(1),
+    months: n(2),
+    weeks: n(3),
+    days: n(4),
+    hours: n(5),
+    minutes: n(6),
+    seconds: n(7),
+  };
 }
 
 export function isDuration(text: string): boolean {
@@ -44,7 +53,9 @@ export function addDuration(at: Date, d: Duration): Date {
 
 /** Approximate length in days, for comparing with provider limits (a year = 365 d, a month = 30 d). */
 export function durationDays(d: Duration): number {
-  return d.years * 365 + d.months * 30 + d.weeks * 7 + d.days + d.hours / 24 + d.minutes / 1440 + d.seconds / 86400;
+  return (
+    d.years * 365 + d.months * 30 + d.weeks * 7 + d.days + d.hours / 24 + d.minutes / 1440 + d.seconds / 86400
+  );
 }
 
 export function isZero(d: Duration): boolean {

@@ -2,12 +2,25 @@ import type { ProviderType } from './keyRef.js';
 
 /** Closed set of version states; `compromised` is a flag, not a state. */
 export type VersionState = 'enabled' | 'disabled' | 'destroy_scheduled' | 'destroyed';
-export const VERSION_STATES: readonly VersionState[] = ['enabled', 'disabled', 'destroy_scheduled', 'destroyed'];
+export const VERSION_STATES: readonly VersionState[] = [
+  'enabled',
+  'disabled',
+  'destroy_scheduled',
+  'destroyed',
+];
 
 export type Protection = 'software' | 'hsm' | 'external';
 export const PROTECTIONS: readonly Protection[] = ['software', 'hsm', 'external'];
 
-export type Algorithm = 'AES_256' | 'AES_128' | 'RSA_2048' | 'RSA_3072' | 'RSA_4096' | 'EC_P256' | 'EC_P384' | 'HMAC_256';
+export type Algorithm =
+  | 'AES_256'
+  | 'AES_128'
+  | 'RSA_2048'
+  | 'RSA_3072'
+  | 'RSA_4096'
+  | 'EC_P256'
+  | 'EC_P384'
+  | 'HMAC_256';
 export const ALGORITHMS: readonly Algorithm[] = [
   'AES_256',
   'AES_128',

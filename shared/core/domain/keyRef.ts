@@ -118,7 +118,8 @@ function parsePkcs11(input: string): Pkcs11Ref {
       const name = seg.slice(0, eq);
       const raw = seg.slice(eq + 1);
       if (!PKCS11_PATH_ATTRS.has(name)) fail(input, `unknown path attribute "${name}"`);
-      if (!PK11_PCHAR.test(raw)) fail(input, `attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`);
+      if (!PK11_PCHAR.test(raw))
+        fail(input, `attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`);
       if (name in attributes) fail(input, `attribute "${name}" appears twice`);
       attributes[name] = pctDecode(input, raw);
     }
@@ -130,15 +131,24 @@ function parsePkcs11(input: string): Pkcs11Ref {
       const name = seg.slice(0, eq);
       const raw = seg.slice(eq + 1);
       if (!PKCS11_QUERY_ATTRS.has(name)) fail(input, `unknown query attribute "${name}"`);
-      if (!PK11_QCHAR.test(raw)) fail(input, `query attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`);
+      if (!PK11_QCHAR.test(raw))
+        fail(
+          input,
+          `query attribute "${name}" has characters that must be percent-encoded, or a bad %XX escape`,
+        );
       if (name in query) fail(input, `query attribute "${name}" appears twice`);
       query[name] = pctDecode(input, raw);
     }
   }
-  if ('pin-value' in query) fail(input, 'pin-value is refused: give the PIN through an env var or file, never in a ref');
+  if ('pin-value' in query)
+    fail(input, 'pin-value is refused: give the PIN through an env var or file, never in a ref');
   if (!attributes.token) fail(input, 'a token attribute is required');
   if (!attributes.object && !attributes.id) fail(input, 'an object or id attribute is required');
-  if (attributes.type !== undefined && attributes.type !== 'secret-key' && !PKCS11_TYPES.has(attributes.type)) {
+  if (
+    attributes.type !== undefined &&
+    attributes.type !== 'secret-key' &&
+    !PKCS11_TYPES.has(attributes.type)
+  ) {
     fail(input, `unknown type "${attributes.type}"`);
   }
   const order = [...PKCS11_PATH_ATTRS].filter((a) => a in attributes);
@@ -162,16 +172,36 @@ export function parseKeyRef(input: string): KeyRef {
   switch (scheme) {
     case 'aws-kms': {
       const a = AWS_ARN.exec(rest);
-      if (!a) fail(input, 'expected aws-kms://arn:<partition>:kms:<region>:<12-digit account>:key/<id> or alias/<name>');
+      if (!a)
+        fail(
+          input,
+          'expected aws-kms://arn:<partition>:kms:<region>:<12-digit account>:key/<id> or alias/<name>',
+        );
       const [, partition, region, account, resource] = a!;
-      if (resource!.startsWith('alias/aws/')) fail(input, 'AWS managed aliases (alias/aws/*) cannot be managed');
-      return { type: 'aws-kms', uri: `aws-kms://${rest}`, partition: partition!, region: region!, account: account!, resource: resource! };
+      if (resource!.startsWith('alias/aws/'))
+        fail(input, 'AWS managed aliases (alias/aws/*) cannot be managed');
+      return {
+        type: 'aws-kms',
+        uri: `aws-kms://${rest}`,
+        partition: partition!,
+        region: region!,
+        account: account!,
+        resource: resource!,
+      };
     }
     case 'gcp-kms': {
       const g = GCP_NAME.exec(rest);
       if (!g) fail(input, 'expected gcp-kms://projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>');
       const [, project, location, keyRing, cryptoKey] = g!;
-      return { type: 'gcp-kms', uri: `gcp-kms://${rest}`, project: project!, location: location!, keyRing: keyRing!, cryptoKey: cryptoKey!, name: rest };
+      return {
+        type: 'gcp-kms',
+        uri: `gcp-kms://${rest}`,
+        project: project!,
+        location: location!,
+        keyRing: keyRing!,
+        cryptoKey: cryptoKey!,
+        name: rest,
+      };
     }
     case 'azure-kv': {
       const slash = rest.indexOf('/');
@@ -187,7 +217,8 @@ export function parseKeyRef(input: string): KeyRef {
       return { type: 'azure-kv', uri: `azure-kv://${host}/keys/${k![1]}`, host, kind, name: k![1]! };
     }
     case 'local': {
-      if (!LOCAL_NAME.test(rest)) fail(input, 'local key names are 1-128 of [a-z0-9._-], starting with a letter or digit');
+      if (!LOCAL_NAME.test(rest))
+        fail(input, 'local key names are 1-128 of [a-z0-9._-], starting with a letter or digit');
       return { type: 'local', uri: `local://${rest}`, name: rest };
     }
     default:

@@ -31,9 +31,12 @@ export function checkKey(key: ManagedKey): void {
     ids.add(v.id);
   }
   const primary = key.versions.find((v) => v.id === key.primaryVersion);
-  if (!primary) throw new InvariantViolation(`key ${key.ref}: primary version ${key.primaryVersion} does not exist`);
+  if (!primary)
+    throw new InvariantViolation(`key ${key.ref}: primary version ${key.primaryVersion} does not exist`);
   if (primary.state !== 'enabled') {
-    throw new InvariantViolation(`key ${key.ref}: primary version ${primary.id} is ${primary.state}, not enabled`);
+    throw new InvariantViolation(
+      `key ${key.ref}: primary version ${primary.id} is ${primary.state}, not enabled`,
+    );
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { addDuration, durationDays, type Duration } from '../domain/duration.js';
-import { type ManagedKey, lastRotatedAt, supersededAt } from '../domain/key.js';
+import { addDuration, type Duration, durationDays } from '../domain/duration.js';
+import { lastRotatedAt, type ManagedKey, supersededAt } from '../domain/key.js';
 import { policyFor } from '../policy/match.js';
 import type { Policy, RekeyConfig } from '../policy/types.js';
 import { inWindow, nextWindowOpen } from '../policy/window.js';
@@ -75,7 +75,7 @@ export function rotationStrategy(
  * be done about it. The same inputs always give the same plan.
  */
 export function evaluate(input: EvaluationInput): Plan {
-  const { config, now, census } = input;
+  const { config, now } = input;
   const findings: Finding[] = [];
   const actions: PlanAction[] = [];
   const keys = [...input.keys].sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
@@ -83,7 +83,12 @@ export function evaluate(input: EvaluationInput): Plan {
   for (const key of keys) {
     const { policy, shadowed } = policyFor(config, key);
     if (!policy) {
-      findings.push({ kind: 'unmanaged_key', severity: 'info', keyRef: key.ref, message: 'no policy matches this key' });
+      findings.push({
+        kind: 'unmanaged_key',
+        severity: 'info',
+        keyRef: key.ref,
+        message: 'no policy matches this key',
+      });
       continue;
     }
     for (const s of shadowed) {
@@ -98,7 +103,12 @@ export function evaluate(input: EvaluationInput): Plan {
     evaluateKey(key, policy, input, findings, actions);
   }
 
-  const body = { createdAt: now.toISOString(), configDigest: config.digest, inventoryId: input.inventoryId, actions };
+  const body = {
+    createdAt: now.toISOString(),
+    configDigest: config.digest,
+    inventoryId: input.inventoryId,
+    actions,
+  };
   const id = `plan-${now.toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256')
     .update(canonicalJson(body))
     .digest('hex')
@@ -118,7 +128,12 @@ function evaluateKey(
   const base = { keyRef: key.ref, provider: key.providerId, policy: policy.name };
 
   if (!key.enabled) {
-    findings.push({ ...base, kind: 'key_disabled', severity: 'info', message: 'key is disabled; nothing to do' });
+    findings.push({
+      ...base,
+      kind: 'key_disabled',
+      severity: 'info',
+      message: 'key is disabled; nothing to do',
+    });
     return;
   }
   if (policy.require?.protection && key.protection !== policy.require.protection) {
@@ -218,7 +233,8 @@ function evaluateKey(
     const rw = policy.rewrap;
     for (const { v, n } of pending) {
       const since = v.id === key.primaryVersion ? now.toISOString() : supersededAt(key, v.id);
-      const overdue = rw.within && since && addDuration(new Date(since), rw.within).getTime() <= now.getTime();
+      const overdue =
+        rw.within && since && addDuration(new Date(since), rw.within).getTime() <= now.getTime();
       findings.push({
         ...base,
         kind: overdue ? 'rewrap_overdue' : 'rewrap_pending',

@@ -97,7 +97,14 @@ export interface Plan {
   findings: Finding[];
 }
 
-export type ActionStatus = 'pending' | 'running' | 'done' | 'already_done' | 'skipped' | 'awaiting_approval' | 'failed';
+export type ActionStatus =
+  | 'pending'
+  | 'running'
+  | 'done'
+  | 'already_done'
+  | 'skipped'
+  | 'awaiting_approval'
+  | 'failed';
 
 export interface ActionRecord {
   planId: string;

@@ -31,7 +31,11 @@ export interface DekReplacement {
 export interface DekStore {
   readonly id: string;
   /** Streams matching DEKs in a stable order; cursor is opaque, null when done. */
-  scan(query: DekScanQuery, cursor: string | null, limit: number): Promise<{ items: DekRecord[]; cursor: string | null }>;
+  scan(
+    query: DekScanQuery,
+    cursor: string | null,
+    limit: number,
+  ): Promise<{ items: DekRecord[]; cursor: string | null }>;
   get(id: string): Promise<DekRecord | null>;
   /** Compare-and-swap: true if written, false if the row changed (or vanished) since it was read. */
   replace(id: string, newWrapped: Uint8Array, newVersion: string, expected: Uint8Array): Promise<boolean>;

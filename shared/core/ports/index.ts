@@ -1,4 +1,4 @@
-export type * from './KeyProvider.js';
-export type * from './DekStore.js';
-export type * from './StateStore.js';
 export * from './Clock.js';
+export type * from './DekStore.js';
+export type * from './KeyProvider.js';
+export type * from './StateStore.js';

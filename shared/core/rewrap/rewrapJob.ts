@@ -105,7 +105,12 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
         }
       }
       return {
-        replacement: { id: dek.id, expected: dek.wrapped, newWrapped: next.ciphertext, newVersion: next.version },
+        replacement: {
+          id: dek.id,
+          expected: dek.wrapped,
+          newWrapped: next.ciphertext,
+          newVersion: next.version,
+        },
         verified: verify,
       };
     } catch (e) {

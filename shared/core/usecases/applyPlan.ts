@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { assertTransition } from '../domain/lifecycle.js';
 import { parseKeyRef } from '../domain/keyRef.js';
+import { assertTransition } from '../domain/lifecycle.js';
 import { errorMessage, RekeyError } from '../errors.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
@@ -49,15 +49,26 @@ class ActionSkipped extends RekeyError {
  * is recorded as already done), and a half-done re-wrap resumes from its checkpoint.
  * A failed action stops the remaining actions of the same key, not of other keys.
  */
-export async function applyPlan(ctx: RekeyContext, plan: Plan, opts: { runId?: string } = {}): Promise<ApplyReport> {
+export async function applyPlan(
+  ctx: RekeyContext,
+  plan: Plan,
+  opts: { runId?: string } = {},
+): Promise<ApplyReport> {
   const run: ApplyRun = {
-    id: opts.runId ?? `run-${ctx.clock.now().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomUUID().slice(0, 8)}`,
+    id:
+      opts.runId ??
+      `run-${ctx.clock.now().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomUUID().slice(0, 8)}`,
     planId: plan.id,
     startedAt: ctx.clock.now().toISOString(),
     status: 'running',
   };
   await ctx.state.saveRun(run);
-  await ctx.audit.append({ actor: ctx.actor, action: 'apply.started', target: plan.id, details: { runId: run.id } });
+  await ctx.audit.append({
+    actor: ctx.actor,
+    action: 'apply.started',
+    target: plan.id,
+    details: { runId: run.id },
+  });
 
   const records = new Map<number, ActionRecord>();
   for (const r of await ctx.state.getActionRecords(plan.id)) records.set(r.index, r);
@@ -80,18 +91,30 @@ export async function applyPlan(ctx: RekeyContext, plan: Plan, opts: { runId?: s
     };
     const blockedBy = failedKeys.get(action.keyRef);
     if (blockedBy !== undefined) {
-      const rec: ActionRecord = { ...base, status: 'skipped', error: `skipped: action ${blockedBy} on this key failed` };
+      const rec: ActionRecord = {
+        ...base,
+        status: 'skipped',
+        error: `skipped: action ${blockedBy} on this key failed`,
+      };
       await ctx.state.putActionRecord(rec);
       records.set(index, rec);
       outcomes.push(outcomeOf(index, action, rec));
       continue;
     }
-    ctx.onProgress?.({ kind: 'action_start', index, total: plan.actions.length, type: action.type, keyRef: action.keyRef });
+    ctx.onProgress?.({
+      kind: 'action_start',
+      index,
+      total: plan.actions.length,
+      type: action.type,
+      keyRef: action.keyRef,
+    });
     await ctx.state.putActionRecord(base);
     let rec: ActionRecord;
     const leaseName = `key:${action.keyRef}`;
     try {
-      if (!(await ctx.state.acquireLease(leaseName, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))) {
+      if (
+        !(await ctx.state.acquireLease(leaseName, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))
+      ) {
         throw new ActionSkipped('another rekey process holds the lease on this key; try again later');
       }
       const result = await executeAction(ctx, plan, index, action, records);
@@ -103,7 +126,12 @@ export async function applyPlan(ctx: RekeyContext, plan: Plan, opts: { runId?: s
       }
     } catch (e) {
       const skipped = e instanceof ActionSkipped;
-      rec = { ...base, status: skipped ? 'skipped' : 'failed', error: errorMessage(e), updatedAt: ctx.clock.now().toISOString() };
+      rec = {
+        ...base,
+        status: skipped ? 'skipped' : 'failed',
+        error: errorMessage(e),
+        updatedAt: ctx.clock.now().toISOString(),
+      };
       failedKeys.set(action.keyRef, index);
       await ctx.audit.append({
         actor: ctx.actor,
@@ -131,7 +159,11 @@ export async function applyPlan(ctx: RekeyContext, plan: Plan, opts: { runId?: s
   const finished: ApplyRun = {
     ...run,
     finishedAt: ctx.clock.now().toISOString(),
-    status: anyFailed ? (outcomes.some((o) => FINISHED.includes(o.status)) ? 'partial' : 'failed') : 'completed',
+    status: anyFailed
+      ? outcomes.some((o) => FINISHED.includes(o.status))
+        ? 'partial'
+        : 'failed'
+      : 'completed',
   };
   await ctx.state.saveRun(finished);
   const totals = totalsOf(outcomes);
@@ -156,7 +188,15 @@ function outcomeOf(index: number, action: PlanAction, rec: ActionRecord): Action
 }
 
 function totalsOf(outcomes: ActionOutcome[]): ApplyReport['totals'] {
-  const t = { rotated: 0, rewrapped: 0, verified: 0, failed: 0, retired: 0, destroyScheduled: 0, awaitingApproval: 0 };
+  const t = {
+    rotated: 0,
+    rewrapped: 0,
+    verified: 0,
+    failed: 0,
+    retired: 0,
+    destroyScheduled: 0,
+    awaitingApproval: 0,
+  };
   for (const o of outcomes) {
     const ok = o.status === 'done' || o.status === 'already_done';
     if (o.type === 'rotate' && ok) t.rotated++;
@@ -175,17 +215,27 @@ function totalsOf(outcomes: ActionOutcome[]): ApplyReport['totals'] {
 type Executed = { status: ActionStatus; result?: Record<string, unknown>; error?: string };
 
 /** The version a disable/destroy action names: literal, or the primary this plan's rotation replaced. */
-function resolveVersion(plan: Plan, index: number, keyRef: string, version: string, records: Map<number, ActionRecord>): string {
+function resolveVersion(
+  plan: Plan,
+  index: number,
+  keyRef: string,
+  version: string,
+  records: Map<number, ActionRecord>,
+): string {
   if (version !== 'previous-primary') return version;
   for (let i = index - 1; i >= 0; i--) {
     const a = plan.actions[i]!;
     if (a.type === 'rotate' && a.keyRef === keyRef) {
       const r = records.get(i);
-      if (!r || !FINISHED.includes(r.status)) throw new ActionSkipped(`the rotation (action ${i}) has not completed`);
+      if (!r || !FINISHED.includes(r.status))
+        throw new ActionSkipped(`the rotation (action ${i}) has not completed`);
       return a.expectPrimary;
     }
   }
-  throw new RekeyError('PLAN_INVALID', `action ${index}: previous-primary without a rotation of ${keyRef} before it`);
+  throw new RekeyError(
+    'PLAN_INVALID',
+    `action ${index}: previous-primary without a rotation of ${keyRef} before it`,
+  );
 }
 
 async function executeAction(
@@ -198,17 +248,32 @@ async function executeAction(
   const provider = providerById(ctx, action.provider);
   const ref = parseKeyRef(action.keyRef);
   const audit = (what: string, details: Record<string, unknown>) =>
-    ctx.audit.append({ actor: ctx.actor, action: what, target: action.keyRef, details: { planId: plan.id, index, ...details } });
+    ctx.audit.append({
+      actor: ctx.actor,
+      action: what,
+      target: action.keyRef,
+      details: { planId: plan.id, index, ...details },
+    });
 
   switch (action.type) {
     case 'rotate': {
       const key = await provider.getKey(ref);
       if (key.primaryVersion !== action.expectPrimary) {
-        await audit('key.rotation_already_done', { expectPrimary: action.expectPrimary, primary: key.primaryVersion });
-        return { status: 'already_done', result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion } };
+        await audit('key.rotation_already_done', {
+          expectPrimary: action.expectPrimary,
+          primary: key.primaryVersion,
+        });
+        return {
+          status: 'already_done',
+          result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion },
+        };
       }
       const v = await provider.rotate(ref);
-      await audit('key.rotated', { previousPrimary: action.expectPrimary, primary: v.id, policy: action.policy });
+      await audit('key.rotated', {
+        previousPrimary: action.expectPrimary,
+        primary: v.id,
+        policy: action.policy,
+      });
       return { status: 'done', result: { previousPrimary: action.expectPrimary, primary: v.id } };
     }
     case 'set_auto_rotation': {
@@ -233,8 +298,14 @@ async function executeAction(
     case 'schedule_destroy': {
       const version = resolveVersion(plan, index, action.keyRef, action.version, records);
       if (action.approvalsRequired > 0) {
-        await audit('version.destroy_awaiting_approval', { version, approvalsRequired: action.approvalsRequired });
-        return { status: 'awaiting_approval', result: { version, approvalsRequired: action.approvalsRequired } };
+        await audit('version.destroy_awaiting_approval', {
+          version,
+          approvalsRequired: action.approvalsRequired,
+        });
+        return {
+          status: 'awaiting_approval',
+          result: { version, approvalsRequired: action.approvalsRequired },
+        };
       }
       const key = await provider.getKey(ref);
       const v = key.versions.find((x) => x.id === version);
@@ -251,13 +322,18 @@ async function executeAction(
 }
 
 /** A version is only retired after the re-wrap that emptied it in this plan verified cleanly. */
-async function requireVerifiedRewrap(ctx: RekeyContext, plan: Plan, index: number, keyRef: string): Promise<void> {
+async function requireVerifiedRewrap(
+  ctx: RekeyContext,
+  plan: Plan,
+  index: number,
+  keyRef: string,
+): Promise<void> {
   for (let i = 0; i < index; i++) {
     const a = plan.actions[i]!;
     if (a.type !== 'rewrap' || a.keyRef !== keyRef) continue;
     for (const storeId of a.stores) {
       const job = await ctx.state.getRewrapJob(rewrapJobId(plan.id, i, storeId));
-      if (!job || job.status !== 'done' || job.counts.failed > 0) {
+      if (job?.status !== 'done' || job.counts.failed > 0) {
         throw new ActionSkipped(`the re-wrap of ${storeId} (action ${i}) has not completed cleanly`);
       }
     }
@@ -268,7 +344,12 @@ export function rewrapJobId(planId: string, index: number, storeId: string): str
   return `${planId}:${index}:${storeId}`;
 }
 
-async function runRewrapAction(ctx: RekeyContext, plan: Plan, index: number, action: RewrapAction): Promise<Executed> {
+async function runRewrapAction(
+  ctx: RekeyContext,
+  plan: Plan,
+  index: number,
+  action: RewrapAction,
+): Promise<Executed> {
   const provider = providerById(ctx, action.provider);
   const ref = parseKeyRef(action.keyRef);
   const key = await provider.getKey(ref);
@@ -318,7 +399,14 @@ async function runRewrapAction(ctx: RekeyContext, plan: Plan, index: number, act
           failed: p.counts.failed,
         }),
       onBatch: async () => {
-        if (!(await ctx.state.acquireLease(`key:${action.keyRef}`, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))) {
+        if (
+          !(await ctx.state.acquireLease(
+            `key:${action.keyRef}`,
+            ctx.instanceId,
+            LEASE_TTL_MS,
+            ctx.clock.now().getTime(),
+          ))
+        ) {
           throw new ActionSkipped('lost the lease on this key during re-wrap');
         }
       },
@@ -333,12 +421,23 @@ async function runRewrapAction(ctx: RekeyContext, plan: Plan, index: number, act
       actor: ctx.actor,
       action: 'rewrap.completed',
       target: action.keyRef,
-      details: { planId: plan.id, index, store: storeId, toVersion, ...job.counts, failures: job.failures.slice(0, 10) },
+      details: {
+        planId: plan.id,
+        index,
+        store: storeId,
+        toVersion,
+        ...job.counts,
+        failures: job.failures.slice(0, 10),
+      },
     });
   }
   const result = { toVersion, ...totals, stores: perStore };
   if (totals.failed > 0) {
-    return { status: 'failed', result, error: `${totals.failed} DEK(s) could not be re-wrapped; see the re-wrap job failures` };
+    return {
+      status: 'failed',
+      result,
+      error: `${totals.failed} DEK(s) could not be re-wrapped; see the re-wrap job failures`,
+    };
   }
   return { status: 'done', result };
 }

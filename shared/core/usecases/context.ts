@@ -50,12 +50,17 @@ export function storeById(ctx: RekeyContext, id: string): DekStore {
 }
 
 /** Finds the provider that owns a ref: the one named, or the only one of the ref's type. */
-export function providerForRef(ctx: RekeyContext, refText: string, providerId?: string): { ref: KeyRef; provider: KeyProvider } {
+export function providerForRef(
+  ctx: RekeyContext,
+  refText: string,
+  providerId?: string,
+): { ref: KeyRef; provider: KeyProvider } {
   const ref = parseKeyRef(refText);
   if (providerId) return { ref, provider: providerById(ctx, providerId) };
   const candidates = [...ctx.providers.values()].filter((p) => p.type === ref.type);
   if (candidates.length === 1) return { ref, provider: candidates[0]! };
-  if (candidates.length === 0) throw new NotFoundError(`no ${ref.type} provider is configured for ${ref.uri}`);
+  if (candidates.length === 0)
+    throw new NotFoundError(`no ${ref.type} provider is configured for ${ref.uri}`);
   throw new ConfigError(
     `several ${ref.type} providers are configured (${candidates.map((c) => c.id).join(', ')}); name one with --provider`,
   );

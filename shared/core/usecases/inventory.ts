@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { ManagedKey } from '../domain/key.js';
 import { checkKey } from '../domain/lifecycle.js';
 import { errorMessage } from '../errors.js';
 import type { DekCensus } from '../plan/evaluate.js';
-import type { ManagedKey } from '../domain/key.js';
 import type { InventorySnapshot } from '../ports/StateStore.js';
 import type { RekeyContext } from './context.js';
 

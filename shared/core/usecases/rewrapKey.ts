@@ -79,7 +79,13 @@ export async function rewrapKey(ctx: RekeyContext, o: RewrapKeyOptions): Promise
         actor: ctx.actor,
         action: 'rewrap.completed',
         target: ref.uri,
-        details: { job: job.id, store: storeId, toVersion: job.toVersion, ...job.counts, failures: job.failures.slice(0, 10) },
+        details: {
+          job: job.id,
+          store: storeId,
+          toVersion: job.toVersion,
+          ...job.counts,
+          failures: job.failures.slice(0, 10),
+        },
       });
       jobs.push(job);
     }

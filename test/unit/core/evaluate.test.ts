@@ -17,7 +17,11 @@ const CAPS: ProviderCapabilities = {
 };
 
 function key(name: string, versionAges: number[], extra: Partial<ManagedKey> = {}): ManagedKey {
-  const versions = versionAges.map((a, i) => ({ id: String(i + 1), state: 'enabled' as const, createdAt: ago(a) }));
+  const versions = versionAges.map((a, i) => ({
+    id: String(i + 1),
+    state: 'enabled' as const,
+    createdAt: ago(a),
+  }));
   return {
     ref: `local://${name}`,
     providerType: 'local',
@@ -85,7 +89,9 @@ describe('evaluate', () => {
     const body = BASIC.replace('every: P90D }', 'every: P90D, window: "Sun 02:00-04:00 UTC" }');
     const plan = run([key('a', [120])], body);
     expect(plan.actions.filter((a) => a.type === 'rotate')).toEqual([]);
-    expect(plan.findings.find((f) => f.kind === 'outside_window')?.message).toContain('next opening 2026-11-29T02:00:00.000Z');
+    expect(plan.findings.find((f) => f.kind === 'outside_window')?.message).toContain(
+      'next opening 2026-11-29T02:00:00.000Z',
+    );
     const inside = body.replace('Sun 02:00-04:00', 'Sat 11:00-13:00');
     expect(run([key('a', [120])], inside).actions.some((a) => a.type === 'rotate')).toBe(true);
   });
@@ -106,7 +112,12 @@ describe('evaluate', () => {
   it('retires the primary this plan replaces when disableAfter is zero', () => {
     const body = BASIC.replace('disableAfter: P30D', 'disableAfter: P0D');
     const plan = run([key('a', [100])], body, new Map([['local://a', { app: { '1': 3 } }]]));
-    expect(plan.actions.map((a) => a.type)).toEqual(['rotate', 'set_auto_rotation', 'rewrap', 'disable_version']);
+    expect(plan.actions.map((a) => a.type)).toEqual([
+      'rotate',
+      'set_auto_rotation',
+      'rewrap',
+      'disable_version',
+    ]);
     expect(plan.actions[3]).toMatchObject({ version: 'previous-primary' });
   });
 
@@ -123,7 +134,9 @@ describe('evaluate', () => {
     require: { protection: hsm }
 `;
     const plan = run([key('a', [10]), key('b', [10], { tags: {} })], body);
-    expect(plan.findings.filter((f) => f.kind === 'shadowed_policy').map((f) => f.keyRef)).toEqual(['local://a']);
+    expect(plan.findings.filter((f) => f.kind === 'shadowed_policy').map((f) => f.keyRef)).toEqual([
+      'local://a',
+    ]);
     expect(plan.findings.find((f) => f.kind === 'protection_mismatch')?.keyRef).toBe('local://b');
     const none = run([key('b', [10], { tags: {} })]);
     expect(none.findings.map((f) => f.kind)).toEqual(['unmanaged_key']);
@@ -147,18 +160,30 @@ describe('evaluate', () => {
           { minLength: 1, maxLength: 8 },
         ),
         (specs) => {
-          const keys = specs.map((s, i) => key(`k${i}`, [...s.ages].sort((a, b) => b - a)));
-          const census: DekCensus = new Map(
-            keys.map((k, i) => [k.ref, { app: Object.fromEntries(k.versions.map((v, j) => [v.id, specs[i]!.deks[j]!])) }]),
+          const keys = specs.map((s, i) =>
+            key(
+              `k${i}`,
+              [...s.ages].sort((a, b) => b - a),
+            ),
           );
-          const body = BASIC.replace('disableAfter: P30D, destroyAfter: P90D', `disableAfter: P${specs[0]!.disableAfter}D, destroyAfter: P${specs[0]!.disableAfter + 30}D`);
+          const census: DekCensus = new Map(
+            keys.map((k, i) => [
+              k.ref,
+              { app: Object.fromEntries(k.versions.map((v, j) => [v.id, specs[i]!.deks[j]!])) },
+            ]),
+          );
+          const body = BASIC.replace(
+            'disableAfter: P30D, destroyAfter: P90D',
+            `disableAfter: P${specs[0]!.disableAfter}D, destroyAfter: P${specs[0]!.disableAfter + 30}D`,
+          );
           const plan = run(keys, body, census);
           for (const k of keys) {
             const acts = plan.actions.filter((a) => a.keyRef === k.ref);
             const ranks = acts.map((a) => order[a.type]);
             expect(ranks).toEqual([...ranks].sort((a, b) => a - b));
             for (const a of acts) {
-              if (a.type === 'disable_version' || a.type === 'schedule_destroy') expect(a.version).not.toBe(k.primaryVersion);
+              if (a.type !== 'disable_version' && a.type !== 'schedule_destroy') continue;
+              expect(a.version).not.toBe(k.primaryVersion);
               if (a.version === 'previous-primary') expect(acts.some((x) => x.type === 'rotate')).toBe(true);
             }
           }

@@ -12,7 +12,10 @@ describe('parseKeyRef', () => {
     ['azure-kv://prod-vault.vault.azure.net/keys/orders-kek', 'azure-kv'],
     ['azure-kv://prod-hsm.managedhsm.azure.net/keys/orders-kek', 'azure-kv'],
     ['pkcs11:token=prod;object=orders-kek', 'pkcs11'],
-    ['pkcs11:token=My%20Token;object=orders;type=secret-key?module-path=/usr/lib/softhsm/libsofthsm2.so', 'pkcs11'],
+    [
+      'pkcs11:token=My%20Token;object=orders;type=secret-key?module-path=/usr/lib/softhsm/libsofthsm2.so',
+      'pkcs11',
+    ],
     ['local://payments-kek', 'local'],
   ])('accepts %s', (input, type) => {
     const r = parseKeyRef(input);
@@ -27,7 +30,9 @@ describe('parseKeyRef', () => {
   });
 
   it('normalises the Azure host to lower case and accepts a trailing slash', () => {
-    expect(parseKeyRef('azure-kv://Prod-Vault.vault.azure.net/keys/k/').uri).toBe('azure-kv://prod-vault.vault.azure.net/keys/k');
+    expect(parseKeyRef('azure-kv://Prod-Vault.vault.azure.net/keys/k/').uri).toBe(
+      'azure-kv://prod-vault.vault.azure.net/keys/k',
+    );
   });
 
   it.each([
@@ -37,7 +42,10 @@ describe('parseKeyRef', () => {
     ['aws-kms://arn:aws:kms:us-east-1:12345:key/abc', 'aws-kms://arn'],
     ['aws-kms://arn:aws:kms:us-east-1:123456789012:alias/aws/ebs', 'AWS managed'],
     ['gcp-kms://projects/p/locations/l/keyRings/r', 'gcp-kms://projects'],
-    ['gcp-kms://projects/my-project/locations/eu/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1', 'gcp-kms://projects'],
+    [
+      'gcp-kms://projects/my-project/locations/eu/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1',
+      'gcp-kms://projects',
+    ],
     ['azure-kv://evil.example.com/keys/k', 'not a Key Vault'],
     ['azure-kv://vault1.vault.azure.net/keys/k/0123456789abcdef', 'names the key, not a version'],
     ['pkcs11:object=k', 'token attribute is required'],
@@ -79,7 +87,8 @@ describe('parseKeyRef', () => {
   it('round-trips any pkcs11 attribute values through percent-encoding', () => {
     fc.assert(
       fc.property(fc.string({ minLength: 1 }), fc.string({ minLength: 1 }), (token, object) => {
-        const enc = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+        const enc = (s: string) =>
+          encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
         const r = parseKeyRef(`pkcs11:token=${enc(token)};object=${enc(object)}`);
         expect(r.type === 'pkcs11' && r.attributes).toEqual({ token, object });
       }),

@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ManagedKey, VersionState } from '../../../shared/core/domain/key.js';
-import { applyRotation, applyTransition, assertTransition, checkKey } from '../../../shared/core/domain/lifecycle.js';
+import {
+  applyRotation,
+  applyTransition,
+  assertTransition,
+  checkKey,
+} from '../../../shared/core/domain/lifecycle.js';
 import { InvariantViolation } from '../../../shared/core/errors.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
@@ -40,20 +45,26 @@ describe('lifecycle rules', () => {
 
   it('only moves along allowed edges (destroy needs disable first; destroyed is final)', () => {
     let k = applyRotation(newKey(), '2', T0);
-    expect(() => assertTransition({ key: k, version: '1', to: 'destroy_scheduled', dekReferences: 0 })).toThrow(
-      'cannot move from enabled to destroy_scheduled',
-    );
+    expect(() =>
+      assertTransition({ key: k, version: '1', to: 'destroy_scheduled', dekReferences: 0 }),
+    ).toThrow('cannot move from enabled to destroy_scheduled');
     k = applyTransition({ key: k, version: '1', to: 'disabled', dekReferences: 0 }, T0);
     k = applyTransition({ key: k, version: '1', to: 'destroy_scheduled', dekReferences: 0 }, T0);
     k = applyTransition({ key: k, version: '1', to: 'destroyed', dekReferences: 0 }, T0);
-    expect(() => assertTransition({ key: k, version: '1', to: 'enabled', dekReferences: 0 })).toThrow(InvariantViolation);
+    expect(() => assertTransition({ key: k, version: '1', to: 'enabled', dekReferences: 0 })).toThrow(
+      InvariantViolation,
+    );
   });
 
   it('checkKey rejects a missing or disabled primary and duplicate ids', () => {
     const k = newKey();
     expect(() => checkKey({ ...k, primaryVersion: '9' })).toThrow('does not exist');
-    expect(() => checkKey({ ...k, versions: [{ ...k.versions[0]!, state: 'disabled' }] })).toThrow('not enabled');
-    expect(() => checkKey({ ...k, versions: [k.versions[0]!, k.versions[0]!] })).toThrow('duplicate version id');
+    expect(() => checkKey({ ...k, versions: [{ ...k.versions[0]!, state: 'disabled' }] })).toThrow(
+      'not enabled',
+    );
+    expect(() => checkKey({ ...k, versions: [k.versions[0]!, k.versions[0]!] })).toThrow(
+      'duplicate version id',
+    );
   });
 
   /**
@@ -69,7 +80,11 @@ describe('lifecycle rules', () => {
         version: fc.integer({ min: 1, max: 8 }),
         to: fc.constantFrom<VersionState>('enabled', 'disabled', 'destroy_scheduled', 'destroyed'),
       }),
-      fc.record({ kind: fc.constant('addDeks' as const), version: fc.integer({ min: 1, max: 8 }), n: fc.integer({ min: 1, max: 5 }) }),
+      fc.record({
+        kind: fc.constant('addDeks' as const),
+        version: fc.integer({ min: 1, max: 8 }),
+        n: fc.integer({ min: 1, max: 5 }),
+      }),
       fc.record({ kind: fc.constant('rewrapAll' as const) }),
     );
     fc.assert(
@@ -83,7 +98,12 @@ describe('lifecycle rules', () => {
             if (o.kind === 'rotate') key = applyRotation(key, String(next++), T0);
             else if (o.kind === 'move') {
               key = applyTransition(
-                { key, version: String(o.version), to: o.to, dekReferences: deks.get(String(o.version)) ?? 0 },
+                {
+                  key,
+                  version: String(o.version),
+                  to: o.to,
+                  dekReferences: deks.get(String(o.version)) ?? 0,
+                },
                 T0,
               );
             } else if (o.kind === 'addDeks') {
@@ -96,7 +116,11 @@ describe('lifecycle rules', () => {
               deks.set(key.primaryVersion, total);
             }
           } catch (e) {
-            if (!(e instanceof InvariantViolation) && !(e instanceof Error && /has no version/.test(e.message))) throw e;
+            if (
+              !(e instanceof InvariantViolation) &&
+              !(e instanceof Error && /has no version/.test(e.message))
+            )
+              throw e;
             expect(JSON.stringify(key)).toBe(before);
           }
           checkKey(key);
