@@ -1,5 +1,5 @@
-import type { Algorithm, Protection } from '../domain/key.js';
 import type { Duration } from '../domain/duration.js';
+import type { Algorithm, Protection } from '../domain/key.js';
 
 /**
  * The validated, resolved form of a rekey config file. The loader (load.ts) turns YAML into
