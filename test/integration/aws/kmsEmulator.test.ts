@@ -112,6 +112,26 @@ describe('wire protocol', () => {
     );
   });
 
+  it('has a control API outside the AWS protocol: health, clock, reset', async () => {
+    const control = async (path: string, body?: unknown) => {
+      const res = await fetch(`${emu.endpoint}/_emulator/${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect((await control('health')).body).toMatchObject({ ok: true, account: emu.account });
+    expect((await control('clock', { advanceDays: 10 })).body.now).toBe('2026-01-11T00:00:00.000Z');
+    expect((await control('clock', { set: '2027-02-03T04:05:06Z' })).body.now).toBe(
+      '2027-02-03T04:05:06.000Z',
+    );
+    expect(emu.clock.now().toISOString()).toBe('2027-02-03T04:05:06.000Z');
+    await newKey();
+    expect((await control('reset', {})).status).toBe(200);
+    expect((await kms.send(new ListKeysCommand({}))).Keys).toEqual([]);
+    expect((await control('nothing-here')).status).toBe(404);
+  });
+
   it('keeps keys per Region (the Region of the credential scope)', async () => {
     await newKey();
     const other = kmsClient(emu, { region: 'us-west-2' });
