@@ -454,9 +454,11 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
         throw new ProviderError(
           this.id,
           'RotationPending',
-          `RotateKeyOnDemand ${md.Arn}: new key material not current yet`,
+          `RotateKeyOnDemand ${md.Arn}: started, but the new key material was not current within the wait; ` +
+            'read the key again later instead of rotating again',
           {
-            retryable: true,
+            // Calling rotate() again would start a second rotation once this one lands.
+            retryable: false,
           },
         );
       }

@@ -167,6 +167,42 @@ describe('versions are key materials', () => {
     expect(after.aws.onDemandRotations).toBe(1);
   });
 
+  it('rotate waits for an asynchronous on-demand rotation to land', async () => {
+    const slow = await emulator({ onDemandRotationMs: 150 });
+    const p = new AwsKmsProvider({
+      id: 'aws-slow',
+      regions: [REGION],
+      endpoint: slow.endpoint,
+      credentials: CREDENTIALS,
+      maxAttempts: 1,
+      rotationPollMs: 20,
+    });
+    try {
+      const k = await p.createKey({ name: 'slow' });
+      const v2 = await p.rotate(refOf(k));
+      expect(v2.id).not.toBe(k.primaryVersion);
+      expect(slow.requestCounts['kms.DescribeKey']).toBeGreaterThan(2);
+      expect((await p.getKey(refOf(k))).primaryVersion).toBe(v2.id);
+      // Gave up waiting: not retryable, since rotating again would rotate twice.
+      slow.clock.freeze();
+      const short = new AwsKmsProvider({
+        id: 'aws-slow',
+        regions: [REGION],
+        endpoint: slow.endpoint,
+        credentials: CREDENTIALS,
+        maxAttempts: 1,
+        rotationPollMs: 5,
+        rotationTimeoutMs: 30,
+      });
+      const e = (await rejectionOf(short.rotate(refOf(k)))) as unknown as ProviderError;
+      expect(e).toMatchObject({ providerCode: 'RotationPending', retryable: false });
+      await short.close();
+    } finally {
+      await p.close();
+      await slow.close();
+    }
+  });
+
   it('wrap learns the version right even when the key rotated since it was last seen', async () => {
     const k = await provider.createKey({ name: 'stale' });
     await provider.wrap(refOf(k), randomBytes(32), ctx); // caches the current material
