@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { composeFrom, readConfig } from '../../shared/compose.js';
@@ -8,29 +8,16 @@ import { parseVerifyMode, rewrapKey } from '../../shared/core/usecases/rewrapKey
 import { createMasterKeyFile } from '../../shared/providers/local/masterKey.js';
 import { EXIT } from '../exitCodes.js';
 import { makeOutput, table } from '../output.js';
+import { packageRoot } from '../packageRoot.js';
 import { type GlobalOptions, withSession } from '../session.js';
 
-/** The embedded-default config `rekey init` writes. */
-export const LOCAL_CONFIG = `# rekey config: the embedded default (local software KMS + SQLite).
-# Schema: schema/rekey-config.schema.json in the rekey repository.
-version: 1
-providers:
-  local:
-    type: local
-    keystore: kms.db            # key versions, encrypted at rest under the master key
-    masterKey: file:master.key  # or env:REKEY_MASTER_KEY (base64 of 32 bytes)
-stores:
-  app:                          # the application's table of wrapped data keys
-    type: sqlite
-    path: app.db
-    table: data_keys
-policies:
-  - name: default
-    match: { provider: [local] }
-    rotate: { every: P90D }
-    rewrap: { stores: [app], verify: full, batchSize: 1000 }
-    retire: { disableAfter: P0D, destroyAfter: P180D, approvals: 2 }
-`;
+/** The embedded-default config `rekey init` writes: the published example. */
+export function localConfigTemplate(): string {
+  return readFileSync(join(packageRoot(), 'examples/local.yaml'), 'utf8').replace(
+    /^# yaml-language-server: \$schema=\.\.\/schema\//m,
+    `# yaml-language-server: $schema=${packageRoot()}/schema/`,
+  );
+}
 
 export function initWorkspace(dir: string): { dir: string; config: string; created: string[] } {
   const abs = resolve(dir);
@@ -43,7 +30,7 @@ export function initWorkspace(dir: string): { dir: string; config: string; creat
     createMasterKeyFile(key);
     created.push(key);
   }
-  writeFileSync(config, LOCAL_CONFIG, { flag: 'wx' });
+  writeFileSync(config, localConfigTemplate(), { flag: 'wx' });
   created.push(config);
   return { dir: abs, config, created };
 }
