@@ -98,6 +98,35 @@ const NO_USE = [
 ];
 
 /**
+ * Version keys used by one rewrapMany batch. Each is copied once into a session object
+ * (C_CopyObject with CKA_TOKEN false: still sensitive and never extractable, and it keeps
+ * the version's CKA_DERIVE flag), because SoftHSM's file store re-validates a token object on
+ * every use and the copy derives about twice as fast. Copies die with the batch.
+ */
+class BatchKeys extends Map<string, Handle> {
+  private readonly copies: Handle[] = [];
+  constructor(
+    private readonly p: Pkcs11,
+    private readonly s: Handle,
+  ) {
+    super();
+  }
+  copy(h: Handle): Handle {
+    try {
+      const c = this.p.C_CopyObject(this.s, h, [attr(P.CKA_TOKEN, false)]);
+      this.copies.push(c);
+      return c;
+    } catch {
+      // A token that refuses copies (CKA_COPYABLE false) is used directly.
+      return h;
+    }
+  }
+  destroy(): void {
+    for (const c of this.copies.splice(0)) destroyQuietly(this.p, this.s, c);
+  }
+}
+
+/**
  * KeyProvider for PKCS#11 tokens (tested on SoftHSM2). A managed key is a family of token
  * objects sharing a CKA_LABEL: one AES-256 key per version plus one private CKO_DATA object
  * holding the metadata (primary, states, dates, tags). DEKs are wrapped with RFC 5649 key
@@ -410,10 +439,19 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     toKey: Handle,
     to: string,
     what: string,
+    keys?: BatchKeys,
   ): Wrapped {
     const ct = decodeCiphertext(item.wrapped.ciphertext, what);
     const data = deriveData(item.ctx);
-    const fromKey = this.versionKey(p, s, fam, item.wrapped.version);
+    const v = item.wrapped.version;
+    let fromKey = keys?.get(v);
+    if (!fromKey) {
+      fromKey = this.versionKey(p, s, fam, v);
+      if (keys) {
+        fromKey = keys.copy(fromKey);
+        keys.set(v, fromKey);
+      }
+    }
     let kOld: Handle | null = null;
     let kNew: Handle | null = null;
     let dek: Handle | null = null;
@@ -693,27 +731,46 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     return this.run(`rewrap ${items.length} DEK(s) of pkcs11 key "${name}"`, (p, s) => {
       const fam = this.load(p, s, name);
       const to = toVersion ?? fam.meta.primary;
-      const toKey = this.versionKey(p, s, fam, to);
-      return items.map((item, i): RewrapItemResult => {
-        const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
-        try {
-          return { ok: true, wrapped: this.rewrapOne(p, s, fam, item, toKey, to, what) };
-        } catch (e) {
-          // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
-          if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;
-          const err: RekeyError = translate(e, what);
-          const pe = err instanceof ProviderError ? err : null;
-          return {
-            ok: false,
-            error: {
-              code: err.code,
-              ...(pe ? { providerCode: pe.providerCode } : {}),
-              message: err.message,
-              retryable: pe?.retryable ?? false,
-            },
-          };
-        }
-      });
+      const keys = new BatchKeys(p, s);
+      try {
+        const toKey = keys.copy(this.versionKey(p, s, fam, to));
+        keys.set(to, toKey);
+        return this.rewrapItems(p, s, fam, items, toKey, to, keys);
+      } finally {
+        keys.destroy();
+      }
+    });
+  }
+
+  private rewrapItems(
+    p: Pkcs11,
+    s: Handle,
+    fam: Family,
+    items: RewrapItem[],
+    toKey: Handle,
+    to: string,
+    keys: BatchKeys,
+  ): RewrapItemResult[] {
+    const name = fam.meta.name;
+    return items.map((item, i): RewrapItemResult => {
+      const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
+      try {
+        return { ok: true, wrapped: this.rewrapOne(p, s, fam, item, toKey, to, what, keys) };
+      } catch (e) {
+        // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
+        if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;
+        const err: RekeyError = translate(e, what);
+        const pe = err instanceof ProviderError ? err : null;
+        return {
+          ok: false,
+          error: {
+            code: err.code,
+            ...(pe ? { providerCode: pe.providerCode } : {}),
+            message: err.message,
+            retryable: pe?.retryable ?? false,
+          },
+        };
+      }
     });
   }
 
