@@ -1,7 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
+import ts from 'typescript';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/core/errors.js';
 import type { DekRecord, DekReplacement } from '../../shared/core/ports/DekStore.js';
@@ -13,6 +18,57 @@ import { dekStoreContract } from '../contracts/dekStore.contract.js';
 import { stateStoreContract } from '../contracts/stateStore.contract.js';
 
 const COLUMNS = { id: 'id', key: 'kek_ref', version: 'kek_version', wrapped: 'wrapped_dek', context: 'aad' };
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Compiles a module and the rekey modules it imports into `outDir` as plain ESM, so separate
+ * Node processes can run the real store code. Type-only imports vanish in compilation;
+ * better-sqlite3 is pointed at this checkout's copy.
+ */
+function buildForChildProcess(entry: string, outDir: string): string {
+  const sqlite = pathToFileURL(createRequire(import.meta.url).resolve('better-sqlite3')).href;
+  const pending = [resolve(ROOT, entry)];
+  const done = new Set<string>();
+  writeFileSync(join(outDir, 'package.json'), '{"type":"module"}');
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (done.has(file)) continue;
+    done.add(file);
+    const js = ts.transpileModule(readFileSync(file, 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText;
+    for (const m of js.matchAll(/from '(\.{1,2}\/[^']+)\.js'/g))
+      pending.push(resolve(dirname(file), `${m[1]}.ts`));
+    const out = join(outDir, relative(ROOT, file).replace(/\.ts$/, '.js'));
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, js.replaceAll("from 'better-sqlite3'", `from '${sqlite}'`));
+  }
+  return join(outDir, relative(ROOT, resolve(ROOT, entry)).replace(/\.ts$/, '.js'));
+}
+
+/** One racing process: tries every lease, then appends to the audit chain until it holds `total` records. */
+const RACER = `
+import { SqliteStateStore } from './shared/stores/sqlite/SqliteStateStore.js';
+const [path, me, total, leases, startAt] = process.argv.slice(2);
+const store = SqliteStateStore.open(path);
+while (Date.now() < Number(startAt)) await new Promise((r) => setTimeout(r, 5));
+const held = [];
+for (let i = 0; i < Number(leases); i++) {
+  if (await store.acquireLease('key:' + i, me, 60000, 1700000000000)) held.push(i);
+}
+let wins = 0;
+for (;;) {
+  const tail = await store.auditTail();
+  const seq = (tail ? tail.seq : 0) + 1;
+  if (seq > Number(total)) break;
+  const ok = await store.auditAppend({ seq, ts: new Date().toISOString(), actor: me, action: 'race', target: null,
+    details: {}, prevHash: tail ? tail.hash : 'genesis', hash: seq + ':' + me });
+  if (ok) wins++;
+}
+await store.close();
+process.stdout.write(JSON.stringify({ wins, held }));
+`;
 
 function tempDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'rekey-sqlite-'));
@@ -166,6 +222,42 @@ describe('sqlite stores on a shared file', () => {
     }
     await a.close();
     await b.close();
+  });
+
+  it('separate processes race on one file: the audit chain stays gap-free and each lease has one owner', async () => {
+    const build = join(t.dir, 'build');
+    mkdirSync(build);
+    buildForChildProcess('shared/stores/sqlite/SqliteStateStore.ts', build);
+    writeFileSync(join(build, 'racer.js'), RACER);
+    await SqliteStateStore.open(path).close();
+    const procs = ['p1', 'p2', 'p3', 'p4'];
+    const total = 400;
+    const leases = 300;
+    const startAt = Date.now() + 1500;
+    const run = promisify(execFile);
+    const outs = await Promise.all(
+      procs.map((p) =>
+        run(
+          process.execPath,
+          [join(build, 'racer.js'), path, p, String(total), String(leases), String(startAt)],
+          {
+            cwd: build,
+          },
+        ),
+      ),
+    );
+    const results = outs.map((o) => JSON.parse(o.stdout) as { wins: number; held: number[] });
+    expect(results.reduce((n, r) => n + r.wins, 0)).toBe(total);
+    const store = SqliteStateStore.open(path);
+    const log = await store.auditRead(1, total + 10);
+    await store.close();
+    expect(log.map((r) => r.seq)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    // Each winner had read the true tail: no append slipped in between its read and its write.
+    log.forEach((r, i) => {
+      expect(r.prevHash).toBe(i === 0 ? 'genesis' : log[i - 1]!.hash);
+    });
+    const held = results.flatMap((r) => r.held).sort((a, b) => a - b);
+    expect(held).toEqual(Array.from({ length: leases }, (_, i) => i));
   });
 
   it('a state store and a DEK store can share one Database', async () => {
