@@ -73,6 +73,19 @@ export async function composeFrom(
           closers.push(() => p.close());
           break;
         }
+        case 'aws-kms': {
+          // Loaded only when configured: the SDK stays out of local-only start-up.
+          const { AwsKmsProvider } = await import('./providers/aws/AwsKmsProvider.js');
+          const p = new AwsKmsProvider({
+            id,
+            regions: pc.regions,
+            ...(pc.endpoint ? { endpoint: pc.endpoint } : {}),
+            ...(pc.profile ? { profile: pc.profile } : {}),
+          });
+          providers.set(id, p);
+          closers.push(() => p.close?.());
+          break;
+        }
         default:
           throw new ConfigError(
             `${config.file}: provider "${id}" has type ${pc.type}, which this build cannot run yet`,

@@ -2,3 +2,4 @@ export * from './Clock.js';
 export type * from './DekStore.js';
 export type * from './KeyProvider.js';
 export type * from './StateStore.js';
+export * from './EventBus.js';

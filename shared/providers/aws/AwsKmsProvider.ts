@@ -52,6 +52,8 @@ export interface AwsKmsProviderOptions {
   /** Custom endpoint (an emulator, a VPC endpoint); the same for every Region. */
   endpoint?: string;
   credentials?: KMSClientConfig['credentials'];
+  /** Shared-config profile for the default credential chain. */
+  profile?: string;
   /** SDK attempts per call (the SDK retries throttling and 5xx with backoff). Default 3. */
   maxAttempts?: number;
   /** Builds the client of a Region; overrides endpoint/credentials/maxAttempts (tests, custom agents). */
@@ -178,6 +180,7 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
           region,
           ...(this.opts.endpoint ? { endpoint: this.opts.endpoint } : {}),
           ...(this.opts.credentials ? { credentials: this.opts.credentials } : {}),
+          ...(this.opts.profile ? { profile: this.opts.profile } : {}),
           maxAttempts: this.opts.maxAttempts ?? 3,
         });
       this.clients.set(region, c);
