@@ -84,6 +84,21 @@ function checkBytes(b: unknown, what: string): Uint8Array {
   return b;
 }
 
+function checkReplacement(
+  id: unknown,
+  newWrapped: unknown,
+  newVersion: unknown,
+  expected: unknown,
+  storeId: string,
+) {
+  if (typeof id !== 'string') throw new ValidationError(`store ${storeId}: a replacement has no DEK id`);
+  if (typeof newVersion !== 'string' || newVersion.length === 0) {
+    throw new ValidationError(`store ${storeId}: DEK ${id} newVersion must be a non-empty string`);
+  }
+  checkBytes(newWrapped, `store ${storeId}: DEK ${id} newWrapped`);
+  checkBytes(expected, `store ${storeId}: DEK ${id} expected`);
+}
+
 function contextJson(ctx: unknown, where: string): string {
   if (ctx === undefined || ctx === null) return '{}';
   if (typeof ctx !== 'object' || Array.isArray(ctx))
@@ -267,8 +282,7 @@ export class SqliteDekStore implements DekStore {
     newVersion: string,
     expected: Uint8Array,
   ): Promise<boolean> {
-    checkBytes(newWrapped, `store ${this.id}: DEK ${id} newWrapped`);
-    checkBytes(expected, `store ${this.id}: DEK ${id} expected`);
+    checkReplacement(id, newWrapped, newVersion, expected, this.id);
     const res = guarded(`store ${this.id}: replacing DEK ${id}`, () =>
       this.q.replace.run(asBuffer(newWrapped), newVersion, id, asBuffer(expected)),
     );
@@ -277,10 +291,7 @@ export class SqliteDekStore implements DekStore {
 
   async replaceMany(items: DekReplacement[]): Promise<boolean[]> {
     if (items.length === 0) return [];
-    for (const it of items) {
-      checkBytes(it.newWrapped, `store ${this.id}: DEK ${it.id} newWrapped`);
-      checkBytes(it.expected, `store ${this.id}: DEK ${it.id} expected`);
-    }
+    for (const it of items) checkReplacement(it.id, it.newWrapped, it.newVersion, it.expected, this.id);
     const stmt = this.q.replace;
     // One transaction for the batch: one fsync-free WAL commit instead of one per row.
     const run = this.db.transaction((batch: DekReplacement[]) => {

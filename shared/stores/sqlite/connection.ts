@@ -6,11 +6,15 @@ export type SqliteDatabase = Database.Database;
 /** How long a writer waits for another connection's lock before SQLITE_BUSY surfaces. */
 export const BUSY_TIMEOUT_MS = 5_000;
 
+/** Page cache per connection, in KiB (the default is 2 MiB): re-wrapping a large table touches many pages. */
+export const CACHE_KIB = 32 * 1024;
+
 /**
  * Opens a database file (or ':memory:') with the settings every rekey connection uses:
  * WAL so readers never block the writer, a busy timeout so two processes on one file queue
  * instead of failing, foreign keys on, and synchronous=NORMAL (durable at each WAL checkpoint,
- * safe against corruption, much faster than FULL for the re-wrap hot path).
+ * safe against corruption, much faster than FULL for the re-wrap hot path), and a page cache
+ * large enough that a re-wrap batch does not evict the index pages the next batch needs.
  */
 export function openDatabase(path: string): SqliteDatabase {
   if (typeof path !== 'string' || path.length === 0) {
@@ -37,6 +41,7 @@ export function configure(db: SqliteDatabase): void {
   if (!db.memory) db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
+  db.pragma(`cache_size = -${CACHE_KIB}`);
 }
 
 const RETRYABLE = /^SQLITE_(BUSY|LOCKED)/;

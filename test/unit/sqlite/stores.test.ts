@@ -150,6 +150,25 @@ describe('SqliteDekStore edge cases', () => {
     expect(p2.cursor).toBeNull();
   });
 
+  it('refuses a replacement without bytes or a version before writing anything', async () => {
+    const store = SqliteDekStore.open({
+      id: 'orders',
+      db,
+      table: 'data_keys',
+      columns: COLUMNS,
+      create: true,
+    });
+    await store.insertMany([
+      { id: 'a', keyRef: 'local://k', version: '1', wrapped: new Uint8Array([1]), context: {} },
+    ]);
+    const good = { id: 'a', expected: new Uint8Array([1]), newWrapped: new Uint8Array([2]), newVersion: '2' };
+    await expect(store.replaceMany([good, { ...good, newVersion: '' }])).rejects.toThrow(/DEK a newVersion/);
+    await expect(
+      store.replace('a', 'not bytes' as unknown as Uint8Array, '2', new Uint8Array([1])),
+    ).rejects.toThrow(ValidationError);
+    expect((await store.get('a'))!.version).toBe('1');
+  });
+
   it('does not close a Database it was given', async () => {
     const store = SqliteDekStore.open({
       id: 'orders',
