@@ -42,7 +42,8 @@ export function dekStoreSql(t: QuotedDekTable) {
     pageFirst: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? ORDER BY ${t.id} LIMIT ?`,
     pageAfter: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? ORDER BY ${t.id} LIMIT ?`,
     // One index seek each: the versions of a key are walked without reading their rows.
-    firstVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? ORDER BY ${t.version} LIMIT 1`,
+    // NULL sorts first in SQLite; an application row without a version must not end the walk.
+    firstVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} IS NOT NULL ORDER BY ${t.version} LIMIT 1`,
     nextVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} > ? ORDER BY ${t.version} LIMIT 1`,
     get: `SELECT ${cols} FROM ${t.table} WHERE ${t.id} = ?`,
     exists: `SELECT 1 FROM ${t.table} WHERE ${t.id} = ?`,
@@ -101,8 +102,9 @@ function checkReplacement(
 
 function contextJson(ctx: unknown, where: string): string {
   if (ctx === undefined || ctx === null) return '{}';
-  if (typeof ctx !== 'object' || Array.isArray(ctx))
+  if (typeof ctx !== 'object' || Array.isArray(ctx)) {
     throw new ValidationError(`${where}: context must be an object`);
+  }
   for (const [k, v] of Object.entries(ctx)) {
     if (typeof v !== 'string') throw new ValidationError(`${where}: context value "${k}" must be a string`);
   }
@@ -132,8 +134,9 @@ export class SqliteDekStore implements DekStore {
 
   /** Opens the store on a file path, ':memory:' or a Database shared with other stores. */
   static open(opts: SqliteDekStoreOptions): SqliteDekStore {
-    if (typeof opts.id !== 'string' || opts.id.length === 0)
+    if (typeof opts.id !== 'string' || opts.id.length === 0) {
       throw new ConfigError('sqlite DEK store: id is missing');
+    }
     const owns = 'path' in opts;
     // Validate names before touching the file.
     quoteDekTable(opts.table, opts.columns, opts.id);
@@ -221,8 +224,9 @@ export class SqliteDekStore implements DekStore {
       if (list) {
         if (after === null) return list[0] ?? null;
         const i = list.indexOf(after);
-        if (i === -1)
+        if (i === -1) {
           throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
+        }
         return list[i + 1] ?? null;
       }
       let v = (after === null ? q.firstVersion.get(keyRef) : q.nextVersion.get(keyRef, after)) as

@@ -59,6 +59,12 @@ describe('SqliteDekStore edge cases', () => {
       '1',
       Buffer.from([1, 2]),
     );
+    // A row the application left without a version sorts first; it must not hide the others.
+    db.prepare('INSERT INTO "Keys" ("DekId", "Kek", "KekVer", "Blob") VALUES (?, ?, NULL, ?)').run(
+      'd0',
+      'local://k',
+      Buffer.from([0]),
+    );
     const store = SqliteDekStore.open({
       id: 'app',
       db,
