@@ -115,6 +115,10 @@ const GcpKmsProvider = z.strictObject({
 const AzureKvProvider = z.strictObject({
   type: z.literal('azure-kv'),
   vaults: z.array(nonBlank).min(1).describe('vault or managed HSM hosts, e.g. prod.vault.azure.net'),
+  endpoints: z
+    .record(nonBlank, z.url({ protocol: /^https$/, error: 'must be an https URL' }))
+    .optional()
+    .describe('per-host endpoint overrides (emulators, private endpoints): host -> https URL'),
 });
 const Pkcs11Provider = z.strictObject({
   type: z.literal('pkcs11'),

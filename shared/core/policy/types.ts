@@ -32,6 +32,8 @@ export interface GcpKmsProviderConfig {
 export interface AzureKvProviderConfig {
   type: 'azure-kv';
   vaults: string[];
+  /** Per-host endpoint overrides (emulators, private endpoints): vault host -> https URL. */
+  endpoints?: Record<string, string>;
 }
 export interface Pkcs11ProviderConfig {
   type: 'pkcs11';
