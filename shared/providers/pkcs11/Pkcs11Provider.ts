@@ -58,6 +58,13 @@ export interface Pkcs11ProviderOptions {
    */
   wrapMechanism?: 'pad' | 'kwp';
   clock?: Clock;
+  /**
+   * How long wrap/unwrap/rewrap trust a key's cached metadata and object handles before
+   * reading them again, so a rotation made by another process is seen within this delay.
+   * Disabling needs no refresh: the token itself refuses a disabled version. Default 1000 ms;
+   * 0 reads on every call.
+   */
+  refreshIntervalMs?: number;
 }
 
 /** One item for rewrapMany. */
@@ -76,6 +83,13 @@ const CAPABILITIES: ProviderCapabilities = {
   destroyDelayDays: { min: 0, max: 120 },
   lastUsed: false,
 };
+
+interface CachedFamily {
+  fam: Family;
+  /** Version key handles found so far. */
+  keys: Map<string, Handle>;
+  at: number;
+}
 
 interface Family {
   meta: FamilyMeta;
@@ -143,6 +157,8 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   private readonly wrapMech: { id: number; name: string };
   private token: TokenSession | null = null;
   private closed = false;
+  private readonly refreshMs: number;
+  private readonly cache = new Map<string, CachedFamily>();
 
   constructor(opts: Pkcs11ProviderOptions) {
     if (!opts.token || Buffer.byteLength(opts.token) > 32) {
@@ -152,6 +168,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     this.opts = opts;
     this.pin = Buffer.from(opts.pin);
     this.clock = opts.clock ?? systemClock;
+    this.refreshMs = Math.max(0, opts.refreshIntervalMs ?? 1000);
     this.wrapMech =
       (opts.wrapMechanism ?? 'pad') === 'pad'
         ? { id: CKM_AES_KEY_WRAP_PAD, name: 'CKM_AES_KEY_WRAP_PAD' }
@@ -323,6 +340,43 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     return h;
   }
 
+  private remember(name: string, fam: Family): CachedFamily {
+    const c: CachedFamily = { fam, keys: new Map(), at: performance.now() };
+    if (this.refreshMs > 0) this.cache.set(name, c);
+    return c;
+  }
+
+  /**
+   * Runs `fn` with the key's metadata and handles, from the cache when fresh enough. If `fn`
+   * trips over something the cache may have got wrong (an unknown version, a vanished
+   * object), the key is read again and `fn` runs once more.
+   */
+  private withFamily<T>(p: Pkcs11, s: Handle, name: string, fn: (c: CachedFamily) => T): T {
+    const hit = this.cache.get(name);
+    if (!hit || performance.now() - hit.at >= this.refreshMs)
+      return fn(this.remember(name, this.load(p, s, name)));
+    try {
+      return fn(hit);
+    } catch (e) {
+      const stale =
+        e instanceof NotFoundError ||
+        e instanceof IntegrityError ||
+        isCkr(e, 'CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID');
+      if (!stale) throw e;
+      this.cache.delete(name);
+      return fn(this.remember(name, this.load(p, s, name)));
+    }
+  }
+
+  private cachedKey(p: Pkcs11, s: Handle, c: CachedFamily, v: string): Handle {
+    let h = c.keys.get(v);
+    if (!h) {
+      h = this.versionKey(p, s, c.fam, v);
+      c.keys.set(v, h);
+    }
+    return h;
+  }
+
   private toManagedKey(m: FamilyMeta): ManagedKey {
     return {
       ref: this.refOf(m.name),
@@ -431,27 +485,19 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     }
   }
 
+  /** In-token rewrap of one item; `keyOf` gives the handle of a source version. */
   private rewrapOne(
     p: Pkcs11,
     s: Handle,
-    fam: Family,
     item: RewrapItem,
+    keyOf: (v: string) => Handle,
     toKey: Handle,
     to: string,
     what: string,
-    keys?: BatchKeys,
   ): Wrapped {
     const ct = decodeCiphertext(item.wrapped.ciphertext, what);
     const data = deriveData(item.ctx);
-    const v = item.wrapped.version;
-    let fromKey = keys?.get(v);
-    if (!fromKey) {
-      fromKey = this.versionKey(p, s, fam, v);
-      if (keys) {
-        fromKey = keys.copy(fromKey);
-        keys.set(v, fromKey);
-      }
-    }
+    const fromKey = keyOf(item.wrapped.version);
     let kOld: Handle | null = null;
     let kNew: Handle | null = null;
     let dek: Handle | null = null;
@@ -497,7 +543,10 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
 
   async getKey(ref: KeyRef): Promise<ManagedKey> {
     const name = this.nameOf(ref);
-    return this.run(`describe pkcs11 key "${name}"`, (p, s) => this.toManagedKey(this.load(p, s, name).meta));
+    return this.run(`describe pkcs11 key "${name}"`, (p, s) => {
+      this.cache.delete(name);
+      return this.toManagedKey(this.remember(name, this.load(p, s, name)).fam.meta);
+    });
   }
 
   async createKey(spec: {
@@ -518,6 +567,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     if (Number.isNaN(Date.parse(at))) throw new ValidationError(`createdAt "${at}" is not a date`);
     const name = spec.name;
     return this.run(`create pkcs11 key "${name}"`, (p, s) => {
+      this.cache.delete(name);
       if (this.metaHandles(p, s, name).length > 0) {
         throw new ConflictError(`pkcs11 key "${name}" already exists on token "${this.opts.token}"`);
       }
@@ -544,6 +594,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   async rotate(ref: KeyRef): Promise<KeyVersion> {
     const name = this.nameOf(ref);
     return this.run(`rotate pkcs11 key "${name}"`, (p, s) => {
+      this.cache.delete(name);
       const fam = this.load(p, s, name);
       const next = String(Math.max(...fam.meta.versions.map((v) => Number(v.id))) + 1);
       this.clearOrphans(p, s, name, next);
@@ -586,6 +637,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     if (state !== 'enabled' && state !== 'disabled')
       throw new ValidationError(`unknown version state "${state}"`);
     return this.run(`set version ${version} of pkcs11 key "${name}" ${state}`, (p, s) => {
+      this.cache.delete(name);
       const fam = this.load(p, s, name);
       const vm = fam.meta.versions.find((v) => v.id === version);
       if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
@@ -622,6 +674,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       );
     }
     return this.run(`schedule destruction of version ${version} of pkcs11 key "${name}"`, (p, s) => {
+      this.cache.delete(name);
       const fam = this.load(p, s, name);
       const vm = fam.meta.versions.find((v) => v.id === version);
       if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
@@ -650,9 +703,10 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     const data = deriveData(ctx);
     try {
       return await this.run(what, (p, s) => {
-        const fam = this.load(p, s, name);
-        const v = fam.meta.primary;
-        const key = this.versionKey(p, s, fam, v);
+        const { v, key } = this.withFamily(p, s, name, (c) => ({
+          v: c.fam.meta.primary,
+          key: this.cachedKey(p, s, c, c.fam.meta.primary),
+        }));
         let kw: Handle | null = null;
         let dek: Handle | null = null;
         try {
@@ -691,8 +745,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     const ct = decodeCiphertext(wrapped.ciphertext, what);
     const data = deriveData(ctx);
     return this.run(what, (p, s) => {
-      const fam = this.load(p, s, name);
-      const key = this.versionKey(p, s, fam, wrapped.version);
+      const key = this.withFamily(p, s, name, (c) => this.cachedKey(p, s, c, wrapped.version));
       let kw: Handle | null = null;
       let dek: Handle | null = null;
       try {
@@ -715,9 +768,11 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     const name = this.nameOf(ref);
     const what = `rewrap from version ${wrapped.version} of pkcs11 key "${name}"`;
     return this.run(what, (p, s) => {
-      const fam = this.load(p, s, name);
-      const to = toVersion ?? fam.meta.primary;
-      return this.rewrapOne(p, s, fam, { wrapped, ctx }, this.versionKey(p, s, fam, to), to, what);
+      return this.withFamily(p, s, name, (c) => {
+        const to = toVersion ?? c.fam.meta.primary;
+        const toKey = this.cachedKey(p, s, c, to);
+        return this.rewrapOne(p, s, { wrapped, ctx }, (v) => this.cachedKey(p, s, c, v), toKey, to, what);
+      });
     });
   }
 
@@ -729,7 +784,9 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   async rewrapMany(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]> {
     const name = this.nameOf(ref);
     return this.run(`rewrap ${items.length} DEK(s) of pkcs11 key "${name}"`, (p, s) => {
-      const fam = this.load(p, s, name);
+      // No sweep: batches (often in worker processes) only read metadata. A version whose
+      // destruction is due is already unusable on the token (CKA_DERIVE false).
+      const fam = this.load(p, s, name, false);
       const to = toVersion ?? fam.meta.primary;
       const keys = new BatchKeys(p, s);
       try {
@@ -752,10 +809,18 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     keys: BatchKeys,
   ): RewrapItemResult[] {
     const name = fam.meta.name;
+    const keyOf = (v: string): Handle => {
+      let h = keys.get(v);
+      if (!h) {
+        h = keys.copy(this.versionKey(p, s, fam, v));
+        keys.set(v, h);
+      }
+      return h;
+    };
     return items.map((item, i): RewrapItemResult => {
       const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
       try {
-        return { ok: true, wrapped: this.rewrapOne(p, s, fam, item, toKey, to, what, keys) };
+        return { ok: true, wrapped: this.rewrapOne(p, s, item, keyOf, toKey, to, what) };
       } catch (e) {
         // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
         if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;

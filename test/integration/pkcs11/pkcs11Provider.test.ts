@@ -257,6 +257,37 @@ describe('sessions', () => {
     }
   });
 
+  it('two providers on one token: cached state is re-read on an unknown version, disable is enforced by the token', async () => {
+    const other = await Pkcs11Provider.open({
+      id: 'hsm-2',
+      module: hsm.module,
+      token: hsm.label,
+      pin: hsm.pin,
+      refreshIntervalMs: 600_000,
+    });
+    const ref = await newKey('shared');
+    const dek1 = randomBytes(32);
+    const dek2 = randomBytes(32);
+    try {
+      const w1 = await other.wrap(ref, dek1, ctx); // `other` now caches version 1 as the primary
+      const v2 = await provider.rotate(ref);
+      const w2 = await provider.wrap(ref, dek2, ctx);
+      expect(w2.version).toBe(v2.id);
+      expect(Buffer.from(await other.unwrap(ref, w2, ctx)).equals(dek2)).toBe(true);
+      expect((await other.wrap(ref, dek1, ctx)).version).toBe(v2.id);
+
+      await provider.setVersionState(ref, '1', 'disabled');
+      const e = await rejection(other.unwrap(ref, w1, ctx));
+      expect(e).toBeInstanceOf(ProviderError);
+      expect((e as ProviderError).providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+    } finally {
+      await other.close();
+    }
+    // Closing one provider neither logs out nor finalizes under the other.
+    const w = await provider.wrap(ref, dek1, ctx);
+    expect(Buffer.from(await provider.unwrap(ref, w, ctx)).equals(dek1)).toBe(true);
+  });
+
   it('runs many concurrent operations through the pool', async () => {
     const ref = await newKey('concurrent');
     const deks = Array.from({ length: 50 }, () => randomBytes(32));
