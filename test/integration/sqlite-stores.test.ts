@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/core/errors.js';
 import type { DekRecord, DekReplacement } from '../../shared/core/ports/DekStore.js';
 import type { AuditRecord } from '../../shared/core/ports/StateStore.js';
+import { NEW_DB_PAGE_SIZE } from '../../shared/stores/sqlite/connection.js';
 import { appliedMigrations, MIGRATIONS } from '../../shared/stores/sqlite/migrations.js';
 import { SqliteDekStore } from '../../shared/stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from '../../shared/stores/sqlite/SqliteStateStore.js';
@@ -168,6 +169,7 @@ describe('sqlite stores on a shared file', () => {
     expect(s.db.pragma('foreign_keys', { simple: true })).toBe(1);
     expect(s.db.pragma('synchronous', { simple: true })).toBe(1);
     expect(s.db.pragma('busy_timeout', { simple: true })).toBeGreaterThan(0);
+    expect(s.db.pragma('page_size', { simple: true })).toBe(NEW_DB_PAGE_SIZE);
     await s.close();
   });
 
@@ -258,6 +260,28 @@ describe('sqlite stores on a shared file', () => {
     });
     const held = results.flatMap((r) => r.held).sort((a, b) => a - b);
     expect(held).toEqual(Array.from({ length: leases }, (_, i) => i));
+  });
+
+  it('opens an existing file without changing its page size', async () => {
+    const raw = new Database(path);
+    raw.pragma('page_size = 4096');
+    raw.exec('CREATE TABLE app_data (x INTEGER)');
+    raw.close();
+    const s = SqliteStateStore.open(path);
+    expect(s.db.pragma('page_size', { simple: true })).toBe(4096);
+    expect(
+      await s.auditAppend({
+        seq: 1,
+        ts: 't',
+        actor: 'a',
+        action: 'x',
+        target: null,
+        details: {},
+        prevHash: '',
+        hash: 'h',
+      }),
+    ).toBe(true);
+    await s.close();
   });
 
   it('a state store and a DEK store can share one Database', async () => {
