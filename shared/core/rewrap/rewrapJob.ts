@@ -84,11 +84,12 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     let plaintext: Uint8Array | undefined;
     let check: Uint8Array | undefined;
     try {
-      if (bucket) await bucket.take(serverSide ? 1 : 2);
+      if (bucket) await bucket.take(serverSide && !verify ? 1 : 2);
       let next: Wrapped;
-      if (serverSide) {
+      // Verification needs the original DEK in hand anyway, so a verified item takes the
+      // unwrap + wrap path (3 operations with the check) rather than rewrap + 2 unwraps (4).
+      if (serverSide && !verify) {
         next = await withRetry(() => provider.rewrap!(ref, old, dek.context, job.toVersion));
-        if (verify) plaintext = await withRetry(() => provider.unwrap(ref, old, dek.context));
       } else {
         plaintext = await withRetry(() => provider.unwrap(ref, old, dek.context));
         const pt = plaintext;

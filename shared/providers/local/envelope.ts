@@ -118,6 +118,21 @@ function dekAad(name: string, version: string, ctx: WrapContext): Buffer {
  * Wraps a DEK. Layout: format tag (1) | version id length (1) | version id (ASCII) | IV (12) |
  * GCM tag (16) | ciphertext.
  */
+// IVs come from a pooled CSPRNG buffer: one randomBytes call per 512 IVs instead of one each.
+// The bytes are the same CSPRNG output; each slice is copied out and used once.
+const IV_POOL_IVS = 512;
+let ivPool = Buffer.alloc(0);
+let ivAt = 0;
+function nextIv(): Buffer {
+  if (ivAt + IV_BYTES > ivPool.length) {
+    ivPool = randomBytes(IV_BYTES * IV_POOL_IVS);
+    ivAt = 0;
+  }
+  const iv = Buffer.from(ivPool.subarray(ivAt, ivAt + IV_BYTES));
+  ivAt += IV_BYTES;
+  return iv;
+}
+
 export function wrapDek(
   kek: Buffer,
   name: string,
@@ -128,7 +143,7 @@ export function wrapDek(
   const vid = Buffer.from(version, 'ascii');
   if (vid.length === 0 || vid.length > MAX_VERSION_ID_BYTES)
     throw new Error(`bad version id length ${vid.length}`);
-  const iv = randomBytes(IV_BYTES);
+  const iv = nextIv();
   const c = createCipheriv(ALG, kek, iv, { authTagLength: TAG_BYTES });
   c.setAAD(dekAad(name, version, ctx));
   const body = c.update(dek);
