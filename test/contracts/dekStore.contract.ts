@@ -42,6 +42,8 @@ async function scanAll(
 
 function matches(r: DekRecord, q: DekScanQuery): boolean {
   if (r.keyRef !== q.keyRef) return false;
+  if (q.idFrom !== undefined && r.id < q.idFrom) return false;
+  if (q.idTo !== undefined && r.id >= q.idTo) return false;
   if (q.versions && !q.versions.includes(r.version)) return false;
   if (q.notVersion !== undefined && r.version === q.notVersion) return false;
   return true;
@@ -159,6 +161,59 @@ export function dekStoreContract(name: string, setup: () => Promise<DekStoreFixt
       expect(await ids({ keyRef: key, versions: [] })).toEqual([]);
       expect(await ids({ keyRef: key, versions: ['9'] })).toEqual([]);
       expect(await ids({ keyRef: 'local://nothing-here' })).toEqual([]);
+    });
+
+    it('scan honours a shard range [idFrom, idTo) together with version filters', async () => {
+      const key = 'local://ranges';
+      const recs = Array.from({ length: 30 }, (_, i) =>
+        dek(`r-${String(i).padStart(2, '0')}`, key, String(1 + (i % 3)), bytes(i)),
+      );
+      await store.insertMany(recs);
+      const ids = async (q: DekScanQuery, limit: number) =>
+        (await scanAll(store, q, limit)).items.map((d) => d.id).sort();
+      for (const limit of [1, 4, 100]) {
+        expect(await ids({ keyRef: key, idFrom: 'r-10', idTo: 'r-20' }, limit)).toEqual(
+          recs.filter((r) => r.id >= 'r-10' && r.id < 'r-20').map((r) => r.id),
+        );
+        expect(await ids({ keyRef: key, idTo: 'r-05', notVersion: '1' }, limit)).toEqual(
+          recs.filter((r) => r.id < 'r-05' && r.version !== '1').map((r) => r.id),
+        );
+        expect(await ids({ keyRef: key, idFrom: 'r-25' }, limit)).toEqual(
+          recs.filter((r) => r.id >= 'r-25').map((r) => r.id),
+        );
+      }
+      expect(await ids({ keyRef: key, idFrom: 'r-20', idTo: 'r-10' }, 5)).toEqual([]);
+    });
+
+    it('splitPoints (when offered) cut the matching DEKs into ranges that cover each exactly once', async () => {
+      if (!store.splitPoints) return;
+      const key = 'local://split';
+      const recs = Array.from({ length: 101 }, (_, i) =>
+        dek(`s-${String(i).padStart(3, '0')}`, key, i % 4 === 0 ? '2' : '1', bytes(i % 256)),
+      );
+      await store.insertMany(recs);
+      for (const parts of [1, 2, 3, 7]) {
+        const q: DekScanQuery = { keyRef: key, notVersion: '2' };
+        const points = await store.splitPoints(q, parts);
+        expect(points.length).toBeLessThanOrEqual(parts - 1);
+        expect([...points].sort()).toEqual(points);
+        const bounds = [undefined, ...points, undefined];
+        const seen: string[] = [];
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const part = await scanAll(
+            store,
+            {
+              ...q,
+              ...(bounds[i] ? { idFrom: bounds[i] } : {}),
+              ...(bounds[i + 1] ? { idTo: bounds[i + 1] } : {}),
+            },
+            10,
+          );
+          if (parts > 1) expect(part.items.length).toBeGreaterThan(0);
+          seen.push(...part.items.map((d) => d.id));
+        }
+        expect(seen.sort()).toEqual(recs.filter((r) => r.version !== '2').map((r) => r.id));
+      }
     });
 
     it('scan refuses a limit below 1', async () => {

@@ -195,6 +195,14 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
       expect(await store.acquireLease('key:orders', 'a', 1000, t0 + 1700)).toBe(false);
     });
 
+    it('leaseOwner names the holder until the lease expires', async () => {
+      const t0 = 1_700_000_000_000;
+      expect(await store.leaseOwner('key:who', t0)).toBeNull();
+      expect(await store.acquireLease('key:who', 'a', 1000, t0)).toBe(true);
+      expect(await store.leaseOwner('key:who', t0 + 10)).toEqual({ owner: 'a', expiresAtMs: t0 + 1000 });
+      expect(await store.leaseOwner('key:who', t0 + 1000)).toBeNull();
+    });
+
     it('only the owner can release a lease', async () => {
       const t0 = 1_700_000_000_000;
       expect(await store.acquireLease('key:rel', 'a', 60_000, t0)).toBe(true);

@@ -17,6 +17,10 @@ export interface DekScanQuery {
   versions?: string[];
   /** Only DEKs not under this version (typically the primary). */
   notVersion?: string;
+  /** Only ids >= idFrom (a shard's lower bound, inclusive). */
+  idFrom?: string;
+  /** Only ids < idTo (a shard's upper bound, exclusive). */
+  idTo?: string;
 }
 
 export interface DekReplacement {
@@ -41,6 +45,11 @@ export interface DekStore {
   replace(id: string, newWrapped: Uint8Array, newVersion: string, expected: Uint8Array): Promise<boolean>;
   /** Batched compare-and-swap, atomic per item; result i belongs to item i. */
   replaceMany(items: DekReplacement[]): Promise<boolean[]>;
+  /**
+   * Up to `parts - 1` ids that split the matching DEKs into ranges of about equal size, in
+   * ascending order; shard i covers [point[i-1], point[i]). Absent: the store cannot shard.
+   */
+  splitPoints?(query: DekScanQuery, parts: number): Promise<string[]>;
   /** DEK count per version of a key. */
   countByVersion(keyRef: string): Promise<Record<string, number>>;
   /** Application-side write (demo seeding, tests). Fails on duplicate ids. */

@@ -29,6 +29,16 @@ export interface RewrapCounts {
   failed: number;
 }
 
+/** A slice of a re-wrap job: DEK ids in [idFrom, idTo). Any worker may claim it with a lease. */
+export interface RewrapShard {
+  /** The job this shard belongs to. */
+  parent: string;
+  index: number;
+  count: number;
+  idFrom?: string;
+  idTo?: string;
+}
+
 export interface RewrapJob {
   /** Deterministic: the same plan action and store always map to the same job. */
   id: string;
@@ -37,6 +47,8 @@ export interface RewrapJob {
   fromVersions: string[];
   toVersion: string;
   status: 'running' | 'done' | 'failed';
+  /** Present when this job is one shard of a larger job. */
+  shard?: RewrapShard;
   /** Last committed scan cursor; resume starts after it. */
   cursor: string | null;
   counts: RewrapCounts;
@@ -79,6 +91,8 @@ export interface StateStore {
   /** Takes or extends the lease if free, expired or already held by `owner`. */
   acquireLease(name: string, owner: string, ttlMs: number, nowMs: number): Promise<boolean>;
   releaseLease(name: string, owner: string): Promise<void>;
+  /** Who holds a lease and until when (ms), or null if nobody does (or it expired). */
+  leaseOwner(name: string, nowMs: number): Promise<{ owner: string; expiresAtMs: number } | null>;
 
   getRewrapJob(id: string): Promise<RewrapJob | null>;
   /** Inserts the job if absent; returns the stored job (existing one wins). */

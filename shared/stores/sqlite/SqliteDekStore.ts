@@ -41,6 +41,12 @@ export function dekStoreSql(t: QuotedDekTable) {
     // Both page queries are range scans of the (key, version, id) index.
     pageFirst: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? ORDER BY ${t.id} LIMIT ?`,
     pageAfter: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? ORDER BY ${t.id} LIMIT ?`,
+    // Shard-bounded pages: ids in [from, to), still one index range each.
+    pageRangeFirst: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} >= ? AND ${t.id} < ? ORDER BY ${t.id} LIMIT ?`,
+    pageRangeAfter: `SELECT ${cols} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} = ? AND ${t.id} > ? AND ${t.id} < ? ORDER BY ${t.id} LIMIT ?`,
+    // Every id of a key outside one version, in id order (split points are read off it once per job).
+    idsExcept: `SELECT ${t.id} AS id FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} <> ? ORDER BY ${t.id}`,
+    countExcept: `SELECT COUNT(*) AS n FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} <> ?`,
     // One index seek each: the versions of a key are walked without reading their rows.
     // NULL sorts first in SQLite; an application row without a version must not end the walk.
     firstVersion: `SELECT ${t.version} FROM ${t.table} WHERE ${t.key} = ? AND ${t.version} IS NOT NULL ORDER BY ${t.version} LIMIT 1`,
@@ -58,6 +64,10 @@ function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
   const sql = dekStoreSql(t);
   return {
     pageFirst: db.prepare(sql.pageFirst),
+    pageRangeFirst: db.prepare(sql.pageRangeFirst),
+    pageRangeAfter: db.prepare(sql.pageRangeAfter),
+    idsExcept: db.prepare(sql.idsExcept),
+    countExcept: db.prepare(sql.countExcept),
     pageAfter: db.prepare(sql.pageAfter),
     firstVersion: db.prepare(sql.firstVersion).pluck(),
     nextVersion: db.prepare(sql.nextVersion).pluck(),
@@ -236,6 +246,13 @@ export class SqliteDekStore implements DekStore {
       return v ?? null;
     };
 
+    // A shard bound: ids in [from, to). Either side may be open; '' is below every id and
+    // U+FFFF above any id the application could use, so one pair of statements serves all.
+    const ranged = query.idFrom !== undefined || query.idTo !== undefined;
+    const from = query.idFrom ?? '';
+    const to = query.idTo ?? '\uffff';
+    if (ranged && from >= to) return { items: [], cursor: null };
+
     return guarded(`store ${this.id}: scanning ${keyRef}`, () => {
       const items: DekRecord[] = [];
       let version: string | null;
@@ -254,9 +271,13 @@ export class SqliteDekStore implements DekStore {
         const need = limit - items.length;
         // One row more than needed tells whether this version continues past the page.
         const rows = (
-          afterId === null
-            ? q.pageFirst.all(keyRef, version, need + 1)
-            : q.pageAfter.all(keyRef, version, afterId, need + 1)
+          ranged
+            ? afterId === null
+              ? q.pageRangeFirst.all(keyRef, version, from, to, need + 1)
+              : q.pageRangeAfter.all(keyRef, version, afterId, to, need + 1)
+            : afterId === null
+              ? q.pageFirst.all(keyRef, version, need + 1)
+              : q.pageAfter.all(keyRef, version, afterId, need + 1)
         ) as DekRow[];
         for (let i = 0; i < Math.min(rows.length, need); i++) items.push(this.toRecord(rows[i]!));
         if (rows.length > need) {
@@ -270,6 +291,30 @@ export class SqliteDekStore implements DekStore {
       if (version === null) return { items, cursor: null };
       const last = items[items.length - 1]!;
       return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
+    });
+  }
+
+  async splitPoints(query: DekScanQuery, parts: number): Promise<string[]> {
+    if (!Number.isInteger(parts) || parts < 1)
+      throw new ValidationError(`store ${this.id}: parts must be >= 1`);
+    const keyRef = query.keyRef;
+    const skip = query.notVersion ?? '';
+    return guarded(`store ${this.id}: splitting ${keyRef} into ${parts}`, () => {
+      const total = (this.q.countExcept.get(keyRef, skip) as { n: number }).n;
+      if (parts === 1 || total < parts * 2) return [];
+      const every = total / parts;
+      const points: string[] = [];
+      let i = 0;
+      let nextAt = every;
+      for (const row of this.q.idsExcept.iterate(keyRef, skip) as Iterable<{ id: string }>) {
+        i++;
+        if (i >= nextAt) {
+          if (points[points.length - 1] !== row.id) points.push(row.id);
+          nextAt += every;
+          if (points.length === parts - 1) break;
+        }
+      }
+      return points;
     });
   }
 

@@ -56,6 +56,9 @@ function prepareAll(db: SqliteDatabase) {
        WHERE leases.owner = excluded.owner OR leases.expires_at_ms <= @now`,
     ),
     releaseLease: db.prepare('DELETE FROM leases WHERE name = ? AND owner = ?'),
+    leaseOwner: db.prepare(
+      'SELECT owner, expires_at_ms AS e FROM leases WHERE name = ? AND expires_at_ms > ?',
+    ),
     getJob: db.prepare('SELECT body FROM rewrap_jobs WHERE id = ?'),
     createJob: db.prepare(
       `INSERT INTO rewrap_jobs (id, key_ref, store_id, status, body) VALUES (?, ?, ?, ?, ?)
@@ -210,6 +213,13 @@ export class SqliteStateStore implements StateStore {
 
   async releaseLease(name: string, owner: string): Promise<void> {
     guarded(`releasing lease ${name}`, () => this.q.releaseLease.run(name, owner));
+  }
+  async leaseOwner(name: string, nowMs: number): Promise<{ owner: string; expiresAtMs: number } | null> {
+    requireString(name, 'lease name');
+    const row = guarded(`reading lease ${name}`, () => this.q.leaseOwner.get(name, nowMs)) as
+      | { owner: string; e: number }
+      | undefined;
+    return row ? { owner: row.owner, expiresAtMs: row.e } : null;
   }
 
   async getRewrapJob(id: string): Promise<RewrapJob | null> {
