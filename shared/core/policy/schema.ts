@@ -149,13 +149,58 @@ const SqliteStore = z.strictObject({
   table: sqlIdent.default('data_keys'),
   columns: Columns,
 });
+const PostgresColumns = z
+  .strictObject({
+    id: sqlIdent.default('id'),
+    key: sqlIdent.default('kek_ref'),
+    version: sqlIdent.default('kek_version'),
+    wrapped: sqlIdent.default('wrapped_dek').describe('bytea column'),
+    context: sqlIdent
+      .nullable()
+      .default('aad')
+      .describe('jsonb, json or text column; null when the table has none (every context is then {})'),
+  })
+  .prefault({});
 const PostgresStore = z.strictObject({
   type: z.literal('postgres'),
   url: secret,
   table: sqlTable.default('data_keys'),
-  columns: Columns,
+  columns: PostgresColumns,
+  idType: z
+    .enum(['text', 'uuid', 'bigint'])
+    .optional()
+    .describe("type of the id column (scans page in its order); default: read from the table's definition"),
 });
-const StoreSchema = z.discriminatedUnion('type', [SqliteStore, PostgresStore]);
+const dynamoName = pattern('^[A-Za-z0-9_.-]{3,255}$', 'must be 3-255 letters, digits, "_", "." or "-"');
+const dynamoAttr = pattern(
+  '^[A-Za-z_][A-Za-z0-9_.-]{0,254}$',
+  'must be an attribute name (letters, digits, _ . -)',
+);
+const DynamoAttributes = z
+  .strictObject({
+    id: dynamoAttr.default('id').describe('partition key of the table'),
+    key: dynamoAttr.default('kek_ref').describe('partition key of the GSI'),
+    version: dynamoAttr.default('kek_version'),
+    wrapped: dynamoAttr.default('wrapped_dek').describe('binary attribute'),
+    context: dynamoAttr
+      .nullable()
+      .default('aad')
+      .describe('map of strings; null when items have none (every context is then {})'),
+    versionId: dynamoAttr.default('kek_version_id').describe('sort key of the GSI: <version>#<id>'),
+  })
+  .prefault({});
+const DynamoDbStore = z.strictObject({
+  type: z.literal('dynamodb'),
+  table: dynamoName,
+  index: dynamoName.default('by_kek_version').describe('GSI on (key, versionId)'),
+  attributes: DynamoAttributes,
+  region: nonBlank.optional(),
+  endpoint: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .optional()
+    .describe('endpoint override, e.g. DynamoDB Local'),
+});
+const StoreSchema = z.discriminatedUnion('type', [SqliteStore, PostgresStore, DynamoDbStore]);
 
 const Match = z.strictObject({
   provider: z.array(id('provider')).min(1).optional(),

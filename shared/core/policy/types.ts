@@ -62,13 +62,50 @@ export interface SqliteStoreConfig {
   table: string;
   columns: DekColumns;
 }
+/** Like DekColumns, but the context column may be absent (null): every DEK's context is then {}. */
+export interface PostgresDekColumns {
+  id: string;
+  key: string;
+  version: string;
+  wrapped: string;
+  context: string | null;
+}
+/** How ids compare: the id column's own type. */
+export type DekIdType = 'text' | 'uuid' | 'bigint';
 export interface PostgresStoreConfig {
   type: 'postgres';
+  /** Connection URL, resolved by the caller (it may hold a password). */
   url: SecretRef;
+  /** `table` or `schema.table`. */
   table: string;
-  columns: DekColumns;
+  columns: PostgresDekColumns;
+  /** Type of the id column; when absent it is read from the catalog. */
+  idType?: DekIdType;
 }
-export type StoreConfig = SqliteStoreConfig | PostgresStoreConfig;
+/** Names of the DEK item's attributes in a DynamoDB table. */
+export interface DynamoDekAttributes {
+  /** The table's partition key. */
+  id: string;
+  /** Partition key of the GSI. */
+  key: string;
+  version: string;
+  wrapped: string;
+  /** A map of strings; null: not stored, every DEK's context is {}. */
+  context: string | null;
+  /** Sort key of the GSI: `<version>#<id>`, kept in step by the store. */
+  versionId: string;
+}
+export interface DynamoDbStoreConfig {
+  type: 'dynamodb';
+  table: string;
+  /** GSI on (key, versionId). */
+  index: string;
+  attributes: DynamoDekAttributes;
+  region?: string;
+  /** Endpoint override (DynamoDB Local, dynalite, VPC endpoints). */
+  endpoint?: string;
+}
+export type StoreConfig = SqliteStoreConfig | PostgresStoreConfig | DynamoDbStoreConfig;
 
 export interface RotationWindow {
   text: string;
