@@ -788,6 +788,14 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       // destruction is due is already unusable on the token (CKA_DERIVE false).
       const fam = this.load(p, s, name, false);
       const to = toVersion ?? fam.meta.primary;
+      const target = fam.meta.versions.find((v) => v.id === to);
+      if (target && target.state !== 'enabled') {
+        throw new ProviderError(
+          PROVIDER,
+          'CKR_KEY_FUNCTION_NOT_PERMITTED',
+          `rewrap to version ${to} of pkcs11 key "${name}": the version is ${target.state}`,
+        );
+      }
       const keys = new BatchKeys(p, s);
       try {
         const toKey = keys.copy(this.versionKey(p, s, fam, to));

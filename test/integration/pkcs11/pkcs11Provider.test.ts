@@ -349,5 +349,9 @@ describe('rewrapMany', () => {
     expect(res[0]!.ok).toBe(false);
     if (!res[0]!.ok) expect(res[0]!.error.providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
     expect(res[1]!.ok).toBe(true);
+    // A disabled target is a problem of the whole batch, not of its items.
+    const whole = await rejection(provider.rewrapMany(ref, [{ wrapped: w2, ctx }], '1'));
+    expect(whole).toBeInstanceOf(ProviderError);
+    expect((whole as ProviderError).providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
   });
 });
