@@ -1,0 +1,746 @@
+import { KeyManagementServiceClient, type protos } from '@google-cloud/kms';
+import * as grpc from '@grpc/grpc-js';
+import type { Algorithm, KeyVersion, ManagedKey, Protection, VersionState } from '../../core/domain/key.js';
+import { type GcpKmsRef, type KeyRef, parseKeyRef } from '../../core/domain/keyRef.js';
+import {
+  ConflictError,
+  IntegrityError,
+  InvariantViolation,
+  NotFoundError,
+  ProviderError,
+  ValidationError,
+} from '../../core/errors.js';
+import { type Clock, systemClock } from '../../core/ports/Clock.js';
+import type {
+  KeyCreator,
+  KeyProvider,
+  ListScope,
+  Page,
+  ProviderCapabilities,
+  WrapContext,
+  Wrapped,
+} from '../../core/ports/KeyProvider.js';
+import { canonicalJson } from '../../core/util/canonicalJson.js';
+import { crc32c, int64Value } from './crc32c.js';
+import { integrityFailure, toRekeyError } from './errors.js';
+import { gcpMonthlyVersionCost } from './pricing.js';
+
+type ICryptoKey = protos.google.cloud.kms.v1.ICryptoKey;
+type ICryptoKeyVersion = protos.google.cloud.kms.v1.ICryptoKeyVersion;
+
+export interface GcpKmsProviderOptions {
+  /** Configured provider id, e.g. `gcp-prod`. */
+  id: string;
+  /** Projects to inventory. The first is where createKey() creates keys. */
+  projects: string[];
+  /** Locations to inventory in every project (`global`, `europe-west1`...). The first is createKey()'s. */
+  locations: string[];
+  /**
+   * Key ring ids to inventory in every project and location; default: every key ring found.
+   * A listed ring that does not exist in one place is skipped there. createKey() uses the
+   * first (default `rekey`), creating it if needed.
+   */
+  keyRings?: string[];
+  /** Host of the API (an emulator, a private endpoint). Default: cloudkms.googleapis.com. */
+  apiEndpoint?: string;
+  port?: number;
+  /** Plain-text gRPC without credentials: for a local emulator only. */
+  insecure?: boolean;
+  /**
+   * Let the client library retry UNAVAILABLE and DEADLINE_EXCEEDED with its own backoff (its
+   * default). false: every failure surfaces at once, for callers with their own backoff.
+   */
+  libraryRetries?: boolean;
+  /** Per-call deadline in ms. Default: the library's (60 s). */
+  timeoutMs?: number;
+  /** What "now" is when computing next_rotation_time. Default: the system clock. */
+  clock?: Clock;
+  /** Protection level of keys createKey() makes. Default software. */
+  createProtection?: 'software' | 'hsm';
+  /** destroy_scheduled_duration of keys createKey() makes, in days (1-120). Default 30, as in GCP. */
+  destroyScheduledDays?: number;
+  /** Keys described in parallel while listing. Default 8. */
+  listConcurrency?: number;
+  /** A ready client (tests, custom transports); overrides apiEndpoint, port and insecure. */
+  client?: KeyManagementServiceClient;
+}
+
+/** GCP-specific facts kept beside the neutral key model. */
+export interface GcpKeyDetails {
+  /** `projects/P/locations/L/keyRings/R/cryptoKeys/K` */
+  name: string;
+  project: string;
+  location: string;
+  keyRing: string;
+  purpose: string;
+  /** GCP's protection level: SOFTWARE, HSM, EXTERNAL, EXTERNAL_VPC, HSM_SINGLE_TENANT. */
+  protectionLevel: string;
+  /** GCP's algorithm, e.g. GOOGLE_SYMMETRIC_ENCRYPTION. */
+  algorithm: string;
+  /** Fixed at key creation: how long DESTROY_SCHEDULED lasts. */
+  destroyScheduledDays: number;
+  rotationPeriodSeconds?: number;
+  nextRotationTime?: string;
+  /** Versions that bill: every one not DESTROYED (ENABLED, DISABLED, DESTROY_SCHEDULED, pending). */
+  billableVersions: number;
+  /** List price of those versions per month, USD. */
+  monthlyListCostUsd: number;
+}
+
+export interface GcpManagedKey extends ManagedKey {
+  gcp: GcpKeyDetails;
+}
+
+const AUTO_ROTATION = { minDays: 1, maxDays: 36_500 };
+const DESTROY_DELAY = { min: 1, max: 120 };
+const DAY_S = 86_400;
+const KEY_ID = /^[a-zA-Z0-9_-]{1,63}$/;
+const MAX_PLAINTEXT = 64 * 1024;
+
+const STATES: Record<string, VersionState> = {
+  ENABLED: 'enabled',
+  DISABLED: 'disabled',
+  DESTROY_SCHEDULED: 'destroy_scheduled',
+  DESTROYED: 'destroyed',
+};
+const PROTECTION: Record<string, Protection> = {
+  SOFTWARE: 'software',
+  HSM: 'hsm',
+  HSM_SINGLE_TENANT: 'hsm',
+  EXTERNAL: 'external',
+  EXTERNAL_VPC: 'external',
+};
+/** Symmetric encryption is the only algorithm of ENCRYPT_DECRYPT keys. */
+const ALGORITHM: Record<string, Algorithm> = {
+  GOOGLE_SYMMETRIC_ENCRYPTION: 'AES_256',
+  EXTERNAL_SYMMETRIC_ENCRYPTION: 'AES_256',
+};
+
+interface ListCursor {
+  /** index into projects x locations */
+  p: number;
+  /** ListKeyRings page token of the page holding the current ring (discovery only) */
+  rt?: string;
+  /** index of the current ring in that page (or in options.keyRings) */
+  ri: number;
+  /** ListCryptoKeys page token within the current ring */
+  kt?: string;
+}
+
+/**
+ * Google Cloud KMS behind the KeyProvider port, through the official gRPC client.
+ *
+ * Versions are CryptoKeyVersions, identified by their number ("1", "2"...). Every version
+ * that is not DESTROYED bills, so retiring versions matters here more than anywhere. There is
+ * no server-side re-encrypt: the engine unwraps and wraps in memory. See docs/gcp.md.
+ */
+export class GcpKmsProvider implements KeyProvider, KeyCreator {
+  readonly id: string;
+  readonly type = 'gcp-kms' as const;
+  private readonly opts: GcpKmsProviderOptions;
+  private readonly client: KeyManagementServiceClient;
+  private readonly clock: Clock;
+  private readonly places: { project: string; location: string }[];
+  /** Primary version id per key name, as last seen: lets unwrap check used_primary cheaply. */
+  private readonly primaries = new Map<string, string>();
+
+  constructor(opts: GcpKmsProviderOptions) {
+    const where = `gcp-kms provider ${opts.id || '(no id)'}`;
+    if (!opts.id) throw new ValidationError('gcp-kms provider: id is required');
+    if (!Array.isArray(opts.projects) || opts.projects.length === 0)
+      throw new ValidationError(`${where}: projects must list at least one project`);
+    if (!Array.isArray(opts.locations) || opts.locations.length === 0)
+      throw new ValidationError(`${where}: locations must list at least one location`);
+    for (const p of opts.projects) {
+      if (!/^([a-z][a-z0-9-]{4,28}[a-z0-9]|\d{1,19})$/.test(p))
+        throw new ValidationError(`${where}: projects: "${p}" is not a project id or number`);
+    }
+    for (const l of opts.locations) {
+      if (!/^[a-z0-9-]{1,63}$/.test(l))
+        throw new ValidationError(`${where}: locations: "${l}" is not a location`);
+    }
+    for (const r of opts.keyRings ?? []) {
+      if (!KEY_ID.test(r)) throw new ValidationError(`${where}: keyRings: "${r}" is not a key ring id`);
+    }
+    const d = opts.destroyScheduledDays;
+    if (d !== undefined && !(d >= DESTROY_DELAY.min && d <= DESTROY_DELAY.max))
+      throw new ValidationError(`${where}: destroyScheduledDays must be 1-120 (got ${d})`);
+    this.id = opts.id;
+    this.opts = opts;
+    this.clock = opts.clock ?? systemClock;
+    this.places = opts.projects.flatMap((project) =>
+      opts.locations.map((location) => ({ project, location })),
+    );
+    this.client =
+      opts.client ??
+      new KeyManagementServiceClient({
+        ...(opts.apiEndpoint ? { apiEndpoint: opts.apiEndpoint } : {}),
+        ...(opts.port ? { port: opts.port } : {}),
+        ...(opts.insecure ? { sslCreds: grpc.credentials.createInsecure() } : {}),
+      });
+  }
+
+  capabilities(): ProviderCapabilities {
+    return {
+      autoRotation: { ...AUTO_ROTATION },
+      serverSideRewrap: false,
+      choosePrimary: true,
+      destroyDelayDays: { ...DESTROY_DELAY },
+      lastUsed: false,
+    };
+  }
+
+  // ---- plumbing ----
+
+  private callOptions(): { retry?: null; timeout?: number; autoPaginate: false } {
+    return {
+      autoPaginate: false,
+      ...(this.opts.libraryRetries === false ? { retry: null } : {}),
+      ...(this.opts.timeoutMs ? { timeout: this.opts.timeoutMs } : {}),
+    };
+  }
+
+  /** Runs one client call, translating its failure. */
+  private async call<T>(what: string, run: (o: ReturnType<GcpKmsProvider['callOptions']>) => Promise<T>) {
+    try {
+      return await run(this.callOptions());
+    } catch (e) {
+      throw toRekeyError(this.id, e, what);
+    }
+  }
+
+  private gcpRef(ref: KeyRef): GcpKmsRef {
+    if (ref.type !== 'gcp-kms')
+      throw new ValidationError(`provider ${this.id} (gcp-kms) cannot handle ${ref.type} key ref ${ref.uri}`);
+    return ref;
+  }
+
+  private versionId(keyName: string, versionName: string | null | undefined): string {
+    const prefix = `${keyName}/cryptoKeyVersions/`;
+    if (!versionName?.startsWith(prefix) || !/^\d+$/.test(versionName.slice(prefix.length))) {
+      throw new ProviderError(
+        this.id,
+        'MalformedResponse',
+        `expected a version of ${keyName}, got "${versionName ?? ''}"`,
+      );
+    }
+    return versionName.slice(prefix.length);
+  }
+
+  // ---- inventory ----
+
+  async listKeys(scope: ListScope, cursor: string | null): Promise<Page<GcpManagedKey>> {
+    let at: ListCursor | null = cursor === null ? { p: 0, ri: 0 } : this.decodeCursor(cursor);
+    const pageSize = Math.min(Math.max(scope.pageSize ?? 100, 1), 1000);
+    while (at) {
+      const { keys, next } = await this.listStep(at, pageSize);
+      const items = keys.filter((k) => !scope.namePrefix || k.name.startsWith(scope.namePrefix));
+      at = next;
+      if (items.length > 0 || !at) return { items, cursor: at ? encodeCursor(at) : null };
+    }
+    return { items: [], cursor: null };
+  }
+
+  /** One ListCryptoKeys page of the ring the cursor points at, and where to go next. */
+  private async listStep(
+    at: ListCursor,
+    pageSize: number,
+  ): Promise<{ keys: GcpManagedKey[]; next: ListCursor | null }> {
+    const place = this.places[at.p];
+    if (!place) return { keys: [], next: null };
+    const parent = `projects/${place.project}/locations/${place.location}`;
+    let rings: string[];
+    let ringsNext: string | undefined;
+    if (this.opts.keyRings) rings = this.opts.keyRings.map((r) => `${parent}/keyRings/${r}`);
+    else {
+      const [page, , raw] = await this.call(`ListKeyRings ${parent}`, (o) =>
+        this.client.listKeyRings({ parent, pageSize: 100, ...(at.rt ? { pageToken: at.rt } : {}) }, o),
+      );
+      rings = page.map((r) => r.name ?? '').filter(Boolean);
+      ringsNext = raw?.nextPageToken || undefined;
+    }
+    const ring = rings[at.ri];
+    if (!ring) {
+      if (ringsNext) return { keys: [], next: { p: at.p, rt: ringsNext, ri: 0 } };
+      return { keys: [], next: at.p + 1 < this.places.length ? { p: at.p + 1, ri: 0 } : null };
+    }
+    const afterRing: ListCursor = { p: at.p, ...(at.rt ? { rt: at.rt } : {}), ri: at.ri + 1 };
+    let page: ICryptoKey[];
+    let keysNext: string | undefined;
+    try {
+      const [items, , raw] = await this.call(`ListCryptoKeys ${ring}`, (o) =>
+        this.client.listCryptoKeys({ parent: ring, pageSize, ...(at.kt ? { pageToken: at.kt } : {}) }, o),
+      );
+      page = items;
+      keysNext = raw?.nextPageToken || undefined;
+    } catch (e) {
+      // A configured ring absent from one of the configured places has nothing to list there.
+      if (e instanceof NotFoundError && this.opts.keyRings) return { keys: [], next: afterRing };
+      throw e;
+    }
+    const built = await mapLimited(page, this.opts.listConcurrency ?? 8, async (ck) => {
+      if (ck.purpose !== 'ENCRYPT_DECRYPT') return null;
+      try {
+        const key = await this.build(ck);
+        // Only keys with a usable primary can be managed; getKey() still reports the others.
+        const primary = key.versions.find((v) => v.id === key.primaryVersion);
+        return primary?.state === 'enabled' ? key : null;
+      } catch (e) {
+        if (e instanceof NotFoundError) return null;
+        throw e;
+      }
+    });
+    const keys = built.filter((k): k is GcpManagedKey => k !== null);
+    const next = keysNext ? { ...at, kt: keysNext } : afterRing;
+    return { keys, next };
+  }
+
+  private decodeCursor(cursor: string): ListCursor {
+    try {
+      const c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as ListCursor;
+      if (
+        Number.isInteger(c.p) &&
+        c.p >= 0 &&
+        c.p < this.places.length &&
+        Number.isInteger(c.ri) &&
+        c.ri >= 0 &&
+        (c.rt === undefined || typeof c.rt === 'string') &&
+        (c.kt === undefined || typeof c.kt === 'string')
+      ) {
+        return c;
+      }
+    } catch {
+      // fall through
+    }
+    throw new ValidationError(`provider ${this.id}: invalid listKeys cursor`);
+  }
+
+  async getKey(ref: KeyRef): Promise<GcpManagedKey> {
+    const r = this.gcpRef(ref);
+    const [ck] = await this.call(`GetCryptoKey ${r.name}`, (o) =>
+      this.client.getCryptoKey({ name: r.name }, o),
+    );
+    if (ck.purpose !== 'ENCRYPT_DECRYPT') {
+      throw new ProviderError(
+        this.id,
+        'UnsupportedPurpose',
+        `key ${r.name} has purpose ${ck.purpose}; rekey manages ENCRYPT_DECRYPT keys only`,
+      );
+    }
+    return this.build(ck);
+  }
+
+  /** Builds the neutral key model from a CryptoKey and every one of its versions. */
+  private async build(ck: ICryptoKey): Promise<GcpManagedKey> {
+    const name = ck.name ?? '';
+    const ref = parseKeyRef(`gcp-kms://${name}`) as GcpKmsRef;
+    const raw: ICryptoKeyVersion[] = [];
+    let pageToken: string | undefined;
+    do {
+      const [items, , res] = await this.call(`ListCryptoKeyVersions ${name}`, (o) =>
+        this.client.listCryptoKeyVersions(
+          { parent: name, pageSize: 1000, ...(pageToken ? { pageToken } : {}) },
+          o,
+        ),
+      );
+      raw.push(...items);
+      pageToken = res?.nextPageToken || undefined;
+    } while (pageToken);
+    const versions: KeyVersion[] = [];
+    for (const v of raw) {
+      const state = STATES[String(v.state)];
+      if (!state) continue; // pending generation/import, failed imports: not versions rekey can act on
+      const destroyAt = v.state === 'DESTROY_SCHEDULED' ? isoOf(v.destroyTime) : undefined;
+      versions.push({
+        id: this.versionId(name, v.name),
+        state,
+        createdAt: isoOf(v.createTime) ?? new Date(0).toISOString(),
+        ...(destroyAt ? { destroyAt } : {}),
+      });
+    }
+    versions.sort((a, b) => Number(a.id) - Number(b.id));
+    const primaryVersion = ck.primary?.name ? this.versionId(name, ck.primary.name) : '';
+    if (primaryVersion) this.primaries.set(name, primaryVersion);
+    const tpl = ck.versionTemplate ?? {};
+    const protectionLevel = String(tpl.protectionLevel ?? 'SOFTWARE');
+    const gcpAlgorithm = String(tpl.algorithm ?? 'GOOGLE_SYMMETRIC_ENCRYPTION');
+    const protection = PROTECTION[protectionLevel] ?? 'software';
+    const algorithm = ALGORITHM[gcpAlgorithm] ?? 'AES_256';
+    const billable = raw.filter((v) => v.state !== 'DESTROYED').length;
+    const periodS = ck.rotationPeriod ? Number(ck.rotationPeriod.seconds ?? 0) : undefined;
+    const nextRotationTime = isoOf(ck.nextRotationTime);
+    const key: GcpManagedKey = {
+      ref: ref.uri,
+      providerType: 'gcp-kms',
+      providerId: this.id,
+      name: ref.cryptoKey,
+      tags: { ...(ck.labels ?? {}) },
+      protection,
+      algorithm,
+      // GCP has no key-level state: a key is usable when its primary is.
+      enabled: versions.some((v) => v.id === primaryVersion && v.state === 'enabled'),
+      primaryVersion,
+      versions,
+      createdAt: isoOf(ck.createTime) ?? new Date(0).toISOString(),
+      gcp: {
+        name,
+        project: ref.project,
+        location: ref.location,
+        keyRing: ref.keyRing,
+        purpose: String(ck.purpose),
+        protectionLevel,
+        algorithm: gcpAlgorithm,
+        destroyScheduledDays: Number(ck.destroyScheduledDuration?.seconds ?? 30 * DAY_S) / DAY_S,
+        ...(periodS ? { rotationPeriodSeconds: periodS } : {}),
+        ...(nextRotationTime ? { nextRotationTime } : {}),
+        billableVersions: billable,
+        monthlyListCostUsd: gcpMonthlyVersionCost(protection, algorithm, billable),
+      },
+    };
+    if (periodS) {
+      key.autoRotation = {
+        periodDays: periodS / DAY_S,
+        ...(nextRotationTime ? { nextRotationAt: nextRotationTime } : {}),
+      };
+    }
+    return key;
+  }
+
+  // ---- rotation ----
+
+  /**
+   * CreateCryptoKeyVersion, then UpdateCryptoKeyPrimaryVersion. If the second step keeps
+   * failing, the new version exists but is not primary: the error is not retryable, so a
+   * blind retry does not add another billed version; it names the version to promote.
+   */
+  async rotate(ref: KeyRef): Promise<KeyVersion> {
+    const r = this.gcpRef(ref);
+    const [v] = await this.call(`CreateCryptoKeyVersion ${r.name}`, (o) =>
+      this.client.createCryptoKeyVersion({ parent: r.name, cryptoKeyVersion: {} }, o),
+    );
+    const id = this.versionId(r.name, v.name);
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await this.call(`UpdateCryptoKeyPrimaryVersion ${r.name}`, (o) =>
+          this.client.updateCryptoKeyPrimaryVersion({ name: r.name, cryptoKeyVersionId: id }, o),
+        );
+        this.primaries.set(r.name, id);
+        return { id, state: 'enabled', createdAt: isoOf(v.createTime) ?? this.clock.now().toISOString() };
+      } catch (e) {
+        last = e;
+        if (!(e instanceof ProviderError) || !e.retryable) break;
+        await new Promise((res) => setTimeout(res, 100 * 2 ** attempt));
+      }
+    }
+    throw new ProviderError(
+      this.id,
+      'RotationIncomplete',
+      `key ${r.name}: created version ${id} but could not make it primary; promote it (UpdateCryptoKeyPrimaryVersion) rather than rotating again`,
+      { retryable: false, cause: last },
+    );
+  }
+
+  async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
+    const r = this.gcpRef(ref);
+    let cryptoKey: ICryptoKey = { name: r.name };
+    if (periodDays !== null) {
+      if (
+        !Number.isFinite(periodDays) ||
+        periodDays < AUTO_ROTATION.minDays ||
+        periodDays > AUTO_ROTATION.maxDays
+      ) {
+        throw new ValidationError(
+          `key ${r.uri}: Cloud KMS rotation periods are ${AUTO_ROTATION.minDays}-${AUTO_ROTATION.maxDays} days (24 h-876,000 h; got ${periodDays})`,
+        );
+      }
+      const seconds = Math.round(periodDays * DAY_S);
+      const next = Math.floor(this.clock.now().getTime() / 1000) + seconds;
+      cryptoKey = { name: r.name, rotationPeriod: { seconds }, nextRotationTime: { seconds: next } };
+    }
+    await this.call(`UpdateCryptoKey ${r.name}`, (o) =>
+      this.client.updateCryptoKey(
+        { cryptoKey, updateMask: { paths: ['rotation_period', 'next_rotation_time'] } },
+        o,
+      ),
+    );
+  }
+
+  // ---- version state ----
+
+  async setVersionState(ref: KeyRef, version: string, state: 'enabled' | 'disabled'): Promise<void> {
+    const key = await this.getKey(ref);
+    const v = this.requireVersion(key, version);
+    if (v.state === state) return;
+    if (state === 'disabled' && version === key.primaryVersion) {
+      throw new InvariantViolation(
+        `key ${key.ref}: version ${version} is the primary and cannot be disabled`,
+      );
+    }
+    const name = `${key.gcp.name}/cryptoKeyVersions/${version}`;
+    await this.call(`UpdateCryptoKeyVersion ${name}`, (o) =>
+      this.client.updateCryptoKeyVersion(
+        {
+          cryptoKeyVersion: { name, state: state === 'enabled' ? 'ENABLED' : 'DISABLED' },
+          updateMask: { paths: ['state'] },
+        },
+        o,
+      ),
+    );
+  }
+
+  /**
+   * DestroyCryptoKeyVersion. Cloud KMS fixes the delay per key when the key is created
+   * (destroy_scheduled_duration), so `days` must equal it: any other value is refused rather
+   * than silently replaced by the key's own delay.
+   */
+  async scheduleDestroy(ref: KeyRef, version: string, days: number): Promise<{ destroyAt: string }> {
+    if (!Number.isFinite(days) || days < DESTROY_DELAY.min || days > DESTROY_DELAY.max) {
+      throw new ValidationError(
+        `key ${ref.uri}: Cloud KMS destroy delays are ${DESTROY_DELAY.min}-${DESTROY_DELAY.max} days (got ${days})`,
+      );
+    }
+    const key = await this.getKey(ref);
+    const v = this.requireVersion(key, version);
+    if (version === key.primaryVersion) {
+      throw new InvariantViolation(
+        `key ${key.ref}: version ${version} is the primary and cannot be destroyed`,
+      );
+    }
+    const fixed = key.gcp.destroyScheduledDays;
+    if (Math.abs(fixed - days) > 1e-9) {
+      throw new ProviderError(
+        this.id,
+        'FixedDestroyDelay',
+        `key ${key.ref}: Cloud KMS fixes the destroy delay of a key when it is created; this key's is ${fixed} days (destroy_scheduled_duration), so a delay of ${days} days cannot be honoured`,
+        { retryable: false },
+      );
+    }
+    if (v.state === 'destroy_scheduled' && v.destroyAt) return { destroyAt: v.destroyAt };
+    const name = `${key.gcp.name}/cryptoKeyVersions/${version}`;
+    const [out] = await this.call(`DestroyCryptoKeyVersion ${name}`, (o) =>
+      this.client.destroyCryptoKeyVersion({ name }, o),
+    );
+    const destroyAt = isoOf(out.destroyTime);
+    if (!destroyAt)
+      throw new ProviderError(
+        this.id,
+        'MalformedResponse',
+        `DestroyCryptoKeyVersion ${name}: no destroy_time`,
+      );
+    return { destroyAt };
+  }
+
+  /** RestoreCryptoKeyVersion: cancels a scheduled destruction; the version comes back DISABLED. */
+  async restoreVersion(ref: KeyRef, version: string): Promise<void> {
+    const r = this.gcpRef(ref);
+    const name = `${r.name}/cryptoKeyVersions/${version}`;
+    await this.call(`RestoreCryptoKeyVersion ${name}`, (o) =>
+      this.client.restoreCryptoKeyVersion({ name }, o),
+    );
+  }
+
+  private requireVersion(key: ManagedKey, version: string): KeyVersion {
+    const v = key.versions.find((x) => x.id === version);
+    if (!v) throw new NotFoundError(`${this.id}: key ${key.ref} has no version ${version}`);
+    return v;
+  }
+
+  // ---- cryptography ----
+
+  /** Encrypt under the primary, with CRC32C on the request and checks of every integrity field in the response. */
+  async wrap(ref: KeyRef, plaintext: Uint8Array, ctx: WrapContext): Promise<Wrapped> {
+    const r = this.gcpRef(ref);
+    if (plaintext.length < 1 || plaintext.length > MAX_PLAINTEXT) {
+      throw new ValidationError(
+        `key ${r.uri}: Cloud KMS Encrypt takes 1-${MAX_PLAINTEXT} bytes (got ${plaintext.length})`,
+      );
+    }
+    const aad = aadOf(ctx);
+    const [out] = await this.call(`Encrypt with ${r.name}`, (o) =>
+      this.client.encrypt(
+        {
+          name: r.name,
+          plaintext: asBuffer(plaintext),
+          plaintextCrc32c: { value: crc32c(plaintext) },
+          ...(aad.length > 0
+            ? { additionalAuthenticatedData: aad, additionalAuthenticatedDataCrc32c: { value: crc32c(aad) } }
+            : {}),
+        },
+        o,
+      ),
+    );
+    if (!out.verifiedPlaintextCrc32c)
+      throw integrityFailure(this.id, `Encrypt with ${r.name}: the service did not verify plaintext_crc32c`);
+    if (aad.length > 0 && !out.verifiedAdditionalAuthenticatedDataCrc32c) {
+      throw integrityFailure(
+        this.id,
+        `Encrypt with ${r.name}: the service did not verify additional_authenticated_data_crc32c`,
+      );
+    }
+    const ciphertext = out.ciphertext ? Uint8Array.from(out.ciphertext as Uint8Array) : new Uint8Array(0);
+    if (ciphertext.length === 0)
+      throw new ProviderError(this.id, 'MalformedResponse', `Encrypt with ${r.name}: no ciphertext`);
+    if (int64Value(out.ciphertextCrc32c) !== crc32c(ciphertext))
+      throw integrityFailure(
+        this.id,
+        `Encrypt with ${r.name}: ciphertext_crc32c does not match the ciphertext`,
+      );
+    const version = this.versionId(r.name, out.name);
+    this.primaries.set(r.name, version);
+    return { version, ciphertext };
+  }
+
+  /**
+   * Decrypt naming the key: GCP picks the version from the ciphertext. The response does not
+   * name that version, only whether it was the primary (used_primary); that flag is checked
+   * against wrapped.version and the key's primary.
+   */
+  async unwrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext): Promise<Uint8Array> {
+    const r = this.gcpRef(ref);
+    const aad = aadOf(ctx);
+    const [out] = await this.call(`Decrypt with ${r.name}`, (o) =>
+      this.client.decrypt(
+        {
+          name: r.name,
+          ciphertext: asBuffer(wrapped.ciphertext),
+          ciphertextCrc32c: { value: crc32c(wrapped.ciphertext) },
+          ...(aad.length > 0
+            ? { additionalAuthenticatedData: aad, additionalAuthenticatedDataCrc32c: { value: crc32c(aad) } }
+            : {}),
+        },
+        o,
+      ),
+    );
+    const pt = out.plaintext ? (out.plaintext as Uint8Array) : new Uint8Array(0);
+    const copy = Uint8Array.from(pt);
+    pt.fill(0);
+    const fail = (e: Error): never => {
+      copy.fill(0);
+      throw e;
+    };
+    if (int64Value(out.plaintextCrc32c) !== crc32c(copy))
+      fail(
+        integrityFailure(this.id, `Decrypt with ${r.name}: plaintext_crc32c does not match the plaintext`),
+      );
+    const usedPrimary = out.usedPrimary === true;
+    let primary = this.primaries.get(r.name);
+    if (primary === undefined || usedPrimary !== (wrapped.version === primary)) {
+      // Unknown or stale: the primary may have moved since it was last seen.
+      try {
+        primary = (await this.getKey(r)).primaryVersion;
+      } catch (e) {
+        fail(e as Error);
+      }
+    }
+    if (usedPrimary !== (wrapped.version === primary)) {
+      fail(
+        new IntegrityError(
+          `key ${r.uri}: ciphertext recorded as version ${wrapped.version} was decrypted by ${usedPrimary ? 'the primary' : 'a non-primary'} version (primary is ${primary})`,
+        ),
+      );
+    }
+    return copy;
+  }
+
+  // ---- creation ----
+
+  /**
+   * Creates a symmetric ENCRYPT_DECRYPT key named `spec.name` in the first project, location and
+   * key ring (creating the ring if needed). `createdAt` cannot be backdated in Cloud KMS.
+   */
+  async createKey(spec: {
+    name: string;
+    tags?: Record<string, string>;
+    algorithm?: ManagedKey['algorithm'];
+    createdAt?: string;
+  }): Promise<GcpManagedKey> {
+    if (!KEY_ID.test(spec.name))
+      throw new ValidationError(
+        `key name "${spec.name}": Cloud KMS key ids are 1-63 of a-z, A-Z, 0-9, '_', '-'`,
+      );
+    if (spec.algorithm && spec.algorithm !== 'AES_256')
+      throw new ValidationError(
+        `key ${spec.name}: rekey creates symmetric (AES_256) Cloud KMS keys only, not ${spec.algorithm}`,
+      );
+    const project = this.opts.projects[0]!;
+    const location = this.opts.locations[0]!;
+    const ringId = this.opts.keyRings?.[0] ?? 'rekey';
+    const parent = `projects/${project}/locations/${location}`;
+    const ring = `${parent}/keyRings/${ringId}`;
+    try {
+      await this.call(`CreateKeyRing ${ring}`, (o) =>
+        this.client.createKeyRing({ parent, keyRingId: ringId, keyRing: {} }, o),
+      );
+    } catch (e) {
+      if (!(e instanceof ProviderError && e.providerCode === 'ALREADY_EXISTS')) throw e;
+    }
+    const days = this.opts.destroyScheduledDays ?? 30;
+    let ck: ICryptoKey;
+    try {
+      [ck] = await this.call(`CreateCryptoKey ${ring}/cryptoKeys/${spec.name}`, (o) =>
+        this.client.createCryptoKey(
+          {
+            parent: ring,
+            cryptoKeyId: spec.name,
+            cryptoKey: {
+              purpose: 'ENCRYPT_DECRYPT',
+              versionTemplate: {
+                algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
+                protectionLevel: this.opts.createProtection === 'hsm' ? 'HSM' : 'SOFTWARE',
+              },
+              labels: { ...(spec.tags ?? {}) },
+              destroyScheduledDuration: { seconds: Math.round(days * DAY_S) },
+            },
+          },
+          o,
+        ),
+      );
+    } catch (e) {
+      if (e instanceof ProviderError && e.providerCode === 'ALREADY_EXISTS') {
+        throw new ConflictError(`${this.id}: a key named ${spec.name} already exists in ${ring}`, {
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    return this.build(ck);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/** AAD bound to a wrapped DEK: canonical JSON of the context; none for an empty context. */
+export function aadOf(ctx: WrapContext): Buffer {
+  return Object.keys(ctx).length === 0 ? Buffer.alloc(0) : Buffer.from(canonicalJson(ctx), 'utf8');
+}
+
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+function isoOf(t: { seconds?: unknown; nanos?: number | null } | null | undefined): string | undefined {
+  if (!t || t.seconds === undefined || t.seconds === null) return undefined;
+  const s = int64Value(t.seconds);
+  if (s === undefined || Number.isNaN(s)) return undefined;
+  return new Date(s * 1000 + Math.floor((t.nanos ?? 0) / 1_000_000)).toISOString();
+}
+
+function encodeCursor(c: ListCursor): string {
+  return Buffer.from(JSON.stringify(c)).toString('base64url');
+}
+
+async function mapLimited<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(Math.max(limit, 1), items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
