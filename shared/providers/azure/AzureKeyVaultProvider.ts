@@ -1,0 +1,617 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { TokenCredential } from '@azure/core-auth';
+import type { PipelinePolicy } from '@azure/core-rest-pipeline';
+import {
+  CryptographyClient,
+  type CryptographyClientOptions,
+  KeyClient,
+  type KeyClientOptions,
+  type KeyRotationLifetimeAction,
+  type KeyVaultKey,
+} from '@azure/keyvault-keys';
+import { durationDays, parseDuration } from '../../core/domain/duration.js';
+import type { Algorithm, KeyVersion, ManagedKey, Protection } from '../../core/domain/key.js';
+import { type AzureKvRef, type KeyRef, parseKeyRef } from '../../core/domain/keyRef.js';
+import {
+  ConfigError,
+  InvariantViolation,
+  NotFoundError,
+  ProviderError,
+  RekeyError,
+  ValidationError,
+} from '../../core/errors.js';
+import type {
+  KeyCreator,
+  KeyProvider,
+  ListScope,
+  Page,
+  ProviderCapabilities,
+  WrapContext,
+  Wrapped,
+} from '../../core/ports/KeyProvider.js';
+import { toRekeyError, unsupported } from './errors.js';
+import { decodePayload, encodePayload } from './wrapFormat.js';
+
+export interface AzureKeyVaultProviderOptions {
+  /** Configured provider id, e.g. `azure-prod`. */
+  id: string;
+  /** Vault and Managed HSM hosts to inventory, e.g. `prod.vault.azure.net`. createKey() uses the first. */
+  vaults: string[];
+  /**
+   * Where requests for a host go (an emulator, a private endpoint): host -> https URL. Refs
+   * keep the real host. For an overridden host the SDK's check that the challenge resource
+   * matches the URL is off unless `disableChallengeResourceVerification` says otherwise.
+   */
+  endpoints?: Record<string, string>;
+  /** Default: DefaultAzureCredential from @azure/identity, loaded on first use. */
+  credential?: TokenCredential;
+  /** PEM CA(s) the client trusts instead of the system store (tests, private CAs). */
+  ca?: string | Buffer;
+  disableChallengeResourceVerification?: boolean;
+  /** SDK retry settings (the SDK retries 429 after Retry-After, and 5xx/network with backoff). */
+  retry?: { maxRetries?: number; retryDelayInMs?: number; maxRetryDelayInMs?: number };
+  /** api-version to call (default: the SDK's latest). */
+  serviceVersion?: string;
+  /** Protection of RSA keys createKey() makes in a vault: `software` (RSA, default) or `hsm` (RSA-HSM, Premium). */
+  vaultKeyProtection?: 'software' | 'hsm';
+  /** Keys described in parallel while listing. Default 8. */
+  listConcurrency?: number;
+}
+
+/** Azure-specific facts kept beside the neutral key model. */
+export interface AzureKeyDetails {
+  host: string;
+  kind: 'vault' | 'managedhsm';
+  keyType: string;
+  /** Expiry of the primary version, if set. */
+  expiresOn?: string;
+  rotationPolicy?: { lifetimeActions: KeyRotationLifetimeAction[]; expiresIn?: string };
+}
+
+export interface AzureManagedKey extends ManagedKey {
+  azure: AzureKeyDetails;
+}
+
+/** Rotation policy minimum (rotate >= 7 days after create); 100 years as a sane ceiling. */
+export const AUTO_ROTATION = { minDays: 7, maxDays: 36_500 };
+/** Backup of a key fails above 500 versions; past that a vault key can no longer be backed up. */
+export const VAULT_MAX_VERSIONS = 500;
+export const MANAGED_HSM_MAX_VERSIONS = 100;
+const VERSION_ID = /^[0-9A-Za-z]{1,64}$/;
+const WRAP_OPS = ['wrapKey', 'unwrapKey', 'encrypt', 'decrypt'];
+const CACHE_LIMIT = 10_000;
+
+interface CryptoEntry {
+  client: CryptographyClient;
+  algorithm: string;
+}
+
+/** Captures the nextLink of list responses, so a listing can resume from a cursor. */
+const listContext = new AsyncLocalStorage<{ nextLink?: string | null }>();
+const nextLinkPolicy: PipelinePolicy = {
+  name: 'rekeyNextLinkCapture',
+  async sendRequest(request, next) {
+    const response = await next(request);
+    const holder = listContext.getStore();
+    if (holder && response.status === 200 && response.bodyAsText) {
+      try {
+        const body = JSON.parse(response.bodyAsText) as { nextLink?: unknown };
+        holder.nextLink = typeof body.nextLink === 'string' ? body.nextLink : null;
+      } catch {
+        holder.nextLink = null;
+      }
+    }
+    return response;
+  },
+};
+
+export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
+  readonly id: string;
+  readonly type = 'azure-kv' as const;
+  private readonly hosts: string[];
+  private readonly endpoints: Map<string, string>;
+  private credential: TokenCredential | undefined;
+  private readonly keyClients = new Map<string, KeyClient>();
+  private readonly crypto = new Map<string, CryptoEntry>();
+
+  constructor(private readonly opts: AzureKeyVaultProviderOptions) {
+    if (!opts.id) throw new ConfigError('azure-kv provider: id is required');
+    if (!Array.isArray(opts.vaults) || opts.vaults.length === 0) {
+      throw new ConfigError(`azure-kv provider ${opts.id}: vaults must list at least one vault host`);
+    }
+    this.id = opts.id;
+    this.hosts = opts.vaults.map((h) => {
+      const ref = parseKeyRef(`azure-kv://${h}/keys/probe`) as AzureKvRef;
+      return ref.host;
+    });
+    this.endpoints = new Map();
+    for (const [host, url] of Object.entries(opts.endpoints ?? {})) {
+      const h = host.toLowerCase();
+      if (!this.hosts.includes(h)) {
+        throw new ConfigError(
+          `azure-kv provider ${opts.id}: endpoints names ${host}, which is not in vaults`,
+        );
+      }
+      let u: URL;
+      try {
+        u = new URL(url);
+      } catch {
+        throw new ConfigError(`azure-kv provider ${opts.id}: endpoints.${host} is not a URL`);
+      }
+      if (u.protocol !== 'https:')
+        throw new ConfigError(`azure-kv provider ${opts.id}: endpoints.${host} must be https`);
+      this.endpoints.set(h, u.origin);
+    }
+    this.credential = opts.credential;
+  }
+
+  capabilities(): ProviderCapabilities {
+    const anyHsm = this.hosts.some((h) => kindOf(h) === 'managedhsm');
+    return {
+      autoRotation: { ...AUTO_ROTATION },
+      serverSideRewrap: false,
+      choosePrimary: false,
+      destroyDelayDays: { min: 0, max: 0 },
+      lastUsed: false,
+      maxVersions: anyHsm ? MANAGED_HSM_MAX_VERSIONS : VAULT_MAX_VERSIONS,
+    };
+  }
+
+  // ---------- clients ----------
+
+  private urlOf(host: string): string {
+    return this.endpoints.get(host) ?? `https://${host}`;
+  }
+
+  private clientOptions(host: string): KeyClientOptions & CryptographyClientOptions {
+    const overridden = this.endpoints.has(host);
+    return {
+      ...(this.opts.serviceVersion
+        ? { serviceVersion: this.opts.serviceVersion as KeyClientOptions['serviceVersion'] }
+        : {}),
+      disableChallengeResourceVerification: this.opts.disableChallengeResourceVerification ?? overridden,
+      ...(this.opts.ca ? { tlsOptions: { ca: this.opts.ca } } : {}),
+      ...(this.opts.retry ? { retryOptions: { ...this.opts.retry } } : {}),
+      additionalPolicies: [{ policy: nextLinkPolicy, position: 'perCall' }],
+    };
+  }
+
+  private async cred(): Promise<TokenCredential> {
+    if (!this.credential) {
+      try {
+        const { DefaultAzureCredential } = await import('@azure/identity');
+        this.credential = new DefaultAzureCredential();
+      } catch (e) {
+        throw new ConfigError(
+          `azure-kv provider ${this.id}: cannot load @azure/identity for DefaultAzureCredential`,
+          {
+            cause: e,
+          },
+        );
+      }
+    }
+    return this.credential;
+  }
+
+  private async keys(host: string): Promise<KeyClient> {
+    let c = this.keyClients.get(host);
+    if (!c) {
+      c = new KeyClient(this.urlOf(host), await this.cred(), this.clientOptions(host));
+      this.keyClients.set(host, c);
+    }
+    return c;
+  }
+
+  private refOf(ref: KeyRef): AzureKvRef {
+    if (ref.type !== 'azure-kv') throw new ValidationError(`${this.id}: ${ref.uri} is not an azure-kv ref`);
+    if (!this.hosts.includes(ref.host)) {
+      throw new ValidationError(
+        `${this.id}: vault host ${ref.host} of ${ref.uri} is not one of this provider's vaults`,
+      );
+    }
+    return ref;
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof RekeyError) throw e;
+      throw toRekeyError(this.id, e, what);
+    }
+  }
+
+  // ---------- inventory ----------
+
+  async listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>> {
+    const pageSize = Math.min(Math.max(scope.pageSize ?? 25, 1), 25);
+    let pos = decodeCursor(cursor, this.hosts.length);
+    while (pos !== null) {
+      const host = this.hosts[pos.v]!;
+      const client = await this.keys(host);
+      const holder: { nextLink?: string | null } = {};
+      const names = await this.call(`list keys of ${host}`, () =>
+        listContext.run(holder, async () => {
+          const pages = client
+            .listPropertiesOfKeys()
+            .byPage({ maxPageSize: pageSize, ...(pos!.t ? { continuationToken: pos!.t } : {}) });
+          const first = await pages.next();
+          return first.done ? [] : first.value.map((p) => p.name);
+        }),
+      );
+      const next = holder.nextLink
+        ? { v: pos.v, t: holder.nextLink }
+        : pos.v + 1 < this.hosts.length
+          ? { v: pos.v + 1 }
+          : null;
+      const wanted = names.filter((n) => !scope.namePrefix || n.startsWith(scope.namePrefix));
+      const items = await mapLimit(wanted, this.opts.listConcurrency ?? 8, async (name) => {
+        try {
+          return await this.describe(parseKeyRef(`azure-kv://${host}/keys/${name}`) as AzureKvRef);
+        } catch (e) {
+          // Deleted between the listing and the read, or of a type rekey does not model.
+          if (e instanceof NotFoundError || e instanceof ValidationError) return null;
+          throw e;
+        }
+      });
+      const found = items.filter((k): k is AzureManagedKey => k !== null);
+      if (found.length > 0 || next === null)
+        return { items: found, cursor: next ? encodeCursor(next) : null };
+      pos = next;
+    }
+    return { items: [], cursor: null };
+  }
+
+  async getKey(ref: KeyRef): Promise<AzureManagedKey> {
+    return this.describe(this.refOf(ref));
+  }
+
+  private async describe(ref: AzureKvRef): Promise<AzureManagedKey> {
+    const client = await this.keys(ref.host);
+    const latest = await this.call(`get ${ref.uri}`, () => client.getKey(ref.name));
+    const versions = await this.call(`list versions of ${ref.uri}`, async () => {
+      const out: KeyVersion[] = [];
+      for await (const p of client.listPropertiesOfKeyVersions(ref.name)) {
+        if (!p.version) continue;
+        out.push({
+          id: p.version,
+          state: p.enabled === false ? 'disabled' : 'enabled',
+          createdAt: (p.createdOn ?? new Date(0)).toISOString(),
+        });
+      }
+      return out;
+    });
+    const primary = latest.properties.version!;
+    // Azure timestamps have one-second resolution: order by time, the latest (primary) last on ties.
+    versions.sort(
+      (a, b) => a.createdAt.localeCompare(b.createdAt) || Number(a.id === primary) - Number(b.id === primary),
+    );
+    if (!versions.some((v) => v.id === primary)) {
+      versions.push({
+        id: primary,
+        state: latest.properties.enabled === false ? 'disabled' : 'enabled',
+        createdAt: (latest.properties.createdOn ?? new Date(0)).toISOString(),
+      });
+    }
+    const policy = await this.call(`get rotation policy of ${ref.uri}`, async () => {
+      try {
+        return await client.getKeyRotationPolicy(ref.name);
+      } catch (e) {
+        if ((e as { statusCode?: number }).statusCode === 403) return undefined; // no permission to read it
+        throw e;
+      }
+    });
+    const rotate = policy?.lifetimeActions?.find(
+      (a) => a.action.toLowerCase() === 'rotate' && a.timeAfterCreate,
+    );
+    const primaryCreated = latest.properties.createdOn ?? new Date(0);
+    let autoRotation: ManagedKey['autoRotation'];
+    if (rotate?.timeAfterCreate) {
+      const periodDays = Math.round(durationDays(parseDuration(rotate.timeAfterCreate)));
+      autoRotation = {
+        periodDays,
+        nextRotationAt: new Date(primaryCreated.getTime() + periodDays * 86_400_000).toISOString(),
+      };
+    }
+    const kty = latest.keyType ?? latest.key?.kty ?? 'unknown';
+    return {
+      ref: ref.uri,
+      providerType: 'azure-kv',
+      providerId: this.id,
+      name: ref.name,
+      tags: { ...(latest.properties.tags ?? {}) },
+      protection: protectionOf(ref.kind, kty),
+      algorithm: algorithmOf(ref.uri, latest),
+      enabled: latest.properties.enabled !== false,
+      primaryVersion: primary,
+      versions,
+      createdAt: versions[0]!.createdAt,
+      ...(autoRotation ? { autoRotation } : {}),
+      azure: {
+        host: ref.host,
+        kind: ref.kind,
+        keyType: kty,
+        ...(latest.properties.expiresOn ? { expiresOn: latest.properties.expiresOn.toISOString() } : {}),
+        ...(policy
+          ? {
+              rotationPolicy: {
+                lifetimeActions: policy.lifetimeActions ?? [],
+                ...(policy.expiresIn ? { expiresIn: policy.expiresIn } : {}),
+              },
+            }
+          : {}),
+      },
+    };
+  }
+
+  // ---------- lifecycle ----------
+
+  async createKey(spec: {
+    name: string;
+    tags?: Record<string, string>;
+    algorithm?: Algorithm;
+    createdAt?: string;
+    /** Which configured vault (default: the first). */
+    vault?: string;
+  }): Promise<AzureManagedKey> {
+    if (spec.createdAt !== undefined) {
+      throw new ValidationError(
+        `${this.id}: Key Vault sets creation times itself; createdAt cannot be backdated`,
+      );
+    }
+    const host = (spec.vault ?? this.hosts[0]!).toLowerCase();
+    const ref = this.refOf(parseKeyRef(`azure-kv://${host}/keys/${spec.name}`));
+    const hsm = ref.kind === 'managedhsm';
+    const algorithm = spec.algorithm ?? (hsm ? 'AES_256' : 'RSA_2048');
+    let kty: string;
+    let options: Record<string, unknown>;
+    switch (algorithm) {
+      case 'RSA_2048':
+      case 'RSA_3072':
+      case 'RSA_4096':
+        kty = hsm || this.opts.vaultKeyProtection === 'hsm' ? 'RSA-HSM' : 'RSA';
+        options = { keySize: Number(algorithm.slice(4)), keyOps: WRAP_OPS };
+        break;
+      case 'AES_256':
+        if (!hsm) throw new ValidationError(`${this.id}: AES keys need a Managed HSM; ${host} is a vault`);
+        kty = 'oct-HSM';
+        options = { keySize: 256, keyOps: WRAP_OPS };
+        break;
+      case 'EC_P256':
+      case 'EC_P384':
+        kty = hsm || this.opts.vaultKeyProtection === 'hsm' ? 'EC-HSM' : 'EC';
+        options = { curve: algorithm === 'EC_P256' ? 'P-256' : 'P-384', keyOps: ['sign', 'verify'] };
+        break;
+      default:
+        throw new ValidationError(
+          `${this.id}: algorithm ${algorithm} cannot be created in Azure Key Vault by rekey`,
+        );
+    }
+    const client = await this.keys(host);
+    const key = await this.call(`create ${ref.uri}`, () =>
+      client.createKey(ref.name, kty, { ...options, ...(spec.tags ? { tags: spec.tags } : {}) }),
+    );
+    const created = (key.properties.createdOn ?? new Date()).toISOString();
+    return {
+      ref: ref.uri,
+      providerType: 'azure-kv',
+      providerId: this.id,
+      name: ref.name,
+      tags: { ...(key.properties.tags ?? {}) },
+      protection: protectionOf(ref.kind, kty),
+      algorithm,
+      enabled: true,
+      primaryVersion: key.properties.version!,
+      versions: [{ id: key.properties.version!, state: 'enabled', createdAt: created }],
+      createdAt: created,
+      azure: { host, kind: ref.kind, keyType: kty },
+    };
+  }
+
+  async rotate(ref: KeyRef): Promise<KeyVersion> {
+    const r = this.refOf(ref);
+    const client = await this.keys(r.host);
+    const key = await this.call(`rotate ${r.uri}`, () => client.rotateKey(r.name));
+    return {
+      id: key.properties.version!,
+      state: key.properties.enabled === false ? 'disabled' : 'enabled',
+      createdAt: (key.properties.createdOn ?? new Date()).toISOString(),
+    };
+  }
+
+  async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
+    const r = this.refOf(ref);
+    if (periodDays !== null) {
+      if (
+        !Number.isInteger(periodDays) ||
+        periodDays < AUTO_ROTATION.minDays ||
+        periodDays > AUTO_ROTATION.maxDays
+      ) {
+        throw new ValidationError(
+          `${this.id}: rotation period for ${r.uri} must be a whole number of days from ${AUTO_ROTATION.minDays} to ${AUTO_ROTATION.maxDays} (got ${periodDays})`,
+        );
+      }
+    }
+    const client = await this.keys(r.host);
+    await this.call(`set rotation policy of ${r.uri}`, async () => {
+      const current = await client.getKeyRotationPolicy(r.name);
+      const kept = (current.lifetimeActions ?? []).filter((a) => a.action.toLowerCase() !== 'rotate');
+      const lifetimeActions: KeyRotationLifetimeAction[] =
+        periodDays === null ? kept : [...kept, { action: 'Rotate', timeAfterCreate: `P${periodDays}D` }];
+      await client.updateKeyRotationPolicy(r.name, {
+        lifetimeActions,
+        ...(current.expiresIn ? { expiresIn: current.expiresIn } : {}),
+      });
+    });
+  }
+
+  async setVersionState(ref: KeyRef, version: string, state: 'enabled' | 'disabled'): Promise<void> {
+    const r = this.refOf(ref);
+    checkVersion(version);
+    const client = await this.keys(r.host);
+    const latest = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+    if (state === 'disabled' && latest.properties.version === version) {
+      throw new InvariantViolation(
+        `${r.uri}: version ${version} is the primary (latest) and cannot be disabled`,
+      );
+    }
+    await this.call(`set state of ${r.uri} version ${version}`, () =>
+      client.updateKeyProperties(r.name, version, { enabled: state === 'enabled' }),
+    );
+  }
+
+  async scheduleDestroy(ref: KeyRef, version: string, _days: number): Promise<{ destroyAt: string }> {
+    const r = this.refOf(ref);
+    throw unsupported(
+      this.id,
+      `${r.uri} version ${version}: Key Vault cannot delete a single key version (only whole keys, with soft delete); disable the version instead`,
+    );
+  }
+
+  // ---------- crypto ----------
+
+  private cacheKey(host: string, name: string, version: string): string {
+    return `${host}/${name.toLowerCase()}/${version.toLowerCase()}`;
+  }
+
+  private remember(k: string, entry: CryptoEntry): CryptoEntry {
+    if (this.crypto.size >= CACHE_LIMIT) this.crypto.delete(this.crypto.keys().next().value!);
+    this.crypto.set(k, entry);
+    return entry;
+  }
+
+  private async cryptoFor(r: AzureKvRef, key: KeyVaultKey): Promise<CryptoEntry> {
+    const k = this.cacheKey(r.host, r.name, key.properties.version!);
+    const hit = this.crypto.get(k);
+    if (hit) return hit;
+    const client = new CryptographyClient(key, await this.cred(), this.clientOptions(r.host));
+    return this.remember(k, { client, algorithm: wrapAlgorithm(r.uri, key) });
+  }
+
+  async wrap(ref: KeyRef, plaintext: Uint8Array, ctx: WrapContext): Promise<Wrapped> {
+    const r = this.refOf(ref);
+    const payload = encodePayload(plaintext, ctx);
+    try {
+      const client = await this.keys(r.host);
+      const latest = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+      const entry = await this.cryptoFor(r, latest);
+      const result = await this.call(`wrap under ${r.uri}`, () =>
+        entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload),
+      );
+      return { version: latest.properties.version!, ciphertext: Uint8Array.from(result.result) };
+    } finally {
+      payload.fill(0);
+    }
+  }
+
+  async unwrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext): Promise<Uint8Array> {
+    const r = this.refOf(ref);
+    checkVersion(wrapped.version);
+    let entry = this.crypto.get(this.cacheKey(r.host, r.name, wrapped.version));
+    if (!entry) {
+      const client = await this.keys(r.host);
+      const key = await this.call(`get ${r.uri} version ${wrapped.version}`, () =>
+        client.getKey(r.name, { version: wrapped.version }),
+      );
+      entry = await this.cryptoFor(r, key);
+    }
+    if (wrapped.ciphertext.length === 0) {
+      throw new ProviderError(this.id, 'BadParameter', `unwrap under ${r.uri}: empty ciphertext`);
+    }
+    const e = entry;
+    const result = await this.call(`unwrap under ${r.uri} version ${wrapped.version}`, () =>
+      e.client.unwrapKey(e.algorithm as 'RSA-OAEP-256', Uint8Array.from(wrapped.ciphertext)),
+    );
+    const decoded = decodePayload(Buffer.from(result.result), ctx, `unwrap under ${r.uri}`);
+    result.result.fill(0);
+    if (!decoded.ok) {
+      throw new ProviderError(
+        this.id,
+        'WrapContextMismatch',
+        `unwrap under ${r.uri} version ${wrapped.version}: the wrap context does not match the one the DEK was wrapped with`,
+      );
+    }
+    return new Uint8Array(decoded.dek.buffer, decoded.dek.byteOffset, decoded.dek.length);
+  }
+
+  async close(): Promise<void> {
+    this.crypto.clear();
+    this.keyClients.clear();
+  }
+}
+
+// ---------- helpers ----------
+
+function kindOf(host: string): 'vault' | 'managedhsm' {
+  return /\.managedhsm\./.test(host) ? 'managedhsm' : 'vault';
+}
+
+function protectionOf(kind: 'vault' | 'managedhsm', kty: string): Protection {
+  return kind === 'managedhsm' || kty.endsWith('-HSM') ? 'hsm' : 'software';
+}
+
+function algorithmOf(uri: string, key: KeyVaultKey): Algorithm {
+  const kty = key.keyType ?? key.key?.kty ?? '';
+  if (kty.startsWith('RSA')) {
+    const bits = (key.key?.n?.length ?? 0) * 8;
+    if (bits === 2048 || bits === 3072 || bits === 4096) return `RSA_${bits}` as Algorithm;
+    throw new ValidationError(`${uri}: RSA key of ${bits} bits is not modelled`);
+  }
+  if (kty.startsWith('EC')) {
+    const crv = key.key?.crv;
+    if (crv === 'P-256') return 'EC_P256';
+    if (crv === 'P-384') return 'EC_P384';
+    throw new ValidationError(`${uri}: EC curve ${crv} is not modelled`);
+  }
+  if (kty.startsWith('oct')) return 'AES_256';
+  throw new ValidationError(`${uri}: key type ${kty} is not modelled`);
+}
+
+function wrapAlgorithm(uri: string, key: KeyVaultKey): string {
+  const kty = key.keyType ?? key.key?.kty ?? '';
+  if (kty.startsWith('RSA')) return 'RSA-OAEP-256';
+  if (kty.startsWith('oct')) return 'A256KW';
+  throw new ProviderError('azure-kv', 'UnsupportedOperation', `${uri}: ${kty} keys cannot wrap data keys`);
+}
+
+function checkVersion(version: string): void {
+  if (typeof version !== 'string' || !VERSION_ID.test(version)) {
+    throw new ValidationError(`"${String(version).slice(0, 80)}" is not a Key Vault key version`);
+  }
+}
+
+function encodeCursor(c: { v: number; t?: string }): string {
+  return Buffer.from(JSON.stringify(c)).toString('base64url');
+}
+
+function decodeCursor(cursor: string | null, vaults: number): { v: number; t?: string } | null {
+  if (cursor === null) return { v: 0 };
+  try {
+    const c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; t?: unknown };
+    if (
+      typeof c.v === 'number' &&
+      Number.isInteger(c.v) &&
+      c.v >= 0 &&
+      c.v < vaults &&
+      (c.t === undefined || typeof c.t === 'string')
+    ) {
+      return c.t === undefined ? { v: c.v } : { v: c.v, t: c.t };
+    }
+  } catch {
+    // fall through
+  }
+  throw new ValidationError('azure-kv: invalid list cursor');
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let i = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (i < items.length) {
+      const at = i++;
+      out[at] = await fn(items[at]!);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
