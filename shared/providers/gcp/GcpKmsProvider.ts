@@ -274,9 +274,11 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       page = items;
       keysNext = raw?.nextPageToken || undefined;
     } catch (e) {
-      // A configured ring absent from one of the configured places has nothing to list there.
-      if (e instanceof NotFoundError && this.opts.keyRings) return { keys: [], next: afterRing };
-      throw e;
+      if (!(e instanceof NotFoundError) || !this.opts.keyRings) throw e;
+      // A configured ring absent from one of the configured places has nothing to list there,
+      // but a place that does not exist is a configuration error: listing its rings says which.
+      await this.call(`ListKeyRings ${parent}`, (o) => this.client.listKeyRings({ parent, pageSize: 1 }, o));
+      return { keys: [], next: afterRing };
     }
     const built = await mapLimited(page, this.opts.listConcurrency ?? 8, async (ck) => {
       if (ck.purpose !== 'ENCRYPT_DECRYPT') return null;
