@@ -4,6 +4,7 @@ import { registerApply } from './commands/apply.js';
 import { registerDemo } from './commands/demo.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
+import { registerRewrap } from './commands/rewrap.js';
 import { registerKeys, registerStatus } from './commands/status.js';
 import { EXIT, exitCodeFor } from './exitCodes.js';
 import type { GlobalOptions } from './session.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerMisc(program, globals);
   registerPlan(program, globals);
   registerApply(program, globals);
+  registerRewrap(program, globals);
   registerStatus(program, globals);
   registerKeys(program, globals);
   registerDemo(program, globals);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { AuditLog } from './core/audit/auditLog.js';
 import { ConfigError } from './core/errors.js';
@@ -123,7 +124,8 @@ export async function composeFrom(
       audit: new AuditLog(state, clock),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
-      instanceId: `${process.pid}-${randomUUID()}`,
+      instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      isOwnerGone: localOwnerGone,
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       async close() {
         for (const c of closers.reverse()) await c();
@@ -132,5 +134,22 @@ export async function composeFrom(
   } catch (e) {
     for (const c of closers.reverse()) await c();
     throw e;
+  }
+}
+
+/**
+ * A lease owner id is `host:pid:nonce`. On this host, an owner whose process no longer exists
+ * crashed or was killed: its leases can be taken over at once. Owners elsewhere are never
+ * presumed gone (their leases expire instead).
+ */
+export function localOwnerGone(owner: string): boolean {
+  const [host, pidText] = owner.split(':');
+  const pid = Number(pidText);
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { composeFrom, readConfig } from '../../shared/compose.js';
 import { verifyAuditChain } from '../../shared/core/audit/auditLog.js';
 import { ConfigError, IntegrityError } from '../../shared/core/errors.js';
-import { parseVerifyMode, rewrapKey } from '../../shared/core/usecases/rewrapKey.js';
 import { createMasterKeyFile } from '../../shared/providers/local/masterKey.js';
 import { EXIT } from '../exitCodes.js';
 import { makeOutput, table } from '../output.js';
@@ -80,56 +79,6 @@ export function registerMisc(program: Command, globals: () => GlobalOptions): vo
         ),
       );
     });
-
-  program
-    .command('rewrap <keyRef>')
-    .description("re-wrap a key's DEKs under older versions to its current primary")
-    .option('--store <id...>', 'only these stores (default: all configured)')
-    .option('--provider <id>', 'configured provider id, when several of the same type exist')
-    .option('--verify <mode>', 'full | none | sample(P%)', 'full')
-    .option('--batch <n>', 'DEKs per batch', '1000')
-    .option('--rate <n>', 'max provider operations per second')
-    .action(
-      async (
-        keyRef: string,
-        opts: { store?: string[]; provider?: string; verify: string; batch: string; rate?: string },
-      ) => {
-        const verify = parseVerifyMode(opts.verify);
-        const batchSize = Number(opts.batch);
-        if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
-          throw new ConfigError(`--batch must be an integer between 1 and 100000, got "${opts.batch}"`);
-        }
-        const code = await withSession(globals(), async (ctx, out) => {
-          const jobs = await rewrapKey(ctx, {
-            keyRef,
-            verify,
-            batchSize,
-            ...(opts.store ? { stores: opts.store } : {}),
-            ...(opts.provider ? { provider: opts.provider } : {}),
-            ...(opts.rate ? { ratePerSecond: Number(opts.rate) } : {}),
-          });
-          out.result({ jobs }, () => {
-            out.line(
-              table(
-                ['store', 'to version', 'rewrapped', 'verified', 'conflicts', 'failed'],
-                jobs.map((j) => [
-                  j.storeId,
-                  j.toVersion,
-                  j.counts.rewrapped,
-                  j.counts.verified,
-                  j.counts.conflicts,
-                  j.counts.failed,
-                ]),
-              ),
-            );
-            for (const j of jobs)
-              for (const f of j.failures) out.note(`failed: ${j.storeId} ${f.id}: ${f.error}`);
-          });
-          return jobs.some((j) => j.counts.failed > 0) ? EXIT.failed : EXIT.ok;
-        });
-        process.exitCode = code;
-      },
-    );
 
   const audit = program.command('audit').description('the hash-chained audit log');
   audit

@@ -27,6 +27,10 @@ export interface RewrapCounts {
   conflicts: number;
   /** DEKs that could not be re-wrapped (reported per item, job continues). */
   failed: number;
+  /** Provider calls retried after a retryable error. */
+  retried?: number;
+  /** Provider calls the provider throttled. */
+  throttled?: number;
 }
 
 /** A slice of a re-wrap job: DEK ids in [idFrom, idTo). Any worker may claim it with a lease. */
@@ -49,6 +53,8 @@ export interface RewrapJob {
   status: 'running' | 'done' | 'failed';
   /** Present when this job is one shard of a larger job. */
   shard?: RewrapShard;
+  /** On a job split into shards: the shard job ids. */
+  shardIds?: string[];
   /** Last committed scan cursor; resume starts after it. */
   cursor: string | null;
   counts: RewrapCounts;

@@ -3,8 +3,9 @@ import type { KeyRef } from '../domain/keyRef.js';
 import { errorMessage, ProviderError } from '../errors.js';
 import type { DekRecord, DekReplacement, DekStore } from '../ports/DekStore.js';
 import type { KeyProvider, Wrapped } from '../ports/KeyProvider.js';
+import type { MetricsSink } from '../ports/MetricsSink.js';
 import type { RewrapJob, StateStore } from '../ports/StateStore.js';
-import { TokenBucket } from './tokenBucket.js';
+import { AdaptiveRate } from './adaptiveRate.js';
 
 export type VerifyMode = 'full' | 'none' | { sample: number };
 
@@ -25,9 +26,17 @@ export interface RewrapJobOptions {
   state: StateStore;
   verify: VerifyMode;
   batchSize: number;
-  /** Provider calls in flight at once. */
+  /** Provider calls in flight at once. Default 16. */
   concurrency?: number;
+  /** Ceiling for provider operations per second (the policy's `rate`). */
   ratePerSecond?: number;
+  /** Shared limiter (one per provider in a process); built from ratePerSecond when absent. */
+  limiter?: AdaptiveRate;
+  metrics?: MetricsSink;
+  /** Low-cardinality metric dimensions (provider, store, policy). */
+  dimensions?: Record<string, string>;
+  /** DEKs left when the job started (for the lag metric). */
+  total?: number;
   now: () => Date;
   onProgress?: (p: RewrapProgress) => void;
   /** Called after each committed batch (lease renewal); throwing aborts the job. */
@@ -58,18 +67,30 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
   let job: RewrapJob = { ...opts.job, counts: { ...opts.job.counts }, failures: [...opts.job.failures] };
   if (job.status === 'done') return job;
   const serverSide = provider.capabilities().serverSideRewrap && typeof provider.rewrap === 'function';
-  const bucket = opts.ratePerSecond ? new TokenBucket(opts.ratePerSecond) : undefined;
-  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  const limiter =
+    opts.limiter ?? new AdaptiveRate(opts.ratePerSecond ? { maxPerSecond: opts.ratePerSecond } : {});
+  const concurrency = Math.max(1, opts.concurrency ?? 16);
+  job.counts.retried ??= 0;
+  job.counts.throttled ??= 0;
+  const counts = () => job.counts as Required<RewrapJob['counts']>;
   const maxAttempts = opts.maxAttempts ?? 5;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
-  const withRetry = async <T>(fn: () => Promise<T>): Promise<T> => {
+  /** One provider call: waits for the limiter, retries retryable errors with full jitter. */
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
     for (let attempt = 1; ; attempt++) {
+      await limiter.acquire(1);
       try {
-        return await fn();
+        const out = await fn();
+        limiter.onSuccess(1);
+        return out;
       } catch (e) {
+        if (e instanceof ProviderError && e.throttled) {
+          counts().throttled++;
+          limiter.onThrottle();
+        }
         if (!(e instanceof ProviderError) || !e.retryable || attempt >= maxAttempts) throw e;
-        // Full jitter, capped: spreads retries from concurrent workers.
+        counts().retried++;
         await sleep(Math.random() * Math.min(2000, 50 * 2 ** attempt));
       }
     }
@@ -84,23 +105,21 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     let plaintext: Uint8Array | undefined;
     let check: Uint8Array | undefined;
     try {
-      if (bucket) await bucket.take(serverSide && !verify ? 1 : 2);
       let next: Wrapped;
       // Verification needs the original DEK in hand anyway, so a verified item takes the
       // unwrap + wrap path (3 operations with the check) rather than rewrap + 2 unwraps (4).
       if (serverSide && !verify) {
-        next = await withRetry(() => provider.rewrap!(ref, old, dek.context, job.toVersion));
+        next = await call(() => provider.rewrap!(ref, old, dek.context, job.toVersion));
       } else {
-        plaintext = await withRetry(() => provider.unwrap(ref, old, dek.context));
+        plaintext = await call(() => provider.unwrap(ref, old, dek.context));
         const pt = plaintext;
-        next = await withRetry(() => provider.wrap(ref, pt, dek.context));
+        next = await call(() => provider.wrap(ref, pt, dek.context));
       }
       if (next.version !== job.toVersion) {
         throw new Error(`provider wrapped under version ${next.version}, expected ${job.toVersion}`);
       }
       if (verify) {
-        if (bucket) await bucket.take(1);
-        check = await withRetry(() => provider.unwrap(ref, next, dek.context));
+        check = await call(() => provider.unwrap(ref, next, dek.context));
         if (!plaintext || check.length !== plaintext.length || !timingSafeEqual(check, plaintext)) {
           throw new Error('verification failed: the new ciphertext does not unwrap to the original DEK');
         }
@@ -144,6 +163,42 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     keyRef: job.keyRef,
     notVersion: job.toVersion,
     ...(job.fromVersions.length ? { versions: job.fromVersions } : {}),
+    ...(job.shard?.idFrom !== undefined ? { idFrom: job.shard.idFrom } : {}),
+    ...(job.shard?.idTo !== undefined ? { idTo: job.shard.idTo } : {}),
+  };
+  const dims = { store: job.storeId, ...(opts.dimensions ?? {}) };
+  const props = { keyRef: job.keyRef, job: job.id };
+  let reported = {
+    rewrapped: job.counts.rewrapped,
+    failed: job.counts.failed,
+    retried: counts().retried,
+    throttled: counts().throttled,
+  };
+  let lastAt = performance.now();
+  const emitMetrics = () => {
+    if (!opts.metrics) return;
+    const c = counts();
+    const t = performance.now();
+    const moved = c.rewrapped - reported.rewrapped;
+    const point = (name: string, value: number, unit: 'Count' | 'Count/Second') => ({
+      name,
+      value,
+      unit,
+      dimensions: dims,
+      properties: props,
+    });
+    opts.metrics.record([
+      point('rekey.rewrap.rewrapped', moved, 'Count'),
+      point('rekey.rewrap.failed', c.failed - reported.failed, 'Count'),
+      point('rekey.rewrap.retried', c.retried - reported.retried, 'Count'),
+      point('rekey.rewrap.throttled', c.throttled - reported.throttled, 'Count'),
+      point('rekey.rewrap.rate', t > lastAt ? Math.round((moved * 1000) / (t - lastAt)) : 0, 'Count/Second'),
+      ...(opts.total !== undefined
+        ? [point('rekey.rewrap.lag', Math.max(0, opts.total - c.rewrapped - c.failed), 'Count')]
+        : []),
+    ]);
+    reported = { rewrapped: c.rewrapped, failed: c.failed, retried: c.retried, throttled: c.throttled };
+    lastAt = t;
   };
 
   for (;;) {
@@ -185,6 +240,7 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     job = { ...job, cursor: page.cursor, updatedAt: opts.now().toISOString() };
     if (page.cursor === null) job.status = 'done';
     await state.saveRewrapJob(job);
+    emitMetrics();
     opts.onProgress?.({ jobId: job.id, storeId: job.storeId, keyRef: job.keyRef, counts: { ...job.counts } });
     if (job.status === 'done') return job;
     await opts.onBatch?.();

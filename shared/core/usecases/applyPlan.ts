@@ -4,9 +4,9 @@ import { assertTransition } from '../domain/lifecycle.js';
 import { errorMessage, RekeyError } from '../errors.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
-import { runRewrapJob } from '../rewrap/rewrapJob.js';
-import { providerById, type RekeyContext, storeById } from './context.js';
+import { acquireLease, providerById, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
+import { prepareRewrapJob, settleRewrapJob, sumCounts, workOnRewrapJob } from './rewrap.js';
 
 export interface ActionOutcome {
   index: number;
@@ -33,7 +33,6 @@ export interface ApplyReport {
   };
 }
 
-const LEASE_TTL_MS = 10 * 60_000;
 /** Statuses that mean "nothing left to do for this action". */
 const FINISHED: ActionStatus[] = ['done', 'already_done', 'awaiting_approval'];
 
@@ -112,9 +111,7 @@ export async function applyPlan(
     let rec: ActionRecord;
     const leaseName = `key:${action.keyRef}`;
     try {
-      if (
-        !(await ctx.state.acquireLease(leaseName, ctx.instanceId, LEASE_TTL_MS, ctx.clock.now().getTime()))
-      ) {
+      if (!(await acquireLease(ctx, leaseName))) {
         throw new ActionSkipped('another rekey process holds the lease on this key; try again later');
       }
       const result = await executeAction(ctx, plan, index, action, records);
@@ -351,72 +348,33 @@ async function runRewrapAction(
   action: RewrapAction,
 ): Promise<Executed> {
   const provider = providerById(ctx, action.provider);
-  const ref = parseKeyRef(action.keyRef);
-  const key = await provider.getKey(ref);
+  const key = await provider.getKey(parseKeyRef(action.keyRef));
   const toVersion = key.primaryVersion;
   const perStore: Record<string, RewrapJob['counts']> = {};
-  const totals = { rewrapped: 0, verified: 0, failed: 0, conflicts: 0, scanned: 0 };
+  const jobs: RewrapJob[] = [];
   for (const storeId of action.stores) {
-    const store = storeById(ctx, storeId);
     const jobId = rewrapJobId(plan.id, index, storeId);
-    const total = Object.entries(await store.countByVersion(action.keyRef))
-      .filter(([v]) => v !== toVersion)
-      .reduce((a, [, n]) => a + n, 0);
-    let job = await ctx.state.createRewrapJob({
-      id: jobId,
+    const spec = {
+      jobId,
       keyRef: action.keyRef,
+      providerId: action.provider,
       storeId,
       fromVersions: action.fromVersions,
       toVersion,
-      status: 'running',
-      cursor: null,
-      counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-      failures: [],
-      updatedAt: ctx.clock.now().toISOString(),
-    });
-    if (job.status === 'done' && job.counts.failed > 0) {
-      // A re-run retries the DEKs that failed last time (they still sit under old versions).
-      job = { ...job, status: 'running', cursor: null, counts: { ...job.counts, failed: 0 }, failures: [] };
-    }
-    const grand = total + job.counts.rewrapped;
-    job = await runRewrapJob({
-      job,
-      ref,
-      provider,
-      store,
-      state: ctx.state,
+    };
+    await prepareRewrapJob(ctx, spec);
+    await workOnRewrapJob(ctx, jobId, action.provider, {
       verify: action.verify,
       batchSize: action.batchSize,
       ...(action.ratePerSecond ? { ratePerSecond: action.ratePerSecond } : {}),
-      now: () => ctx.clock.now(),
-      onProgress: (p) =>
-        ctx.onProgress?.({
-          kind: 'rewrap',
-          keyRef: action.keyRef,
-          storeId,
-          done: p.counts.rewrapped + p.counts.failed,
-          total: grand,
-          failed: p.counts.failed,
-        }),
       onBatch: async () => {
-        if (
-          !(await ctx.state.acquireLease(
-            `key:${action.keyRef}`,
-            ctx.instanceId,
-            LEASE_TTL_MS,
-            ctx.clock.now().getTime(),
-          ))
-        ) {
+        if (!(await acquireLease(ctx, `key:${action.keyRef}`)))
           throw new ActionSkipped('lost the lease on this key during re-wrap');
-        }
       },
     });
+    const job = await settleRewrapJob(ctx, jobId);
     perStore[storeId] = job.counts;
-    totals.rewrapped += job.counts.rewrapped;
-    totals.verified += job.counts.verified;
-    totals.failed += job.counts.failed;
-    totals.conflicts += job.counts.conflicts;
-    totals.scanned += job.counts.scanned;
+    jobs.push(job);
     await ctx.audit.append({
       actor: ctx.actor,
       action: 'rewrap.completed',
@@ -431,6 +389,7 @@ async function runRewrapAction(
       },
     });
   }
+  const totals = sumCounts(jobs);
   const result = { toVersion, ...totals, stores: perStore };
   if (totals.failed > 0) {
     return {

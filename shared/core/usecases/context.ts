@@ -6,6 +6,7 @@ import type { RekeyConfig } from '../policy/types.js';
 import type { Clock } from '../ports/Clock.js';
 import type { DekStore } from '../ports/DekStore.js';
 import type { KeyProvider } from '../ports/KeyProvider.js';
+import type { MetricsSink } from '../ports/MetricsSink.js';
 import type { StateStore } from '../ports/StateStore.js';
 
 /** Progress of long work, for progress bars and logs. Never carries key material. */
@@ -34,6 +35,10 @@ export interface RekeyContext {
   actor: string;
   /** Unique per process: lease owner. */
   instanceId: string;
+  /** True when a lease owner is known to be gone (a crashed local process): its leases may be taken over. */
+  isOwnerGone?: (owner: string) => boolean;
+  /** Operational metrics (re-wrap progress, throttling). */
+  metrics?: MetricsSink;
   onProgress?: (e: ProgressEvent) => void;
 }
 
@@ -64,4 +69,29 @@ export function providerForRef(
   throw new ConfigError(
     `several ${ref.type} providers are configured (${candidates.map((c) => c.id).join(', ')}); name one with --provider`,
   );
+}
+
+export const LEASE_TTL_MS = 10 * 60_000;
+
+/**
+ * Takes (or renews) a lease. When another owner holds it and that owner is known to be gone
+ * (a local process that crashed), the lease is taken over and the takeover audited, so a
+ * killed run can be resumed at once instead of after the lease expires.
+ */
+export async function acquireLease(ctx: RekeyContext, name: string, ttlMs = LEASE_TTL_MS): Promise<boolean> {
+  const now = ctx.clock.now().getTime();
+  if (await ctx.state.acquireLease(name, ctx.instanceId, ttlMs, now)) return true;
+  const holder = await ctx.state.leaseOwner(name, now);
+  if (!holder || !ctx.isOwnerGone?.(holder.owner)) return false;
+  await ctx.state.releaseLease(name, holder.owner);
+  const won = await ctx.state.acquireLease(name, ctx.instanceId, ttlMs, now);
+  if (won) {
+    await ctx.audit.append({
+      actor: ctx.actor,
+      action: 'lease.taken_over',
+      target: name,
+      details: { from: holder.owner },
+    });
+  }
+  return won;
 }

@@ -1,6 +1,6 @@
 import type { KeyVersion } from '../domain/key.js';
 import { ConflictError } from '../errors.js';
-import { providerForRef, type RekeyContext } from './context.js';
+import { acquireLease, providerForRef, type RekeyContext } from './context.js';
 
 /** On-demand rotation of one key, outside a plan (operators, incident response). */
 export async function rotateKey(
@@ -10,7 +10,7 @@ export async function rotateKey(
 ): Promise<{ previousPrimary: string; version: KeyVersion }> {
   const { ref, provider } = providerForRef(ctx, keyRef, opts.provider);
   const lease = `key:${ref.uri}`;
-  if (!(await ctx.state.acquireLease(lease, ctx.instanceId, 10 * 60_000, ctx.clock.now().getTime()))) {
+  if (!(await acquireLease(ctx, lease))) {
     throw new ConflictError(`another rekey process holds the lease on ${ref.uri}`);
   }
   try {

@@ -1,0 +1,286 @@
+import { spawn } from 'node:child_process';
+import { type Command, Option } from 'commander';
+import type { Composed } from '../../shared/compose.js';
+import { parseKeyRef } from '../../shared/core/domain/keyRef.js';
+import { ConfigError, ConflictError, NotFoundError } from '../../shared/core/errors.js';
+import type { RewrapJob } from '../../shared/core/ports/StateStore.js';
+import { acquireLease, providerForRef } from '../../shared/core/usecases/context.js';
+import { takeInventory } from '../../shared/core/usecases/inventory.js';
+import {
+  parseVerifyMode,
+  pendingDeks,
+  planKeyRewrap,
+  prepareRewrapJob,
+  type RewrapRunOptions,
+  type RewrapSpec,
+  settleRewrapJob,
+  sumCounts,
+  workJobs,
+  workOnRewrapJob,
+} from '../../shared/core/usecases/rewrap.js';
+import { EXIT } from '../exitCodes.js';
+import { table } from '../output.js';
+import { type GlobalOptions, withSession } from '../session.js';
+
+interface RewrapCliOptions {
+  key?: string;
+  version?: string;
+  store?: string[];
+  provider?: string;
+  verify: string;
+  batch: string;
+  rate?: string;
+  concurrency?: string;
+  workers: string;
+  dryRun?: boolean;
+  resume?: string;
+  workerOf?: string;
+}
+
+function intOption(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+function runOptions(o: RewrapCliOptions): RewrapRunOptions {
+  return {
+    verify: parseVerifyMode(o.verify),
+    batchSize: intOption('batch', o.batch, 1, 100_000),
+    ...(o.rate ? { ratePerSecond: intOption('rate', o.rate, 1, 10_000_000) } : {}),
+    ...(o.concurrency ? { concurrency: intOption('concurrency', o.concurrency, 1, 1024) } : {}),
+  };
+}
+
+/** Every (key, store) with DEKs off the primary, from a fresh inventory. */
+async function allWork(ctx: Composed, o: RewrapCliOptions) {
+  const inv = await takeInventory(ctx);
+  const out: Awaited<ReturnType<typeof planKeyRewrap>> = [];
+  for (const k of inv.keys) {
+    const specs = await planKeyRewrap(ctx, {
+      keyRef: k.ref,
+      provider: k.providerId,
+      ...(o.store ? { stores: o.store } : {}),
+    });
+    out.push(...specs.filter((s) => s.pending > 0));
+  }
+  return out;
+}
+
+/** Runs one job: inline with one worker, or split across child processes. */
+async function runJob(
+  ctx: Composed,
+  g: GlobalOptions,
+  spec: RewrapSpec,
+  o: RewrapCliOptions,
+  workers: number,
+): Promise<RewrapJob> {
+  await prepareRewrapJob(ctx, spec, workers);
+  const run = runOptions(o);
+  const keyLease = `key:${spec.keyRef}`;
+  if (!(await acquireLease(ctx, keyLease)))
+    throw new ConflictError(`another rekey process holds the lease on ${spec.keyRef}`);
+  try {
+    const renew = async () => {
+      if (!(await acquireLease(ctx, keyLease))) throw new ConflictError(`lost the lease on ${spec.keyRef}`);
+    };
+    if (workers > 1) await runChildren(ctx, g, spec, o, workers, renew);
+    // Inline: the whole job, or whatever a child left unfinished (a worker that died).
+    await workOnRewrapJob(ctx, spec.jobId, spec.providerId, { ...run, onBatch: renew });
+    const job = await settleRewrapJob(ctx, spec.jobId);
+    await ctx.audit.append({
+      actor: ctx.actor,
+      action: 'rewrap.completed',
+      target: spec.keyRef,
+      details: {
+        job: job.id,
+        store: spec.storeId,
+        toVersion: job.toVersion,
+        ...job.counts,
+        failures: job.failures.slice(0, 10),
+      },
+    });
+    return job;
+  } finally {
+    await ctx.state.releaseLease(keyLease, ctx.instanceId);
+  }
+}
+
+/** Spawns worker processes on the job's shards and reports their progress until they exit. */
+async function runChildren(
+  ctx: Composed,
+  g: GlobalOptions,
+  spec: RewrapSpec,
+  o: RewrapCliOptions,
+  workers: number,
+  renew: () => Promise<void>,
+): Promise<void> {
+  const args = [
+    process.argv[1]!,
+    ...(g.config ? ['--config', g.config] : []),
+    ...(g.state ? ['--state', g.state] : []),
+    '--quiet',
+    'rewrap',
+    '--worker-of',
+    spec.jobId,
+    '--provider',
+    spec.providerId,
+    '--verify',
+    o.verify,
+    '--batch',
+    o.batch,
+    ...(o.rate ? ['--rate', String(Math.max(1, Math.floor(Number(o.rate) / workers)))] : []),
+    ...(o.concurrency ? ['--concurrency', o.concurrency] : []),
+  ];
+  const children = Array.from({ length: workers }, () =>
+    spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: process.env }),
+  );
+  const exited = children.map((c) => new Promise<number | null>((r) => c.on('exit', (code) => r(code))));
+  let running = true;
+  void Promise.all(exited).then(() => {
+    running = false;
+  });
+  const parent = (await ctx.state.getRewrapJob(spec.jobId))!;
+  const total = await pendingDeks(ctx, spec);
+  while (running) {
+    await new Promise((r) => setTimeout(r, 500));
+    const counts = sumCounts(await workJobs(ctx, parent));
+    ctx.onProgress?.({
+      kind: 'rewrap',
+      keyRef: spec.keyRef,
+      storeId: spec.storeId,
+      done: counts.rewrapped + counts.failed,
+      total,
+      failed: counts.failed,
+    });
+    await renew();
+  }
+  await Promise.all(exited);
+}
+
+export function registerRewrap(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('rewrap [keyRef]')
+    .description(
+      're-wrap DEKs under older key versions to the current primary (all keys with pending DEKs if none is named)',
+    )
+    .option('--key <ref>', 'the key (same as the positional argument)')
+    .option('--version <v>', 'only DEKs under this version')
+    .option('--store <id...>', 'only these stores (default: all configured)')
+    .option('--provider <id>', 'configured provider id, when several of the same type exist')
+    .option('--verify <mode>', 'full | none | sample(P%)', 'full')
+    .option('--batch <n>', 'DEKs per batch (one checkpoint each)', '1000')
+    .option('--rate <n>', 'ceiling on provider operations per second (adapts down when throttled)')
+    .option('--concurrency <n>', 'provider calls in flight per worker (default 16)')
+    .option('--workers <n>', 'worker processes, each on its own shards of the job', '1')
+    .option('--dry-run', 'show what would move; change nothing')
+    .option('--resume <job>', 'resume a job by id (after a crash or kill)')
+    .addOption(new Option('--worker-of <job>').hideHelp())
+    .action(async (keyArg: string | undefined, o: RewrapCliOptions) => {
+      const g = globals();
+      const code = await withSession(g, async (ctx, out) => {
+        const run = runOptions(o);
+        if (o.workerOf) {
+          // A child of `rekey rewrap --workers N`: work on shards until none is left, and stop
+          // if the parent disappears.
+          const ppid = process.ppid;
+          await workOnRewrapJob(ctx, o.workerOf, o.provider!, {
+            ...run,
+            onBatch: async () => {
+              if (process.ppid !== ppid) throw new ConflictError('parent process is gone');
+            },
+          });
+          return EXIT.ok;
+        }
+        const workers = intOption('workers', o.workers, 1, 64);
+        let specs: (RewrapSpec & { pending?: number })[];
+        if (o.resume) {
+          const job = await ctx.state.getRewrapJob(o.resume);
+          if (!job) throw new NotFoundError(`re-wrap job ${o.resume} not found`);
+          const { provider } = providerForRef(ctx, job.keyRef, o.provider);
+          specs = [
+            {
+              jobId: job.id,
+              keyRef: job.keyRef,
+              providerId: provider.id,
+              storeId: job.storeId,
+              fromVersions: job.fromVersions,
+              toVersion: job.toVersion,
+            },
+          ];
+        } else {
+          const keyRef = keyArg ?? o.key;
+          if (keyRef) parseKeyRef(keyRef);
+          specs = keyRef
+            ? await planKeyRewrap(ctx, {
+                keyRef,
+                ...(o.provider ? { provider: o.provider } : {}),
+                ...(o.store ? { stores: o.store } : {}),
+                ...(o.version ? { version: o.version } : {}),
+              })
+            : await allWork(ctx, o);
+        }
+        if (o.dryRun) {
+          out.result({ dryRun: true, jobs: specs }, () => {
+            out.line(
+              table(
+                ['key', 'store', 'to version', 'DEKs to move', 'job'],
+                specs.map((s) => [s.keyRef, s.storeId, s.toVersion, s.pending ?? '?', s.jobId]),
+              ),
+            );
+            out.line('Dry run: nothing changed.');
+          });
+          return EXIT.ok;
+        }
+        const started = performance.now();
+        const jobs: RewrapJob[] = [];
+        for (const spec of specs) jobs.push(await runJob(ctx, g, spec, o, workers));
+        const seconds = (performance.now() - started) / 1000;
+        const totals = sumCounts(jobs);
+        const value = {
+          jobs,
+          totals,
+          seconds: Math.round(seconds * 1000) / 1000,
+          perSecond: seconds > 0 ? Math.round(totals.rewrapped / seconds) : 0,
+        };
+        out.result(value, () => {
+          out.line(
+            table(
+              [
+                'job',
+                'key',
+                'store',
+                'to',
+                'rewrapped',
+                'verified',
+                'conflicts',
+                'retried',
+                'throttled',
+                'failed',
+              ],
+              jobs.map((j) => [
+                j.id,
+                j.keyRef,
+                j.storeId,
+                j.toVersion,
+                j.counts.rewrapped,
+                j.counts.verified,
+                j.counts.conflicts,
+                j.counts.retried ?? 0,
+                j.counts.throttled ?? 0,
+                j.counts.failed,
+              ]),
+            ),
+          );
+          out.line(
+            `${totals.rewrapped} DEK(s) re-wrapped in ${value.seconds}s (${value.perSecond}/s), ${totals.failed} failed`,
+          );
+          for (const j of jobs)
+            for (const f of j.failures) out.note(`failed: ${j.storeId} ${f.id}: ${f.error}`);
+        });
+        return jobs.some((j) => j.counts.failed > 0 || j.status !== 'done') ? EXIT.failed : EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+}
