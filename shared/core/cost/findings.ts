@@ -13,7 +13,12 @@ import type { CostKey, KeyCost, UsageCounter } from './types.js';
  * be priced).
  */
 
-export type CostFindingKind = 'idle_key' | 'surplus_version' | 'key_per_object' | 'hsm_not_required' | 'budget_breach';
+export type CostFindingKind =
+  | 'idle_key'
+  | 'surplus_version'
+  | 'key_per_object'
+  | 'hsm_not_required'
+  | 'budget_breach';
 
 export interface CostFinding {
   kind: CostFindingKind;
