@@ -46,7 +46,7 @@ const VERSION_TYPES: Record<string, string> = {
 const CONTEXT_TYPES: Record<string, string> = { jsonb: 'jsonb', json: 'json', text: 'text', varchar: 'text' };
 
 const UUID = /^(?:[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})$/i;
-const INTEGER = /^-?(?:0|[1-9][0-9]{0,18})$/;
+const INTEGER = /^[-+]?[0-9]{1,30}$/;
 const RANGES: Record<string, [bigint, bigint]> = {
   int8: [-(2n ** 63n), 2n ** 63n - 1n],
   int4: [-(2n ** 31n), 2n ** 31n - 1n],
@@ -83,48 +83,53 @@ function canonicalFor(cast: string): (id: string) => string | null {
 
 /** The store's SQL, from validated and quoted names and whitelisted casts; values are parameters. */
 function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, contextCast: string | null) {
-  const cols = `${t.id}::text AS id, ${t.key} AS k, ${t.version}::text AS v, ${t.wrapped} AS w, ${
-    t.context ? `${t.context}::text` : 'NULL::text'
+  // Reads name columns through the alias `d`: in ORDER BY an unqualified name would resolve to
+  // an output column of the same name (a text cast), not the table's column and its ordering.
+  const id = `d.${t.id}`;
+  const key = `d.${t.key}`;
+  const version = `d.${t.version}`;
+  const from = `FROM ${t.table} AS d`;
+  const cols = `${id}::text AS id, ${key} AS k, ${version}::text AS v, d.${t.wrapped} AS w, ${
+    t.context ? `d.${t.context}::text` : 'NULL::text'
   } AS c`;
   const insertCols = [t.id, t.key, t.version, t.wrapped, ...(t.context ? [t.context] : [])].join(', ');
   const ctxSelect = t.context ? `, u.c::${contextCast}` : '';
   const ctxArray = t.context ? ', $5::text[]' : '';
+  const filters = (first: number, notVersion: boolean, versions: boolean): string[] => {
+    const where = [`${key} = $1`, `${version} IS NOT NULL`];
+    let n = first;
+    if (notVersion) where.push(`${version} <> $${++n}`);
+    if (versions) where.push(`${version}::text = ANY($${++n}::text[])`);
+    return where;
+  };
   return {
     /**
      * One page of one version: a range scan of the (key, version, id) index in the id column's
      * order, after the cursor's id and inside a shard's [from, to) when given. Parameters:
      * key, version, then after / from / to as present, then the limit.
      */
-    page(after: boolean, from: boolean, to: boolean): string {
-      const where = [`${t.key} = $1`, `${t.version} = $2`];
+    page(after: boolean, idFrom: boolean, idTo: boolean): string {
+      const where = [`${key} = $1`, `${version} = $2`];
       let n = 2;
-      if (after) where.push(`${t.id} > $${++n}`);
-      if (from) where.push(`${t.id} >= $${++n}`);
-      if (to) where.push(`${t.id} < $${++n}`);
-      return `SELECT ${cols} FROM ${t.table} WHERE ${where.join(' AND ')} ORDER BY ${t.id} LIMIT $${n + 1}`;
+      if (after) where.push(`${id} > $${++n}`);
+      if (idFrom) where.push(`${id} >= $${++n}`);
+      if (idTo) where.push(`${id} < $${++n}`);
+      return `SELECT ${cols} ${from} WHERE ${where.join(' AND ')} ORDER BY ${id} LIMIT $${n + 1}`;
     },
-    /** Ids at the given 1-based ranks among a key's DEKs outside `notVersion` / inside `versions`. */
+    /** Ids at the given 1-based ranks ($2) among a key's DEKs outside `notVersion` / inside `versions`. */
     splitIds(notVersion: boolean, versions: boolean): string {
-      const where = [`${t.key} = $1`, `${t.version} IS NOT NULL`];
-      let n = 2;
-      if (notVersion) where.push(`${t.version} <> $${++n}`);
-      if (versions) where.push(`${t.version}::text = ANY($${++n}::text[])`);
-      return `SELECT id FROM (
-        SELECT ${t.id}::text AS id, row_number() OVER (ORDER BY ${t.id}) AS rn
-        FROM ${t.table} WHERE ${where.join(' AND ')}
-      ) s WHERE rn = ANY($2::int8[]) ORDER BY rn`;
+      return `SELECT s.id FROM (
+        SELECT ${id}::text AS id, row_number() OVER (ORDER BY ${id}) AS rn
+        ${from} WHERE ${filters(2, notVersion, versions).join(' AND ')}
+      ) s WHERE s.rn = ANY($2::int8[]) ORDER BY s.rn`;
     },
     splitCount(notVersion: boolean, versions: boolean): string {
-      const where = [`${t.key} = $1`, `${t.version} IS NOT NULL`];
-      let n = 1;
-      if (notVersion) where.push(`${t.version} <> $${++n}`);
-      if (versions) where.push(`${t.version}::text = ANY($${++n}::text[])`);
-      return `SELECT COUNT(*)::int8 AS n FROM ${t.table} WHERE ${where.join(' AND ')}`;
+      return `SELECT COUNT(*)::int8 AS n ${from} WHERE ${filters(1, notVersion, versions).join(' AND ')}`;
     },
     // One index seek each: the versions of a key are walked without reading their rows.
-    firstVersion: `SELECT ${t.version}::text AS v FROM ${t.table} WHERE ${t.key} = $1 AND ${t.version} IS NOT NULL ORDER BY ${t.version} LIMIT 1`,
-    nextVersion: `SELECT ${t.version}::text AS v FROM ${t.table} WHERE ${t.key} = $1 AND ${t.version} > $2 ORDER BY ${t.version} LIMIT 1`,
-    get: `SELECT ${cols} FROM ${t.table} WHERE ${t.id} = $1`,
+    firstVersion: `SELECT ${version}::text AS v ${from} WHERE ${key} = $1 AND ${version} IS NOT NULL ORDER BY ${version} LIMIT 1`,
+    nextVersion: `SELECT ${version}::text AS v ${from} WHERE ${key} = $1 AND ${version} > $2 ORDER BY ${version} LIMIT 1`,
+    get: `SELECT ${cols} ${from} WHERE ${id} = $1`,
     // Compare-and-swap on the ciphertext bytes: a concurrent application write wins.
     replace: `UPDATE ${t.table} SET ${t.wrapped} = $1, ${t.version} = $2 WHERE ${t.id} = $3 AND ${t.wrapped} = $4`,
     // The batch as arrays, joined on the primary key; the CAS condition holds per row, and
@@ -132,13 +137,13 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
     // concurrent transaction is re-checked against its new bytes before being updated.
     replaceMany: `UPDATE ${t.table} AS d SET ${t.wrapped} = u.nw, ${t.version} = u.nv::${versionCast}
       FROM unnest($1::${idCast}[], $2::bytea[], $3::text[], $4::bytea[], $5::int4[]) AS u(id, nw, nv, ex, i)
-      WHERE d.${t.id} = u.id AND d.${t.wrapped} = u.ex
+      WHERE ${id} = u.id AND d.${t.wrapped} = u.ex
       RETURNING u.i`,
-    count: `SELECT ${t.version}::text AS v, COUNT(*)::int8 AS n FROM ${t.table} WHERE ${t.key} = $1 AND ${t.version} IS NOT NULL GROUP BY ${t.version}`,
+    count: `SELECT ${version}::text AS v, COUNT(*)::int8 AS n ${from} WHERE ${key} = $1 AND ${version} IS NOT NULL GROUP BY ${version}`,
     insert: `INSERT INTO ${t.table} (${insertCols})
       SELECT u.id, u.k, u.v::${versionCast}, u.w${ctxSelect}
       FROM unnest($1::${idCast}[], $2::text[], $3::text[], $4::bytea[]${ctxArray}) AS u(id, k, v, w${t.context ? ', c' : ''})`,
-    existing: `SELECT ${t.id}::text AS id FROM ${t.table} WHERE ${t.id} = ANY($1::${idCast}[]) LIMIT 1`,
+    existing: `SELECT ${id}::text AS id ${from} WHERE ${id} = ANY($1::${idCast}[]) LIMIT 1`,
   };
 }
 
@@ -541,11 +546,16 @@ export class PostgresDekStore implements DekStore {
       if (typeof r.version !== 'string' || r.version.length === 0)
         throw new ValidationError(`${where}: version is empty`);
       checkBytes(r.wrapped, `${where}: wrapped`);
+      const ctx = contextJson(r.context, where);
+      // Without a context column the context would be dropped, and the DEK could not be unwrapped.
+      if (this.t.context === null && ctx !== '{}') {
+        throw new ValidationError(`${where}: has a context but table ${this.t.table} has no context column`);
+      }
       ids.push(id);
       keys.push(r.keyRef);
       versions.push(r.version);
       wrapped.push(asBuffer(r.wrapped));
-      contexts.push(contextJson(r.context, where));
+      contexts.push(ctx);
     }
     const withCtx = this.t.context !== null;
     const chunk = this.insertChunk;
