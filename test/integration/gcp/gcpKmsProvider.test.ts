@@ -25,6 +25,8 @@ let p: GcpKmsProvider;
 const extra: GcpKmsProvider[] = [];
 const ctx = { tenant: 'acme', row: '7' };
 let n = 0;
+/** The rejection as the ProviderError the assertions before it established. */
+const pe = (e: unknown) => e as ProviderError;
 
 function provider(opts: Partial<GcpKmsProviderOptions> = {}): GcpKmsProvider {
   const made = new GcpKmsProvider({
@@ -131,8 +133,8 @@ describe('destroy delay fixed per key', () => {
     await seven.rotate(ref);
     const e = await rejectionOf(seven.scheduleDestroy(ref, '1', 30));
     expect(e).toBeInstanceOf(ProviderError);
-    expect((e as ProviderError).providerCode).toBe('FixedDestroyDelay');
-    expect((e as ProviderError).retryable).toBe(false);
+    expect(pe(e).providerCode).toBe('FixedDestroyDelay');
+    expect(pe(e).retryable).toBe(false);
     expect(e.message).toContain('7 days');
     const t0 = emu.clock.nowMs();
     const { destroyAt } = await seven.scheduleDestroy(ref, '1', 7);
@@ -168,8 +170,8 @@ describe('destroy delay fixed per key', () => {
     expect(k.gcp.billableVersions).toBe(1);
     const e = await rejectionOf(p.unwrap(ref, old, ctx));
     expect(e).toBeInstanceOf(ProviderError);
-    expect((e as ProviderError).providerCode).toBe('FAILED_PRECONDITION');
-    expect((e as ProviderError).retryable).toBe(false);
+    expect(pe(e).providerCode).toBe('FAILED_PRECONDITION');
+    expect(pe(e).retryable).toBe(false);
   });
 });
 
@@ -222,8 +224,8 @@ describe('bad input', () => {
     await p.setVersionState(ref, old.version, 'disabled');
     const e = await rejectionOf(p.unwrap(ref, old, ctx));
     expect(e).toBeInstanceOf(ProviderError);
-    expect((e as ProviderError).providerCode).toBe('FAILED_PRECONDITION');
-    expect((e as ProviderError).retryable).toBe(false);
+    expect(pe(e).providerCode).toBe('FAILED_PRECONDITION');
+    expect(pe(e).retryable).toBe(false);
   });
 
   it('a ciphertext recorded under the wrong version is an integrity failure', async () => {
@@ -244,8 +246,8 @@ describe('corrupted responses', () => {
       emu.faults.set({ corrupt, corruptCount: 1 });
       const e = await rejectionOf(p.wrap(ref, randomBytes(32), ctx));
       expect(e).toBeInstanceOf(ProviderError);
-      expect((e as ProviderError).providerCode).toBe('IntegrityCheckFailed');
-      expect((e as ProviderError).retryable).toBe(true);
+      expect(pe(e).providerCode).toBe('IntegrityCheckFailed');
+      expect(pe(e).retryable).toBe(true);
       expect(emu.faults.counts.corrupt).toBe(1);
       // The retry the error invites succeeds.
       const dek = randomBytes(32);
@@ -262,8 +264,8 @@ describe('corrupted responses', () => {
       emu.faults.set({ corrupt, corruptCount: 1 });
       const e = await rejectionOf(p.unwrap(ref, w, ctx));
       expect(e).toBeInstanceOf(ProviderError);
-      expect((e as ProviderError).providerCode).toBe('IntegrityCheckFailed');
-      expect((e as ProviderError).retryable).toBe(true);
+      expect(pe(e).providerCode).toBe('IntegrityCheckFailed');
+      expect(pe(e).retryable).toBe(true);
       expect(e.message).not.toContain(dek.toString('hex'));
       expect(Buffer.from(await p.unwrap(ref, w, ctx)).equals(dek)).toBe(true);
     });
@@ -278,9 +280,9 @@ describe('faults', () => {
     await p.wrap(ref, randomBytes(32), ctx);
     const e = await rejectionOf(p.wrap(ref, randomBytes(32), ctx));
     expect(e).toBeInstanceOf(ProviderError);
-    expect((e as ProviderError).providerCode).toBe('RESOURCE_EXHAUSTED');
-    expect((e as ProviderError).retryable).toBe(true);
-    expect((e as ProviderError).throttled).toBe(true);
+    expect(pe(e).providerCode).toBe('RESOURCE_EXHAUSTED');
+    expect(pe(e).retryable).toBe(true);
+    expect(pe(e).throttled).toBe(true);
     // Another location has its own quota.
     const elsewhere = provider({ locations: ['us-east1'] });
     await elsewhere.wrap(await key(undefined, elsewhere), randomBytes(32), ctx);
@@ -299,15 +301,15 @@ describe('faults', () => {
       emu.faults.failNext('Encrypt', code);
       const e = await rejectionOf(p.wrap(ref, randomBytes(32), ctx));
       expect(e, status[code]).toBeInstanceOf(ProviderError);
-      expect((e as ProviderError).providerCode).toBe(status[code]);
-      expect((e as ProviderError).retryable, status[code]).toBe(retryable);
-      expect((e as ProviderError).throttled).toBe(false);
+      expect(pe(e).providerCode).toBe(status[code]);
+      expect(pe(e).retryable, status[code]).toBe(retryable);
+      expect(pe(e).throttled).toBe(false);
     }
     const slow = provider({ timeoutMs: 50 });
     emu.faults.set({ latencyMs: 300 });
     const e = await rejectionOf(slow.getKey(ref));
-    expect((e as ProviderError).providerCode).toBe('DEADLINE_EXCEEDED');
-    expect((e as ProviderError).retryable).toBe(true);
+    expect(pe(e).providerCode).toBe('DEADLINE_EXCEEDED');
+    expect(pe(e).retryable).toBe(true);
   });
 
   it('with library retries on, a transient UNAVAILABLE is retried by the client library', async () => {
@@ -323,8 +325,8 @@ describe('faults', () => {
     emu.faults.failNext('UpdateCryptoKeyPrimaryVersion', status.PERMISSION_DENIED);
     const e = await rejectionOf(p.rotate(ref));
     expect(e).toBeInstanceOf(ProviderError);
-    expect((e as ProviderError).providerCode).toBe('RotationIncomplete');
-    expect((e as ProviderError).retryable).toBe(false);
+    expect(pe(e).providerCode).toBe('RotationIncomplete');
+    expect(pe(e).retryable).toBe(false);
     expect(e.message).toContain('version 2');
     const k = await p.getKey(ref);
     expect(k.primaryVersion).toBe('1');

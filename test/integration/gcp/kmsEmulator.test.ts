@@ -3,7 +3,7 @@
  * code it answers, pagination and filters, rotation and destruction on the simulated clock,
  * and the CRC32C integrity fields.
  */
-import type { KeyManagementServiceClient } from '@google-cloud/kms';
+import type { KeyManagementServiceClient, protos } from '@google-cloud/kms';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32c } from '../../../shared/providers/gcp/crc32c.js';
@@ -268,7 +268,7 @@ describe('pagination and filters', () => {
 describe('keys and versions', () => {
   it('validates rotation_period, next_rotation_time and destroy_scheduled_duration on creation', async () => {
     const next = { seconds: nowSeconds() + 3600 };
-    const bad = [
+    const bad: protos.google.cloud.kms.v1.ICryptoKey[] = [
       { rotationPeriod: { seconds: 86_399 }, nextRotationTime: next },
       { rotationPeriod: { seconds: 876_000 * 3600 + 1 }, nextRotationTime: next },
       { rotationPeriod: { seconds: 86_400 } },
