@@ -1,7 +1,7 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 /**
  * A private SoftHSM2 for one test file: its own softhsm2.conf and token directory in a temp
@@ -34,14 +34,16 @@ export interface TokenObject {
 }
 
 function need(tool: string, pkg: string): string {
-  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  const path = r.stdout.trim();
-  if (r.status !== 0 || !path) {
-    throw new Error(
-      `${tool} not found on PATH: install it (apt-get install ${pkg}) to run the PKCS#11 tests`,
-    );
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, tool);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
   }
-  return path;
+  throw new Error(`${tool} not found on PATH: install it (apt-get install ${pkg}) to run the PKCS#11 tests`);
 }
 
 export async function startSoftHsm(

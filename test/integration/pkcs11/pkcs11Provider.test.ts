@@ -159,6 +159,76 @@ describe('token objects', () => {
   });
 });
 
+describe('recovery from interrupted writes', () => {
+  it('readers take the newest metadata generation; the next write removes the older one', async () => {
+    const ref = await newKey('gen');
+    const name = ref.type === 'pkcs11' ? ref.attributes.object! : '';
+    const current = await provider.getKey(ref);
+    // A write that created generation 1 and stopped before destroying generation 0.
+    const r = rawHandle();
+    try {
+      const meta = {
+        format: 'rekey.pkcs11/1',
+        gen: 1,
+        name,
+        createdAt: current.createdAt,
+        primary: '1',
+        tags: { team: 'payments' },
+        versions: current.versions,
+      };
+      r.p.C_CreateObject(r.s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: 'rekey' },
+        { type: pkcs11js.CKA_LABEL, value: name },
+        { type: pkcs11js.CKA_VALUE, value: Buffer.from(JSON.stringify(meta)) },
+      ]);
+    } finally {
+      r.done();
+    }
+    expect(hsm.listObjects('data').filter((o) => o.label === name)).toHaveLength(2);
+    expect((await provider.getKey(ref)).tags).toEqual({ team: 'payments' });
+    await provider.rotate(ref);
+    expect(hsm.listObjects('data').filter((o) => o.label === name)).toHaveLength(1);
+    const after = await provider.getKey(ref);
+    expect(after.tags).toEqual({ team: 'payments' });
+    expect(after.versions.map((v) => v.id)).toEqual(['1', '2']);
+  });
+
+  it('a key object left by an interrupted rotation is replaced, not reused', async () => {
+    const ref = await newKey('orphan');
+    const name = ref.type === 'pkcs11' ? ref.attributes.object! : '';
+    const r = rawHandle();
+    try {
+      // What a rotation leaves when it stops between C_GenerateKey and the metadata write.
+      r.p.C_GenerateKey(r.s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_LABEL, value: name },
+        {
+          type: pkcs11js.CKA_ID,
+          value: Buffer.concat([Buffer.from(name), Buffer.from([0]), Buffer.from('2')]),
+        },
+        { type: pkcs11js.CKA_DERIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+      ]);
+    } finally {
+      r.done();
+    }
+    expect(hsm.listObjects('secrkey').filter((o) => o.label === name)).toHaveLength(2);
+    const v2 = await provider.rotate(ref);
+    expect(v2.id).toBe('2');
+    const objs = hsm.listObjects('secrkey').filter((o) => o.label === name);
+    expect(objs).toHaveLength(2);
+    // The extractable orphan is gone: every version key is one rekey generated.
+    for (const o of objs) expect(o.access).toContain('never extractable');
+  });
+});
+
 describe('failures are clear and change nothing on the token', () => {
   it('wrong PIN, missing or unloadable module, unknown token, unsupported mechanism', async () => {
     const ref = await newKey('before');
