@@ -47,11 +47,14 @@ export interface RewrapJobOptions {
 }
 
 const MAX_RECORDED_FAILURES = 100;
-const MAX_CAS_RETRIES = 3;
+/** Rounds per batch: a DEK that lost a CAS race or hit transient errors is tried again. */
+const MAX_ROUNDS = 3;
 
 interface ItemOutcome {
   replacement?: DekReplacement;
   failed?: string;
+  /** The failure was transient (retries exhausted): worth another round. */
+  retryable?: boolean;
   verified: boolean;
 }
 
@@ -73,7 +76,7 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
   job.counts.retried ??= 0;
   job.counts.throttled ??= 0;
   const counts = () => job.counts as Required<RewrapJob['counts']>;
-  const maxAttempts = opts.maxAttempts ?? 5;
+  const maxAttempts = opts.maxAttempts ?? 8;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
   /** One provider call: waits for the limiter, retries retryable errors with full jitter. */
@@ -134,7 +137,11 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
         verified: verify,
       };
     } catch (e) {
-      return { failed: errorMessage(e), verified: false };
+      return {
+        failed: errorMessage(e),
+        retryable: e instanceof ProviderError && e.retryable,
+        verified: false,
+      };
     } finally {
       plaintext?.fill(0);
       check?.fill(0);
@@ -209,16 +216,20 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
         const outcomes = await processAll(todo);
         const writes: DekReplacement[] = [];
         const writeIdx: number[] = [];
+        const retry: DekRecord[] = [];
+        const lastRound = round + 1 >= MAX_ROUNDS;
         outcomes.forEach((o, i) => {
           if (o.replacement) {
             writes.push(o.replacement);
             writeIdx.push(i);
+          } else if (o.retryable && !lastRound) {
+            // Transient trouble outlasted the per-call retries: give it another round.
+            retry.push(todo[i]!);
           } else {
             recordFailure(todo[i]!.id, o.failed ?? 'unknown error');
           }
         });
         const written = writes.length ? await store.replaceMany(writes) : [];
-        const retry: DekRecord[] = [];
         for (let w = 0; w < written.length; w++) {
           const item = todo[writeIdx[w]!]!;
           if (written[w]) {
@@ -230,7 +241,7 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
           job.counts.conflicts++;
           const fresh = await store.get(item.id);
           if (!fresh || fresh.keyRef !== job.keyRef || fresh.version === job.toVersion) continue;
-          if (round + 1 >= MAX_CAS_RETRIES) recordFailure(item.id, 'kept changing during re-wrap');
+          if (lastRound) recordFailure(item.id, 'kept changing during re-wrap');
           else retry.push(fresh);
         }
         todo = retry;
