@@ -714,6 +714,26 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
   }
 }
 
+/**
+ * Client options for a `host:port` endpoint from the config file. A loopback host (an
+ * emulator) gets plain-text gRPC without credentials; any other host keeps TLS and the
+ * default credentials.
+ */
+export function gcpEndpointOptions(endpoint: string): {
+  apiEndpoint: string;
+  port: number;
+  insecure: boolean;
+} {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(endpoint.trim());
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new ValidationError(`gcp-kms endpoint "${endpoint}" must be host:port, e.g. 127.0.0.1:8085`);
+  }
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return { apiEndpoint: host, port, insecure: loopback };
+}
+
 /** AAD bound to a wrapped DEK: canonical JSON of the context; none for an empty context. */
 export function aadOf(ctx: WrapContext): Buffer {
   return Object.keys(ctx).length === 0 ? Buffer.alloc(0) : Buffer.from(canonicalJson(ctx), 'utf8');

@@ -16,7 +16,11 @@ import {
   ProviderError,
   ValidationError,
 } from '../../../shared/core/errors.js';
-import { GcpKmsProvider, type GcpKmsProviderOptions } from '../../../shared/providers/gcp/GcpKmsProvider.js';
+import {
+  GcpKmsProvider,
+  type GcpKmsProviderOptions,
+  gcpEndpointOptions,
+} from '../../../shared/providers/gcp/GcpKmsProvider.js';
 import type { GcpKmsEmulator } from '../../emulators/gcp-kms/index.js';
 import { DAY_MS, emulator, LOCATION, PROJECT, rejectionOf } from './helpers.js';
 
@@ -331,5 +335,28 @@ describe('faults', () => {
     const k = await p.getKey(ref);
     expect(k.primaryVersion).toBe('1');
     expect(k.versions).toHaveLength(2);
+  });
+});
+
+describe('configuration', () => {
+  it('reads a host:port endpoint; only loopback hosts go without TLS', async () => {
+    expect(gcpEndpointOptions('127.0.0.1:8085')).toEqual({
+      apiEndpoint: '127.0.0.1',
+      port: 8085,
+      insecure: true,
+    });
+    expect(gcpEndpointOptions('localhost:1')).toEqual({ apiEndpoint: 'localhost', port: 1, insecure: true });
+    expect(gcpEndpointOptions('[::1]:9000')).toEqual({ apiEndpoint: '::1', port: 9000, insecure: true });
+    expect(gcpEndpointOptions('kms.internal.example:443')).toEqual({
+      apiEndpoint: 'kms.internal.example',
+      port: 443,
+      insecure: false,
+    });
+    for (const bad of ['127.0.0.1', 'host:0', 'host:70000', 'http://host:1', '']) {
+      expect(() => gcpEndpointOptions(bad), bad).toThrow(ValidationError);
+    }
+    // The options reach the emulator.
+    const viaConfig = provider({ ...gcpEndpointOptions(`127.0.0.1:${emu.endpoint.port}`) });
+    expect((await key(undefined, viaConfig)).type).toBe('gcp-kms');
   });
 });
