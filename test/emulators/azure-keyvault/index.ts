@@ -8,6 +8,7 @@ import { EMULATOR_TOKEN } from './credential.js';
 import { badParameter, KvError } from './errors.js';
 import { EventSink } from './events.js';
 import { type AzureFaultConfig, AzureFaults } from './faults.js';
+import { warmRsaPool } from './rsaPool.js';
 import { Vault } from './vault.js';
 
 /** api-version values the emulator answers; anything else is refused with BadParameter. */
@@ -215,6 +216,7 @@ export async function startAzureKeyVaultEmulator(
   if (!(Number.isInteger(retention) && retention >= 7 && retention <= 90)) {
     throw new RangeError('softDeleteRetentionDays must be an integer from 7 to 90');
   }
+  warmRsaPool();
   const certs = opts.certificates ?? makeTestCertificates();
   const ownCerts = opts.certificates === undefined;
   const clock = new SimClock(opts.now);

@@ -2,7 +2,6 @@ import {
   constants,
   createCipheriv,
   createDecipheriv,
-  generateKeyPairSync,
   type KeyObject,
   privateDecrypt,
   publicEncrypt,
@@ -13,6 +12,7 @@ import type { SimClock } from '../aws/clock.js';
 import { badParameter, forbidden, KvError, keyNotFound } from './errors.js';
 import { type EventSink, type KeyVaultEventType, keyEvent } from './events.js';
 import type { QuotaClass } from './faults.js';
+import { takeRsaKeyPair } from './rsaPool.js';
 
 export type VaultKind = 'vault' | 'managedhsm';
 const KEY_NAME = /^[0-9A-Za-z-]{1,127}$/;
@@ -206,7 +206,7 @@ export class Vault {
       const size = spec.keySize ?? 2048;
       if (![2048, 3072, 4096].includes(size))
         throw badParameter(`Invalid key_size ${size} for ${kty}: 2048, 3072 or 4096.`);
-      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: size });
+      const { privateKey, publicKey } = takeRsaKeyPair(size);
       Object.assign(rec, { keySize: size, privateKey, publicKey });
       if (!spec.keyOps) rec.keyOps = [...RSA_OPS];
     } else if (kty === 'EC' || kty === 'EC-HSM') {
@@ -509,7 +509,11 @@ export class Vault {
     }
     const now = secs(this.clock.now());
     k.policy = {
-      lifetimeActions: actions,
+      // An empty list restores the default policy (notify 30 days before expiry).
+      lifetimeActions:
+        actions.length > 0
+          ? actions
+          : [{ trigger: { timeBeforeExpiry: 'P30D' }, action: { type: 'Notify' } }],
       ...(expiryTime ? { expiryTime } : {}),
       created: k.policy?.created ?? now,
       updated: now,

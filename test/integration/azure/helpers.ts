@@ -1,3 +1,4 @@
+import { request as httpsRequest } from 'node:https';
 import { KeyClient } from '@azure/keyvault-keys';
 import {
   AzureKeyVaultProvider,
@@ -52,5 +53,54 @@ export function sdkClient(
     tlsOptions: { ca: emu.ca },
     retryOptions: { maxRetries: 0 },
     ...options,
+  });
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: { error?: { code: string; message: string }; [k: string]: unknown } | null;
+}
+
+/** A plain HTTPS request to the emulator, for protocol details the SDK hides. */
+export function raw(
+  emu: AzureKeyVaultEmulator,
+  host: string,
+  method: string,
+  path: string,
+  opts: { token?: string | null; body?: unknown; hostHeader?: string } = {},
+): Promise<RawResponse> {
+  const url = new URL(path, emu.endpoints[host]!);
+  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  const token = opts.token === undefined ? emu.tokens[0] : opts.token;
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        ca: emu.ca,
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(payload ? { 'content-type': 'application/json' } : {}),
+          ...(opts.hostHeader ? { host: opts.hostHeader } : {}),
+        },
+        servername: 'localhost',
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: text ? JSON.parse(text) : null,
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (payload) req.write(payload);
+    req.end();
   });
 }
