@@ -2,6 +2,7 @@ import {
   constants,
   createCipheriv,
   createDecipheriv,
+  generateKeyPairSync,
   type KeyObject,
   privateDecrypt,
   publicEncrypt,
