@@ -630,7 +630,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     if (primary === undefined || usedPrimary !== (wrapped.version === primary)) {
       // Unknown or stale: the primary may have moved since it was last seen.
       try {
-        primary = (await this.getKey(r)).primaryVersion;
+        primary = await this.currentPrimary(r.name);
       } catch (e) {
         fail(e as Error);
       }
@@ -643,6 +643,14 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     return copy;
+  }
+
+  /** The key's primary version id now (one GetCryptoKey), remembered for later unwraps. */
+  private async currentPrimary(name: string): Promise<string> {
+    const [ck] = await this.call(`GetCryptoKey ${name}`, (o) => this.client.getCryptoKey({ name }, o));
+    const id = ck.primary?.name ? this.versionId(name, ck.primary.name) : '';
+    if (id) this.primaries.set(name, id);
+    return id;
   }
 
   // ---- creation ----
