@@ -1,6 +1,8 @@
 import { afterAll, beforeAll } from 'vitest';
 import { DynamoDekStore } from '../../../shared/stores/dynamodb/DynamoDekStore.js';
+import { DynamoStateStore } from '../../../shared/stores/dynamodb/DynamoStateStore.js';
 import { dekStoreContract } from '../../contracts/dekStore.contract.js';
+import { stateStoreContract } from '../../contracts/stateStore.contract.js';
 import { type Dynalite, startDynalite } from '../../support/dynalite.js';
 
 let dyn: Dynalite;
@@ -18,4 +20,10 @@ dekStoreContract('dynamodb (dynalite)', async () => {
   await dyn.createDekTable(table);
   const store = new DynamoDekStore({ id: 'orders', table, doc: dyn.client() });
   return { store, cleanup: async () => {} };
+});
+
+stateStoreContract('dynamodb (dynalite)', async () => {
+  const table = `state-${++n}`;
+  await dyn.createStateTable(table);
+  return { store: new DynamoStateStore({ table, doc: dyn.client() }), cleanup: async () => {} };
 });
