@@ -236,7 +236,7 @@ describe('pagination and filters', () => {
     expect(raw2?.nextPageToken).toBe('');
   });
 
-  it('filters versions on state and keys on labels', async () => {
+  it('pages and filters versions on state, and keys on labels', async () => {
     const key = await newKey({ labels: { env: 'prod' } });
     await newKey({ labels: { env: 'dev' } });
     for (let i = 0; i < 3; i++) await kms.createCryptoKeyVersion({ parent: key.name, cryptoKeyVersion: {} });
@@ -253,6 +253,18 @@ describe('pagination and filters', () => {
       expect(raw?.totalSize ?? 0).toBe(0); // not populated when filtering
       return vs.map((v) => Number(v.name!.split('/').pop()));
     };
+    const [page1, , rawV] = await kms.listCryptoKeyVersions(
+      { parent: key.name, pageSize: 3 },
+      { autoPaginate: false },
+    );
+    expect(page1).toHaveLength(3);
+    expect(rawV?.totalSize).toBe(4);
+    const [page2, , rawV2] = await kms.listCryptoKeyVersions(
+      { parent: key.name, pageSize: 3, pageToken: rawV!.nextPageToken! },
+      { autoPaginate: false },
+    );
+    expect(page2.map((v) => v.name)).toEqual([versionName(key.name, 4)]);
+    expect(rawV2?.nextPageToken).toBe('');
     expect(await ids('state=ENABLED')).toEqual([1, 4]);
     expect(await ids('state = DISABLED')).toEqual([2]);
     expect(await ids('state!=ENABLED')).toEqual([2, 3]);
