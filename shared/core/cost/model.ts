@@ -58,10 +58,10 @@ const BILLABLE_DEFAULT = ['enabled', 'disabled', 'destroy_scheduled'];
 const ADVANCED_ALGOS = new Set(['RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384']);
 
 function refineClass(cls: RequestClass, key: CostKey): RequestClass {
-  if (cls === 'gdkp_ecc' || cls === 'gdkp_rsa') return cls;
+  if (cls === 'gdkp_ecc' || cls === 'gdkp_rsa' || cls === 'management') return cls;
   if (key.algorithm === 'RSA_2048') return 'rsa_2048';
   if (ADVANCED_ALGOS.has(key.algorithm)) return 'asymmetric';
-  return cls === 'rsa_2048' ? cls : cls === 'asymmetric' ? cls : 'symmetric';
+  return 'symmetric';
 }
 
 const CLASS_LABEL: Record<RequestClass, string> = {
@@ -70,6 +70,7 @@ const CLASS_LABEL: Record<RequestClass, string> = {
   asymmetric: 'asymmetric (not RSA 2048)',
   gdkp_ecc: 'GenerateDataKeyPair ECC',
   gdkp_rsa: 'GenerateDataKeyPair RSA',
+  management: 'management',
 };
 
 function requestSku(key: CostKey, cls: RequestClass): string | undefined {
@@ -81,9 +82,11 @@ function requestSku(key: CostKey, cls: RequestClass): string | undefined {
         asymmetric: 'aws-kms/requests-asymmetric',
         gdkp_ecc: 'aws-kms/requests-gdkp-ecc',
         gdkp_rsa: 'aws-kms/requests-gdkp-rsa',
+        management: 'aws-kms/requests-symmetric',
       }[cls];
     case 'gcp-kms':
       if (cls === 'gdkp_ecc' || cls === 'gdkp_rsa') return undefined;
+      if (cls === 'management') return 'gcp-kms/ops-admin';
       return cls === 'asymmetric' && key.protection === 'hsm' ? 'gcp-kms/ops-hsm-advanced' : 'gcp-kms/ops';
     case 'azure-kv':
       if (cls === 'gdkp_ecc' || cls === 'gdkp_rsa') return undefined;

@@ -17,16 +17,20 @@ export const COST_PROVIDERS: readonly CostProvider[] = [
 ];
 
 /**
- * Request classes, as providers price them. `asymmetric` means "asymmetric, size unknown or
- * not RSA 2048": the model refines it to `rsa_2048` when the key's algorithm is RSA_2048.
+ * Request classes, as providers price them. A cryptographic request's class follows the key's
+ * algorithm, so the model refines `symmetric`/`asymmetric`/`rsa_2048` from the key it is made
+ * with (importers often cannot tell an RSA 2048 key from an RSA 4096 one). GenerateDataKeyPair
+ * classes depend on the pair generated, not the key; `management` (describe, list, get...) is
+ * priced as a plain request on AWS and Azure and is free on GCP.
  */
-export type RequestClass = 'symmetric' | 'rsa_2048' | 'asymmetric' | 'gdkp_ecc' | 'gdkp_rsa';
+export type RequestClass = 'symmetric' | 'rsa_2048' | 'asymmetric' | 'gdkp_ecc' | 'gdkp_rsa' | 'management';
 export const REQUEST_CLASSES: readonly RequestClass[] = [
   'symmetric',
   'rsa_2048',
   'asymmetric',
   'gdkp_ecc',
   'gdkp_rsa',
+  'management',
 ];
 
 export interface StateChange {
