@@ -96,7 +96,7 @@ describe('CloudTrail', () => {
     );
     expect(() => importCloudTrail(bad, 'trail.json')).toThrow(ValidationError);
     expect(() => importCloudTrail(bad, 'trail.json')).toThrow(
-      'trail.json: Records[2] (line 24, column 5), column requestParameters.keyPairSpec: missing on GenerateDataKeyPair',
+      'trail.json: Records[2] (line 39, column 5), column requestParameters.keyPairSpec: missing on GenerateDataKeyPair',
     );
     expect(() => importCloudTrail('{"Records": [\n  {"eventSource": "kms.amazonaws.com",,}]}', 't')).toThrow(
       /t: line 2, column \d+: not valid JSON/,
