@@ -1,10 +1,15 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { isRestError, type RestError } from '@azure/core-rest-pipeline';
 import { CryptographyClient, type KeyClient } from '@azure/keyvault-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMULATOR_TOKEN, StaticTokenCredential } from '../../emulators/azure-keyvault/credential.js';
 import type { AzureKeyVaultEmulator } from '../../emulators/azure-keyvault/index.js';
 import { MANAGED_HSM_MAX_VERSIONS } from '../../emulators/azure-keyvault/vault.js';
+import { extraCaCertsEnv } from '../../support/azureCert.js';
 import { certificates, emulator, HSM, raw, sdkClient, VAULT } from './helpers.js';
 
 let emu: AzureKeyVaultEmulator;
@@ -546,5 +551,28 @@ describe('hosts', () => {
     expect(r.status).toBe(200);
     const kid = (r.body?.value as { kid: string }[] | undefined)?.[0]?.kid;
     expect(kid?.startsWith(`https://${HSM}/keys/`)).toBe(true);
+  });
+});
+
+describe('trust', () => {
+  it('a separate process trusts the emulator through NODE_EXTRA_CA_CERTS, added to what was there', async () => {
+    const certs = certificates();
+    const other = join(certs.dir, 'other-ca.pem');
+    writeFileSync(other, certs.ca); // stands in for a CA bundle the environment already trusts
+    const bundle = extraCaCertsEnv(certs, { NODE_EXTRA_CA_CERTS: other });
+    expect(bundle).not.toBe(other);
+    expect(readFileSync(bundle, 'utf8').split('BEGIN CERTIFICATE').length - 1).toBe(2);
+    expect(extraCaCertsEnv(certs, {})).toBe(certs.caPath);
+    const url = `${emu.endpoints[VAULT]}/keys?api-version=7.6`;
+    const script = `require('node:https').get(${JSON.stringify(url)}, (r) => { console.log(r.statusCode); r.resume(); }).on('error', (e) => { console.log(e.code); });`;
+    const run = promisify(execFile);
+    const trusted = await run(process.execPath, ['-e', script], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: bundle },
+    });
+    expect(trusted.stdout.trim()).toBe('401');
+    const untrusted = await run(process.execPath, ['-e', script], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: '' },
+    });
+    expect(untrusted.stdout.trim()).not.toBe('401');
   });
 });
