@@ -40,6 +40,8 @@ const sqlite = run('sqlite', String(DEKS));
 const full = run('rewrap', String(DEKS), 'full');
 const none = run('rewrap', String(DEKS), 'none');
 const plan = run('plan', String(KEYS), '20');
+const rate = run('rate', '10000', '2000');
+const aimd = run('aimd', '10000', '2000');
 const slower = Math.min(aes.perSecond, sqlite.perSecond);
 const ratio = (x: number) => Math.round((x / slower) * 100) / 100;
 const results = {
@@ -49,6 +51,7 @@ const results = {
     { ...none, ratioToSlowerBaseline: ratio(none.perSecond) },
   ],
   plan,
+  rateLimit: { configured: rate, adaptive: aimd },
 };
 if (json) {
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -63,4 +66,6 @@ if (json) {
   console.log(row(full, `${ratio(full.perSecond)}x of the slower baseline`));
   console.log(row(none, `${ratio(none.perSecond)}x of the slower baseline`));
   console.log(row(plan, `${plan.actions} actions`));
+  for (const r of [rate, aimd])
+    console.log(row(r, `${r.ofQuota}x of quota, ${(Number(r.throttledShare) * 100).toFixed(2)}% throttled`));
 }

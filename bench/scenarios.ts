@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ManagedKey } from '../shared/core/domain/key.js';
 import { parseKeyRef } from '../shared/core/domain/keyRef.js';
+import { ProviderError } from '../shared/core/errors.js';
 import { evaluate } from '../shared/core/plan/evaluate.js';
 import { loadConfig } from '../shared/core/policy/load.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
@@ -176,6 +177,118 @@ async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
   }
 }
 
+/** A provider that allows exactly `perSecond` operations per second and throttles the rest. */
+function quotaProvider(
+  inner: LocalKmsProvider,
+  perSecond: number,
+): { provider: LocalKmsProvider; stats: { ok: number; throttled: number } } {
+  const stats = { ok: 0, throttled: 0 };
+  let tokens = perSecond / 10;
+  let last = performance.now();
+  const take = () => {
+    const t = performance.now();
+    tokens = Math.min(perSecond / 10, tokens + ((t - last) / 1000) * perSecond);
+    last = t;
+    if (tokens < 1) {
+      stats.throttled++;
+      throw new ProviderError('quota', 'ThrottlingException', 'rate exceeded', {
+        retryable: true,
+        throttled: true,
+      });
+    }
+    tokens -= 1;
+    stats.ok++;
+  };
+  const provider = Object.create(inner) as LocalKmsProvider;
+  provider.rewrap = async (...a) => {
+    take();
+    return inner.rewrap(...a);
+  };
+  provider.unwrap = async (...a) => {
+    take();
+    return inner.unwrap(...a);
+  };
+  provider.wrap = async (...a) => {
+    take();
+    return inner.wrap(...a);
+  };
+  return { provider, stats };
+}
+
+/** Rate-limit accuracy: `rate: R` against a provider allowing exactly R/s. */
+async function rateAccuracy(n: number, rate: number, configured: boolean): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-'));
+  try {
+    const inner = new LocalKmsProvider({
+      id: 'local',
+      keystorePath: join(dir, 'kms.db'),
+      masterKey: randomBytes(32),
+    });
+    const store = SqliteDekStore.open({
+      id: 'app',
+      path: join(dir, 'app.db'),
+      table: 'data_keys',
+      columns: COLUMNS,
+      create: true,
+    });
+    const state = SqliteStateStore.open(join(dir, 'state.db'));
+    const key = await inner.createKey({ name: 'bench' });
+    const ref = parseKeyRef(key.ref);
+    const batch: DekRecord[] = [];
+    for (let i = 0; i < n; i++) {
+      const w = await inner.wrap(ref, randomBytes(32), {});
+      batch.push({
+        id: `dek-${String(i).padStart(8, '0')}`,
+        keyRef: key.ref,
+        version: w.version,
+        wrapped: w.ciphertext,
+        context: {},
+      });
+    }
+    await store.insertMany(batch);
+    const v2 = await inner.rotate(ref);
+    const { provider, stats } = quotaProvider(inner, rate);
+    const t0 = performance.now();
+    const job = await runRewrapJob({
+      job: {
+        id: 'rate',
+        keyRef: key.ref,
+        storeId: 'app',
+        fromVersions: [],
+        toVersion: v2.id,
+        status: 'running',
+        cursor: null,
+        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
+        failures: [],
+        updatedAt: new Date().toISOString(),
+      },
+      ref,
+      provider,
+      store,
+      state,
+      verify: 'none',
+      batchSize: 500,
+      concurrency: 32,
+      ...(configured ? { ratePerSecond: rate } : {}),
+      now: () => new Date(),
+    });
+    const s = (performance.now() - t0) / 1000;
+    if (job.counts.rewrapped !== n) throw new Error(`bench: re-wrapped ${job.counts.rewrapped}/${n}`);
+    await inner.close();
+    const calls = stats.ok + stats.throttled;
+    return {
+      scenario: configured ? `rate-accuracy R=${rate}/s` : `aimd, quota ${rate}/s, no rate set`,
+      n,
+      seconds: s,
+      perSecond: Math.round(stats.ok / s),
+      ofQuota: Math.round((stats.ok / s / rate) * 1000) / 1000,
+      throttledShare: Math.round((stats.throttled / calls) * 10000) / 10000,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Plan evaluation: k keys against p policies, pure. */
 function planEval(k: number, p: number): Result {
   const providers = ['local-a', 'local-b', 'local-c', 'local-d'];
@@ -258,6 +371,12 @@ switch (name) {
     break;
   case 'rewrap':
     emit(await rekeyRewrap(n, b ?? 'full'));
+    break;
+  case 'rate':
+    emit(await rateAccuracy(n, Number(b ?? 2000), true));
+    break;
+  case 'aimd':
+    emit(await rateAccuracy(n, Number(b ?? 2000), false));
     break;
   case 'plan':
     emit(planEval(n, Number(b ?? 20)));

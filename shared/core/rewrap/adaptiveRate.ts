@@ -32,7 +32,9 @@ export class AdaptiveRate {
   /** Recent completions, to know the achieved rate when unlimited. */
   private windowStart: number;
   private windowCount = 0;
+  /** Smoothed achieved rate (ops/s), and the highest seen: the scale of additive increase. */
   private achieved = 0;
+  private peak = 0;
   throttles = 0;
 
   constructor(o: AdaptiveRateOptions = {}) {
@@ -74,20 +76,26 @@ export class AdaptiveRate {
     }
   }
 
+  private sample(t: number): void {
+    const span = t - this.windowStart;
+    if (span < 250) return;
+    const now = (this.windowCount * 1000) / span;
+    this.achieved = this.achieved === 0 ? now : 0.5 * this.achieved + 0.5 * now;
+    this.peak = Math.max(this.peak, this.achieved);
+    this.windowStart = t;
+    this.windowCount = 0;
+  }
+
   onSuccess(n = 1): void {
     const t = this.nowMs();
     this.windowCount += n;
-    if (t - this.windowStart >= 1000) {
-      this.achieved = (this.windowCount * 1000) / (t - this.windowStart);
-      this.windowStart = t;
-      this.windowCount = 0;
-    }
+    this.sample(t);
     if (this.rate === null) return;
     const ceiling = this.max ?? Infinity;
     if (this.rate >= ceiling) return;
     const since = (t - this.lastIncrease) / 1000;
     if (since >= 0.1 && t - this.lastThrottle > 1000) {
-      const step = (this.max ?? this.rate) * this.increaseFraction * since;
+      const step = (this.max ?? Math.max(this.peak, this.rate)) * this.increaseFraction * since;
       this.rate = Math.min(ceiling, this.rate + step);
       this.lastIncrease = t;
     }
@@ -99,7 +107,12 @@ export class AdaptiveRate {
     // One decrease per burst of throttles: in-flight calls that were already sent throttle too.
     if (t - this.lastThrottle < 200) return;
     this.lastThrottle = t;
-    const base = this.rate ?? Math.max(this.achieved, this.min * 10);
+    // Unlimited until now: start from what was actually achieved (or, this early, from the
+    // count so far over the time so far).
+    const elapsed = t - this.windowStart;
+    const early = elapsed > 0 ? (this.windowCount * 1000) / elapsed : 0;
+    const base = this.rate ?? Math.max(this.achieved || early, this.min * 10);
+    this.peak = Math.max(this.peak, base);
     this.rate = Math.max(this.min, base * this.decrease);
     this.tokens = Math.min(this.tokens, this.burst());
     this.lastIncrease = t;
