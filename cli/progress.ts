@@ -14,6 +14,11 @@ export function progressReporter(opts: { quiet: boolean }): {
   let bar: cliProgress.SingleBar | null = null;
   let barKey = '';
   let lastLine = 0;
+  let barStart = 0;
+  const rateOf = (done: number) => {
+    const secs = (Date.now() - barStart) / 1000;
+    return secs > 0 ? Math.round(done / secs) : 0;
+  };
   const stopBar = () => {
     bar?.stop();
     bar = null;
@@ -47,16 +52,23 @@ export function progressReporter(opts: { quiet: boolean }): {
                 },
                 cliProgress.Presets.shades_classic,
               );
-              bar.start(Math.max(e.total, e.done), 0, { store: e.storeId, failed: 0 });
+              bar.start(Math.max(e.total, e.done), 0, { store: e.storeId, failed: 0, rate: 0 });
               barKey = key;
+              barStart = Date.now();
             }
             bar!.setTotal(Math.max(e.total, e.done));
-            bar!.update(e.done, { failed: e.failed });
+            bar!.update(e.done, { failed: e.failed, rate: rateOf(e.done) });
           } else {
+            if (barKey !== key) {
+              barKey = key;
+              barStart = Date.now();
+            }
             const now = Date.now();
             if (now - lastLine > 2000 || e.done >= e.total) {
               lastLine = now;
-              process.stderr.write(`  re-wrap ${e.storeId}: ${e.done}/${e.total} DEKs, ${e.failed} failed\n`);
+              process.stderr.write(
+                `  re-wrap ${e.storeId}: ${e.done}/${e.total} DEKs, ${rateOf(e.done)}/s, ${e.failed} failed\n`,
+              );
             }
           }
           return;
