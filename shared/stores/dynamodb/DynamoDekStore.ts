@@ -281,7 +281,9 @@ export class DynamoDekStore implements DekStore {
     expected: Uint8Array,
   ): Promise<boolean> {
     this.checkReplacement({ id, newWrapped, newVersion, expected });
-    return this.replaceOne({ id, newWrapped, newVersion, expected });
+    return guarded(`store ${this.id}: replacing DEK ${id}`, () =>
+      this.replaceOne({ id, newWrapped, newVersion, expected }),
+    );
   }
 
   private checkReplacement(r: Partial<DekReplacement>): void {
