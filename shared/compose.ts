@@ -87,6 +87,20 @@ export async function composeFrom(
           closers.push(() => p.close?.());
           break;
         }
+        case 'gcp-kms': {
+          const { GcpKmsProvider, gcpEndpointOptions } = await import('./providers/gcp/GcpKmsProvider.js');
+          const p = new GcpKmsProvider({
+            id,
+            projects: pc.projects,
+            locations: pc.locations,
+            ...(pc.keyRings ? { keyRings: pc.keyRings } : {}),
+            ...(pc.endpoint ? gcpEndpointOptions(pc.endpoint) : {}),
+            clock,
+          });
+          providers.set(id, p);
+          closers.push(() => p.close());
+          break;
+        }
         default:
           throw new ConfigError(
             `${config.file}: provider "${id}" has type ${pc.type}, which this build cannot run yet`,
