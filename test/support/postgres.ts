@@ -81,6 +81,12 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<P
   const pwfile = join(dir, 'pw');
   writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
   if (process.getuid?.() === 0) {
+    if (spawnSync('id', ['-u', OS_USER]).status !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(
+        `running as root, and initdb refuses root: there is no "${OS_USER}" user to run it as (apt-get install postgresql creates it)`,
+      );
+    }
     const uid = Number(execFileSync('id', ['-u', OS_USER], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', OS_USER], { encoding: 'utf8' }).trim());
     chownSync(dir, uid, gid);
