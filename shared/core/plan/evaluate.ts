@@ -270,7 +270,20 @@ function evaluateKey(
     const versionName = isOldPrimary ? 'previous-primary' : v.id;
     const label = isOldPrimary ? `version ${v.id} (primary until this plan rotates it)` : `version ${v.id}`;
     let disabledAfterPlan = v.state !== 'enabled';
+    const canDisable = caps?.versionControl?.disable ?? true;
+    const canDestroy = caps?.versionControl?.destroy ?? true;
+    if (!canDisable || !canDestroy) {
+      const what = !canDisable && !canDestroy ? 'disable or destroy' : !canDisable ? 'disable' : 'destroy';
+      findings.push({
+        ...base,
+        kind: 'version_retirable',
+        severity: 'info',
+        version: v.id,
+        message: `${label} stays as it is: the provider cannot ${what} a single version (it acts on whole keys)`,
+      });
+    }
     if (
+      canDisable &&
       v.state === 'enabled' &&
       retire.disableAfter &&
       addDuration(new Date(since), retire.disableAfter).getTime() <= now.getTime()
@@ -301,6 +314,7 @@ function evaluateKey(
       }
     }
     if (
+      canDestroy &&
       disabledAfterPlan &&
       v.state !== 'destroy_scheduled' &&
       retire.destroyAfter &&

@@ -25,6 +25,11 @@ export interface ProviderCapabilities {
   maxVersions?: number;
   /** Hard limit on on-demand rotations per key, if any. */
   maxOnDemandRotations?: number;
+  /**
+   * Whether a single version can be disabled or scheduled for destruction. Absent means both.
+   * AWS KMS: neither (it acts on whole keys); Azure Key Vault: disable only (versions cannot be deleted).
+   */
+  versionControl?: { disable: boolean; destroy: boolean };
 }
 
 export interface Page<T> {

@@ -105,6 +105,8 @@ const CAPABILITIES: ProviderCapabilities = {
   destroyDelayDays: DELETION_WINDOW,
   lastUsed: true,
   maxOnDemandRotations: MAX_ON_DEMAND_ROTATIONS,
+  // Key material cannot be disabled or deleted on its own: AWS acts on whole keys.
+  versionControl: { disable: false, destroy: false },
 };
 
 const ALGORITHMS: Record<string, Algorithm> = {

@@ -128,6 +128,22 @@ describe('evaluate', () => {
     expect(plan.findings.find((f) => f.kind === 'version_retirable')?.message).toContain('4 DEK(s) outside');
   });
 
+  it('plans no per-version retirement on a provider that acts on whole keys, and says so', () => {
+    const census: DekCensus = new Map([['local://a', { app: { '1': 5 } }]]);
+    const plan = evaluate({
+      keys: [key('a', [300, 150])],
+      config: config(BASIC),
+      now: NOW,
+      census,
+      capabilities: { p: { ...CAPS, versionControl: { disable: false, destroy: false } } },
+      inventoryId: 'inv',
+    });
+    expect(plan.actions.map((a) => a.type)).toEqual(['set_auto_rotation', 'rewrap']);
+    expect(plan.findings.find((f) => f.kind === 'version_retirable')?.message).toContain(
+      'cannot disable or destroy a single version',
+    );
+  });
+
   it('reports unmanaged keys, shadowed policies and requirement mismatches', () => {
     const body = `${BASIC}  - name: all
     match: { provider: [p] }
