@@ -228,6 +228,10 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     let pos = decodeCursor(cursor, this.hosts.length);
     while (pos !== null) {
       const host = this.hosts[pos.v]!;
+      // The token is a nextLink the SDK will follow with a bearer token: only to this vault.
+      if (pos.t !== undefined && !pos.t.startsWith(`${this.urlOf(host)}/`)) {
+        throw new ValidationError(`${this.id}: list cursor does not belong to vault ${host}`);
+      }
       const client = await this.keys(host);
       const holder: { nextLink?: string | null } = {};
       const names = await this.call(`list keys of ${host}`, () =>

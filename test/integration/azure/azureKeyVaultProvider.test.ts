@@ -103,6 +103,11 @@ describe('inventory', () => {
       } while (cursor);
       expect(prefixed.sort()).toEqual(['b-0', 'b-1']);
       expect(await rejection(q.listKeys({}, 'not-a-cursor'))).toBeInstanceOf(ValidationError);
+      // A forged cursor cannot send the SDK (and its bearer token) to another host.
+      const forged = Buffer.from(JSON.stringify({ v: 0, t: 'https://attacker.example/keys?x=1' })).toString(
+        'base64url',
+      );
+      expect(await rejection(q.listKeys({}, forged))).toBeInstanceOf(ValidationError);
     } finally {
       await fresh.close();
     }
