@@ -138,7 +138,7 @@ describe('evaluate', () => {
       capabilities: { p: { ...CAPS, versionControl: { disable: false, destroy: false } } },
       inventoryId: 'inv',
     });
-    expect(plan.actions.map((a) => a.type)).toEqual(['set_auto_rotation', 'rewrap']);
+    expect(plan.actions.map((a) => a.type)).toEqual(['rotate', 'set_auto_rotation', 'rewrap']);
     expect(plan.findings.find((f) => f.kind === 'version_retirable')?.message).toContain(
       'cannot disable or destroy a single version',
     );
