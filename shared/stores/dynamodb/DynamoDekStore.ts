@@ -79,6 +79,8 @@ export class DynamoDekStore implements DekStore {
   readonly table: string;
   readonly index: string;
   readonly doc: DocClient;
+  /** A client passed in belongs to the caller, who closes it. */
+  private readonly ownsClient: boolean;
   private readonly a: DynamoDekAttributes;
   private readonly concurrency: number;
   private readonly names: Record<string, string>;
@@ -105,7 +107,9 @@ export class DynamoDekStore implements DekStore {
       seen.set(name, role);
     }
     this.concurrency = opts.concurrency ?? 16;
-    this.doc = 'doc' in opts && opts.doc ? opts.doc : createDocClient(opts as DynamoConnection);
+    const given = 'doc' in opts ? opts.doc : undefined;
+    this.ownsClient = !given;
+    this.doc = given ?? createDocClient(opts as DynamoConnection);
     // Every attribute goes through a placeholder: names from config may be reserved words.
     this.names = {
       '#id': this.a.id,
@@ -479,6 +483,6 @@ export class DynamoDekStore implements DekStore {
   }
 
   async close(): Promise<void> {
-    this.doc.destroy();
+    if (this.ownsClient) this.doc.destroy();
   }
 }

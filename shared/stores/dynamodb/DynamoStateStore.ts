@@ -70,13 +70,17 @@ function positiveInt(n: unknown, field: string): number {
 export class DynamoStateStore implements StateStore {
   readonly table: string;
   readonly doc: DocClient;
+  /** A client passed in belongs to the caller, who closes it. */
+  private readonly ownsClient: boolean;
 
   constructor(opts: DynamoStateStoreOptions) {
     if (typeof opts.table !== 'string' || opts.table.length < 3) {
       throw new ConfigError('dynamodb state store: table must name a DynamoDB table');
     }
     this.table = opts.table;
-    this.doc = 'doc' in opts && opts.doc ? opts.doc : createDocClient(opts as DynamoConnection);
+    const given = 'doc' in opts ? opts.doc : undefined;
+    this.ownsClient = !given;
+    this.doc = given ?? createDocClient(opts as DynamoConnection);
   }
 
   /** Creates the table if missing (tests, demos, first runs). */
@@ -467,6 +471,6 @@ export class DynamoStateStore implements StateStore {
   }
 
   async close(): Promise<void> {
-    this.doc.destroy();
+    if (this.ownsClient) this.doc.destroy();
   }
 }

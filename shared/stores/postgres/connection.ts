@@ -94,10 +94,10 @@ export function translatePgError(e: unknown, what: string): Error {
       cause: e,
     });
   }
-  if (code === '42P01' || code === '42703' || code === '3D000' || code === '3F000' || code === '28P01') {
+  if (['42P01', '42703', '3D000', '3F000', '28P01', '28000', '42501'].includes(code)) {
     return new ConfigError(`${what}: ${msg} (SQLSTATE ${code})`, { cause: e });
   }
-  if (code === '22P02' || code === '22003' || code === '22021') {
+  if (['22P02', '22003', '22021', '22001'].includes(code)) {
     return new ValidationError(`${what}: ${msg} (SQLSTATE ${code})`, { cause: e });
   }
   const timeout = /timeout exceeded when trying to connect|Connection terminated/i.test(msg);
