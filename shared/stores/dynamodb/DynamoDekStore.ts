@@ -224,7 +224,9 @@ export class DynamoDekStore implements DekStore {
       ? [...new Set(query.versions)].filter((v) => v !== skip && !v.includes(SEP)).sort()
       : undefined;
     const { idFrom: from, idTo: to } = query;
-    if (from !== undefined && to !== undefined && from >= to) return { items: [], cursor: null };
+    if (from !== undefined && to !== undefined && Buffer.compare(Buffer.from(from), Buffer.from(to)) >= 0) {
+      return { items: [], cursor: null };
+    }
     const next = async (after: string | null): Promise<string | null> => {
       if (list) {
         if (after === null) return list[0] ?? null;
@@ -265,6 +267,51 @@ export class DynamoDekStore implements DekStore {
       if (version === null) return { items, cursor: null };
       const last = items[items.length - 1]!;
       return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
+    });
+  }
+
+  /**
+   * Ids that cut the matching DEKs into `parts` ranges of about equal size. Reads every
+   * matching id once from the GSI (ids only), so it costs about one scan of the key's old DEKs
+   * in read capacity; a job computes its split once.
+   */
+  async splitPoints(query: DekScanQuery, parts: number): Promise<string[]> {
+    if (!Number.isInteger(parts) || parts < 1)
+      throw new ValidationError(`store ${this.id}: parts must be >= 1`);
+    const keyRef = query?.keyRef;
+    if (typeof keyRef !== 'string' || keyRef.length === 0) {
+      throw new ValidationError(`store ${this.id}: splitPoints needs a keyRef`);
+    }
+    if (parts === 1) return [];
+    return guarded(`store ${this.id}: splitting ${keyRef} into ${parts}`, async () => {
+      const ids: Buffer[] = [];
+      let v = await this.versionAfter(keyRef, null);
+      while (v !== null) {
+        if (v !== query.notVersion && (!query.versions || query.versions.includes(v))) {
+          let start: Item | undefined;
+          do {
+            const r = await this.query({
+              KeyConditionExpression: '#k = :k AND begins_with(#s, :p)',
+              ExpressionAttributeNames: { '#k': this.a.key, '#s': this.a.versionId, '#id': this.a.id },
+              ExpressionAttributeValues: { ':k': keyRef, ':p': `${v}${SEP}` },
+              ProjectionExpression: '#id',
+              ...(start ? { ExclusiveStartKey: start } : {}),
+            });
+            for (const it of r.Items ?? []) ids.push(Buffer.from(String(it[this.a.id]), 'utf8'));
+            start = r.LastEvaluatedKey;
+          } while (start);
+        }
+        v = await this.versionAfter(keyRef, v);
+      }
+      if (ids.length < parts * 2) return [];
+      // DynamoDB orders strings by their UTF-8 bytes: cut in that order, as scans range in it.
+      ids.sort(Buffer.compare);
+      const points: string[] = [];
+      for (let i = 1; i < parts; i++) {
+        const id = ids[Math.ceil((i * ids.length) / parts) - 1]!.toString('utf8');
+        if (points[points.length - 1] !== id) points.push(id);
+      }
+      return points;
     });
   }
 
