@@ -19,6 +19,8 @@ export type VaultKind = 'vault' | 'managedhsm';
 const KEY_NAME = /^[0-9A-Za-z-]{1,127}$/;
 /** Managed HSM keeps at most this many versions of a key (FACTS.md). */
 export const MANAGED_HSM_MAX_VERSIONS = 100;
+/** Keys per Managed HSM instance (soft-deleted keys count until purged). */
+export const MANAGED_HSM_MAX_KEYS = 5000;
 const ALL_OPS = ['encrypt', 'decrypt', 'sign', 'verify', 'wrapKey', 'unwrapKey'];
 const RSA_OPS = ALL_OPS;
 const EC_OPS = ['sign', 'verify'];
@@ -279,6 +281,9 @@ export class Vault {
         'Conflict',
         `Key ${name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.`,
       );
+    }
+    if (!existing && this.kind === 'managedhsm' && this.keys.size >= MANAGED_HSM_MAX_KEYS) {
+      throw badParameter(`The Managed HSM holds the maximum of ${MANAGED_HSM_MAX_KEYS} keys.`);
     }
     const k: KeyRec = existing ?? { name, versions: [] };
     const created = secs(this.clock.now());

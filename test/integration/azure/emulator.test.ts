@@ -8,7 +8,7 @@ import { CryptographyClient, type KeyClient } from '@azure/keyvault-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMULATOR_TOKEN, StaticTokenCredential } from '../../emulators/azure-keyvault/credential.js';
 import type { AzureKeyVaultEmulator } from '../../emulators/azure-keyvault/index.js';
-import { MANAGED_HSM_MAX_VERSIONS } from '../../emulators/azure-keyvault/vault.js';
+import { MANAGED_HSM_MAX_KEYS, MANAGED_HSM_MAX_VERSIONS } from '../../emulators/azure-keyvault/vault.js';
 import { extraCaCertsEnv } from '../../support/azureCert.js';
 import { certificates, emulator, HSM, raw, sdkClient, VAULT } from './helpers.js';
 
@@ -465,6 +465,24 @@ describe('Managed HSM', () => {
     const v = await kv.createKey(name('nolimit'), 'EC');
     for (let i = 0; i < MANAGED_HSM_MAX_VERSIONS; i++) await kv.rotateKey(v.name);
     expect(emu.vaults.get(VAULT)!.versionCount(v.name)).toBe(MANAGED_HSM_MAX_VERSIONS + 1);
+  });
+});
+
+describe('Managed HSM key count', () => {
+  it(`holds at most ${MANAGED_HSM_MAX_KEYS} keys`, async () => {
+    const fresh = await emulator();
+    try {
+      const vault = fresh.vaults.get(HSM)!;
+      // Filled in-process: 5,000 HTTP round trips would only slow the suite down.
+      for (let i = 0; i < MANAGED_HSM_MAX_KEYS; i++)
+        vault.createKey('https://x', `k${i}`, { kty: 'oct-HSM' });
+      const e = await restError(sdkClient(fresh, HSM).createKey('one-more', 'oct-HSM'));
+      expect(e.code).toBe('BadParameter');
+      // A new version of an existing key is still fine.
+      expect((await sdkClient(fresh, HSM).createKey('k0', 'oct-HSM')).name).toBe('k0');
+    } finally {
+      await fresh.close();
+    }
   });
 });
 
