@@ -121,6 +121,9 @@ export interface Price {
   unitSize: number;
   amount?: number;
   tiers?: Tier[];
+  /** The list price (catalog, before override rules; in the output currency). */
+  listAmount?: number;
+  listTiers?: Tier[];
   region?: string;
   params: { maxBilledRotations?: number; billableStates?: string[] };
   source: string;
@@ -239,6 +242,8 @@ export function buildCatalog(catalogJson: unknown, overridesJson?: unknown): Pri
       confidence: p.confidence,
     };
     if (amountUsd !== undefined) out.amount = amountUsd * perUsd;
+    if (p.usd !== undefined) out.listAmount = p.usd * perUsd;
+    if (p.tiers) out.listTiers = p.tiers.map((t) => ({ upTo: t.upTo, amount: t.usd * perUsd }));
     if (tiers) out.tiers = tiers.map((t) => ({ upTo: t.upTo, amount: t.amount * perUsd }));
     if (p.region) out.region = p.region;
     if (notes.length) out.adjusted = `override ${notes.join(', ')}`;

@@ -156,6 +156,14 @@ function existenceInterval(key: CostKey): Interval {
   ];
 }
 
+/** List (pre-override) rate; for tiers, the average over `quantity`. */
+function listRate(price: Price, quantity: number): number | null {
+  if (price.listTiers) {
+    return quantity > 0 ? tieredCost(price.listTiers, quantity).cost / quantity : price.listTiers[0]!.amount;
+  }
+  return price.listAmount ?? null;
+}
+
 function clip(intervals: Interval[], from: number): Interval[] {
   return intervals.map(([a, b]): Interval => [Math.max(a, from), b]).filter(([a, b]) => b > a);
 }
@@ -460,6 +468,7 @@ export class CostModel {
           unit: price?.unit ?? r.unit ?? 'Units',
           quantity: r.kind === 'requests' && price ? r.quantity / price.unitSize : r.quantity,
           unitPrice: null,
+          listUnitPrice: null,
           cost: null,
           status: 'unknown',
           explanation: `${r.why}: price unknown (${why})`,
@@ -472,6 +481,7 @@ export class CostModel {
           unit: price.unit,
           quantity: r.quantity,
           unitPrice: 0,
+          listUnitPrice: 0,
           cost: 0,
           status: 'free',
           explanation: r.why,
@@ -490,6 +500,7 @@ export class CostModel {
           unit: price.unit,
           quantity: q,
           unitPrice,
+          listUnitPrice: unitPrice === null ? null : listRate(price, q),
           cost: unitPrice === null ? null : q * unitPrice,
           status: unitPrice === null ? 'unknown' : 'priced',
           explanation:
@@ -522,6 +533,7 @@ export class CostModel {
           quantity: q,
           ...(a ? { freeQuantity: free / price.unitSize } : {}),
           unitPrice,
+          listUnitPrice: listRate(price, q),
           cost: q * unitPrice,
           status: 'priced',
           explanation: `${r.why}${freeNote}; billed ${fmtQty(billed)} = ${fmtQty(q)} x ${money(unitPrice)} per ${price.unit} = ${money(q * unitPrice)}${adj}`,
@@ -537,6 +549,7 @@ export class CostModel {
           unit: price.unit,
           quantity: r.quantity,
           unitPrice: avg,
+          listUnitPrice: listRate(price, total),
           cost: r.quantity * avg,
           status: 'priced',
           explanation:
@@ -552,6 +565,7 @@ export class CostModel {
         unit: price.unit,
         quantity: r.quantity,
         unitPrice,
+        listUnitPrice: listRate(price, r.quantity),
         cost: r.quantity * unitPrice,
         status: 'priced',
         explanation: `${r.why}: ${fmtQty(r.quantity)} x ${money(unitPrice)} = ${money(r.quantity * unitPrice)}${adj}`,

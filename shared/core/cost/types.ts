@@ -129,6 +129,8 @@ export interface CostPart {
   freeQuantity?: number;
   /** Effective unit price in the output currency (tiered SKUs: the average rate). null if unknown. */
   unitPrice: number | null;
+  /** The catalog's list unit price before negotiated overrides (same currency). */
+  listUnitPrice: number | null;
   cost: number | null;
   status: PartStatus;
   frequency: 'Recurring' | 'Usage-Based' | 'One-Time';
