@@ -32,13 +32,18 @@ function str(o: Record<string, unknown>, field: string, path: string): string {
 }
 
 /**
- * Parses one Event Grid event (Event Grid schema) published by Key Vault for a key. Unknown
+ * Parses one Event Grid event (Event Grid or CloudEvents 1.0 schema) published by Key Vault for a key. Unknown
  * event types, other object types and malformed fields are refused with a ValidationError
  * naming the field. Managed HSM publishes no events, so every ref here is a vault's.
  */
 export function parseKeyVaultEvent(input: unknown): AzureKeyEvent {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) fail('event', 'must be an object');
-  const e = input as Record<string, unknown>;
+  let e = input as Record<string, unknown>;
+  if ('specversion' in e) {
+    // CloudEvents 1.0 schema (an Event Grid subscription option): same data, other envelope names.
+    if (e.specversion !== '1.0') fail('specversion', 'must be "1.0"');
+    e = { id: e.id, topic: e.source, subject: e.subject, eventType: e.type, eventTime: e.time, data: e.data };
+  }
   const eventId = str(e, 'id', 'id');
   const eventType = str(e, 'eventType', 'eventType');
   const kind = KINDS[eventType];

@@ -357,5 +357,17 @@ describe('events', () => {
       expect((err as Error).message, field).toContain(field);
     }
     expect(() => parseKeyVaultEvents([good, { ...good, eventType: 'x' }])).toThrow(/\[1\]: eventType/);
+    const cloudEvent = {
+      specversion: '1.0',
+      id: good.id,
+      source: good.topic,
+      subject: good.subject,
+      type: good.eventType,
+      time: good.eventTime,
+      data: good.data,
+    };
+    expect(parseKeyVaultEvent(cloudEvent)).toEqual(parseKeyVaultEvent(good));
+    expect(() => parseKeyVaultEvent({ ...cloudEvent, specversion: '0.3' })).toThrow(/specversion/);
+    expect(() => parseKeyVaultEvent({ ...cloudEvent, type: undefined })).toThrow(/eventType/);
   });
 });
