@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { composeFrom, readConfig } from '../shared/compose.js';
 import { verifyAuditChain } from '../shared/core/audit/auditLog.js';
@@ -13,9 +13,12 @@ import { type ApplyReport, applyPlan } from '../shared/core/usecases/applyPlan.j
 import type { ProgressEvent } from '../shared/core/usecases/context.js';
 import { makePlan } from '../shared/core/usecases/planCycle.js';
 import { initWorkspace } from './commands/misc.js';
+import { type DemoBackendName, demoConfig, startDemoBackend } from './demoBackends.js';
 
 export interface DemoOptions {
   dir: string;
+  /** Where the keys live (default: the local KMS). */
+  backend?: DemoBackendName;
   keys: number;
   deks: number;
   fresh: boolean;
@@ -26,6 +29,8 @@ export interface DemoOptions {
 
 export interface DemoReport {
   workspace: string;
+  backend: string;
+  note?: string;
   keys: number;
   deks: number;
   planId: string;
@@ -45,7 +50,7 @@ export interface DemoReport {
   report: ApplyReport;
 }
 
-const DEMO_FILES = ['rekey.yaml', 'master.key', 'kms.db', 'state.db', 'app.db'];
+const DEMO_FILES = ['rekey.yaml', 'master.key', 'kms.db', 'state.db', 'app.db', 'hsm.pin'];
 const DAY = 86_400_000;
 const NAMES = ['payments', 'orders', 'users', 'invoices', 'sessions', 'audit-logs', 'backups', 'messages'];
 const CLASSES = ['pci', 'pii', 'internal'];
@@ -53,6 +58,7 @@ const CLASSES = ['pci', 'pii', 'internal'];
 const AGES = [400, 200, 120, 95, 60, 10];
 
 function clearWorkspace(dir: string): void {
+  rmSync(join(dir, 'softhsm'), { recursive: true, force: true });
   for (const f of DEMO_FILES) {
     for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(join(dir, f + suffix), { force: true });
   }
@@ -79,16 +85,24 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const { config: configPath } = initWorkspace(dir);
   const realNow = Date.now();
   const clock = new ManualClock(new Date(realNow - 400 * DAY));
-  const ctx = await composeFrom(readConfig(configPath), {
-    clock,
-    actor: 'demo',
-    createStores: true,
-    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-  });
+  const backend = await startDemoBackend(o.backend ?? 'local', clock, dir);
+  if (backend.name !== 'local') writeFileSync(configPath, demoConfig(backend));
+  let ctx: Awaited<ReturnType<typeof composeFrom>>;
+  try {
+    ctx = await composeFrom(readConfig(configPath), {
+      clock,
+      actor: 'demo',
+      createStores: true,
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    });
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
   // Plaintext DEKs are derived from their id under a per-run secret, so the final check needs no copy of them.
   const secret = randomBytes(32);
   try {
-    const provider = ctx.providers.get('local') as KeyProvider & KeyCreator;
+    const provider = ctx.providers.get(backend.providerId) as KeyProvider & KeyCreator;
     const store = ctx.stores.get('app')!;
     const t0 = performance.now();
     step(`seeding ${o.keys} key(s) and ${o.deks} DEK(s) in ${dir}`);
@@ -96,7 +110,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     for (let k = 0; k < o.keys; k++) {
       const age = AGES[k % AGES.length]!;
       const name = `${NAMES[k % NAMES.length]}${k >= NAMES.length ? `-${Math.floor(k / NAMES.length)}` : ''}-kek`;
-      clock.set(new Date(realNow - age * DAY));
+      backend.setTime(new Date(realNow - age * DAY));
       const key = await provider.createKey({
         name,
         tags: { 'data-class': CLASSES[k % CLASSES.length]!, team: 'demo' },
@@ -107,7 +121,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       const firstShare = rotatedOnce ? Math.floor(count / 2) : count;
       await seed(provider, store, ref, key.ref, k, 0, firstShare, secret);
       if (rotatedOnce) {
-        clock.set(new Date(realNow - (age / 2) * DAY));
+        backend.setTime(new Date(realNow - (age / 2) * DAY));
         await provider.rotate(ref);
         await seed(provider, store, ref, key.ref, k, firstShare, count, secret);
       }
@@ -118,7 +132,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         details: { deks: count },
       });
     }
-    clock.set(new Date(realNow));
+    backend.setTime(new Date(realNow));
     const t1 = performance.now();
 
     step('inventory and plan');
@@ -167,6 +181,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const applySeconds = (t3 - t2) / 1000;
     return {
       workspace: dir,
+      backend: backend.name,
+      ...(backend.note ? { note: backend.note } : {}),
       keys: o.keys,
       deks: o.deks,
       planId: plan.id,
@@ -193,6 +209,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   } finally {
     secret.fill(0);
     await ctx.close();
+    await backend.close();
   }
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { resolveSecret } from './config/secrets.js';
 import { AuditLog } from './core/audit/auditLog.js';
 import { ConfigError } from './core/errors.js';
 import { loadConfig } from './core/policy/load.js';
@@ -97,6 +98,15 @@ export async function composeFrom(
             ...(pc.endpoint ? gcpEndpointOptions(pc.endpoint) : {}),
             clock,
           });
+          providers.set(id, p);
+          closers.push(() => p.close());
+          break;
+        }
+        case 'pkcs11': {
+          const { Pkcs11Provider } = await import('./providers/pkcs11/Pkcs11Provider.js');
+          // The provider keeps the PIN for re-login; it is never logged or echoed.
+          const pin = resolveSecret(pc.pin, baseDir, `provider ${id} pin`);
+          const p = await Pkcs11Provider.open({ id, module: pc.module, token: pc.token, pin, clock });
           providers.set(id, p);
           closers.push(() => p.close());
           break;
