@@ -230,19 +230,27 @@ async function seed(
   secret: Buffer,
 ): Promise<void> {
   const BATCH = 5000;
+  // Wraps run a few at a time: remote providers (emulators) are latency-bound, not CPU-bound.
+  const IN_FLIGHT = 16;
   for (let start = from; start < to; start += BATCH) {
-    const batch: DekRecord[] = [];
-    for (let i = start; i < Math.min(to, start + BATCH); i++) {
-      const id = `k${String(k).padStart(3, '0')}-dek-${String(i).padStart(8, '0')}`;
-      const context = { tenant: `t${i % 50}`, purpose: 'demo' };
-      const pt = plaintextFor(secret, id);
-      try {
-        const w = await provider.wrap(ref, pt, context);
-        batch.push({ id, keyRef, version: w.version, wrapped: w.ciphertext, context });
-      } finally {
-        pt.fill(0);
+    const end = Math.min(to, start + BATCH);
+    const batch: DekRecord[] = new Array(end - start);
+    let next = start;
+    const worker = async () => {
+      while (next < end) {
+        const i = next++;
+        const id = `k${String(k).padStart(3, '0')}-dek-${String(i).padStart(8, '0')}`;
+        const context = { tenant: `t${i % 50}`, purpose: 'demo' };
+        const pt = plaintextFor(secret, id);
+        try {
+          const w = await provider.wrap(ref, pt, context);
+          batch[i - start] = { id, keyRef, version: w.version, wrapped: w.ciphertext, context };
+        } finally {
+          pt.fill(0);
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
     await store.insertMany(batch);
   }
 }
