@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.js';
-import { type Price, type PriceCatalog, tieredCost } from './catalog.js';
+import { type CatalogAllowance, type Price, type PriceCatalog, tieredCost } from './catalog.js';
 import { fmtMoney, fmtQty } from './format.js';
 import { HOUR_MS, type Interval, ms, overlapHours, type Period, parsePeriod } from './period.js';
 import type {
@@ -189,14 +189,25 @@ export class CostModel {
     }
   }
 
+  private readonly priceCache = new Map<string, Price | undefined>();
+
   private price(sku: string, key: { region?: string }): Price | undefined {
-    return this.catalog.lookup(sku, key.region, this.at);
+    const k = `${sku}|${key.region ?? ''}`;
+    if (this.priceCache.has(k)) return this.priceCache.get(k);
+    const p = this.catalog.lookup(sku, key.region, this.at);
+    this.priceCache.set(k, p);
+    return p;
   }
 
-  private allowanceFor(sku: string) {
-    return this.catalog.allowances.find(
-      (a) => a.appliesTo.includes(sku) && a.effective <= this.at.slice(0, 10),
+  private readonly allowanceCache = new Map<string, CatalogAllowance | undefined>();
+
+  private allowanceFor(sku: string): CatalogAllowance | undefined {
+    if (this.allowanceCache.has(sku)) return this.allowanceCache.get(sku);
+    const a = this.catalog.allowances.find(
+      (x) => x.appliesTo.includes(sku) && x.effective <= this.at.slice(0, 10),
     );
+    this.allowanceCache.set(sku, a);
+    return a;
   }
 
   /** Parts before prices are applied: what was used, in which SKU's units, and why. */
@@ -450,7 +461,8 @@ export class CostModel {
     const cur = this.catalog.currency;
     const money = (n: number) => fmtMoney(n, cur);
     const parts: CostPart[] = [];
-    for (const r of this.rawParts(key, usage)) {
+    const raws = this.rawParts(key, usage);
+    for (const r of raws) {
       const price = r.pool ? this.price(r.pool.sku, r.pool) : this.price(r.sku, key);
       const base = {
         kind: r.kind,
@@ -582,7 +594,7 @@ export class CostModel {
         if (part.status !== 'free' && part.quantity > 0) billableIds.add(part.version);
       }
     }
-    for (const r of this.rawParts(key, [])) {
+    for (const r of raws) {
       if (r.version !== undefined && r.hours !== undefined && !r.free) {
         rawHours.set(r.version, Math.max(rawHours.get(r.version) ?? 0, r.hours));
       }
