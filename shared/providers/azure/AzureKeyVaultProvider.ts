@@ -240,7 +240,8 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
             .listPropertiesOfKeys()
             .byPage({ maxPageSize: pageSize, ...(pos!.t ? { continuationToken: pos!.t } : {}) });
           const first = await pages.next();
-          return first.done ? [] : first.value.map((p) => p.name);
+          // Keys backing certificates (`managed`) are rotated with their certificate, not by rekey.
+          return first.done ? [] : first.value.filter((p) => p.managed !== true).map((p) => p.name);
         }),
       );
       const next = holder.nextLink
@@ -301,7 +302,9 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       try {
         return await client.getKeyRotationPolicy(ref.name);
       } catch (e) {
-        if ((e as { statusCode?: number }).statusCode === 403) return undefined; // no permission to read it
+        // 403: no permission to read it; 404: no policy (the key itself was just read).
+        const status = (e as { statusCode?: number }).statusCode;
+        if (status === 403 || status === 404) return undefined;
         throw e;
       }
     });
@@ -438,7 +441,12 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     }
     const client = await this.keys(r.host);
     await this.call(`set rotation policy of ${r.uri}`, async () => {
-      const current = await client.getKeyRotationPolicy(r.name);
+      const current = await client.getKeyRotationPolicy(r.name).catch((e: unknown) => {
+        // No policy yet: start from an empty one (a missing key fails on the update instead).
+        if ((e as { statusCode?: number }).statusCode === 404)
+          return { lifetimeActions: [], expiresIn: undefined };
+        throw e;
+      });
       const kept = (current.lifetimeActions ?? []).filter((a) => a.action.toLowerCase() !== 'rotate');
       const lifetimeActions: KeyRotationLifetimeAction[] =
         periodDays === null ? kept : [...kept, { action: 'Rotate', timeAfterCreate: `P${periodDays}D` }];

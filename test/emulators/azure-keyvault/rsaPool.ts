@@ -6,7 +6,7 @@ import { generateKeyPair, generateKeyPairSync, type KeyObject } from 'node:crypt
  * each; when the pool is empty the caller generates synchronously. Every version still gets
  * its own key pair.
  */
-const TARGET: Record<number, number> = { 2048: 8, 3072: 1, 4096: 0 };
+const TARGET: Record<number, number> = { 2048: 4, 3072: 0, 4096: 0 };
 const pools = new Map<number, { privateKey: KeyObject; publicKey: KeyObject }[]>();
 const pending = new Map<number, number>();
 

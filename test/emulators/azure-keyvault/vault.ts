@@ -60,6 +60,8 @@ interface KeyRec {
   name: string;
   versions: VersionRec[];
   policy?: PolicyRec;
+  /** Backs a certificate (Key Vault sets `managed: true`); tests mark keys with markManaged(). */
+  managed?: boolean;
   deleted?: { deletedDate: number; scheduledPurgeDate: number };
 }
 
@@ -167,7 +169,7 @@ export class Vault {
       if (v.kty.startsWith('RSA')) Object.assign(key, { n: jwk.n, e: jwk.e });
       else Object.assign(key, { crv: v.crv, x: jwk.x, y: jwk.y });
     }
-    return { key, attributes: this.attributes(v), tags: v.tags };
+    return { key, attributes: this.attributes(v), tags: v.tags, ...(k.managed ? { managed: true } : {}) };
   }
 
   private deletedBundle(base: string, k: KeyRec, v: VersionRec) {
@@ -400,7 +402,12 @@ export class Vault {
     return {
       value: page.map((k) => {
         const v = k.versions[k.versions.length - 1]!;
-        return { kid: this.kid(base, k), attributes: this.attributes(v), tags: v.tags };
+        return {
+          kid: this.kid(base, k),
+          attributes: this.attributes(v),
+          tags: v.tags,
+          ...(k.managed ? { managed: true } : {}),
+        };
       }),
       nextLink,
     };
@@ -762,6 +769,11 @@ export class Vault {
         at: this.clock.now(),
       }),
     );
+  }
+
+  /** Makes a key look like one that backs a certificate (the emulator has no certificates API). */
+  markManaged(name: string): void {
+    this.live(name).managed = true;
   }
 
   /** Versions of a key (tests inspect counts without going through HTTP). */

@@ -76,6 +76,8 @@ describe('inventory', () => {
       for (let i = 0; i < 3; i++) await q.createKey({ name: `a-${i}` });
       for (let i = 0; i < 2; i++) await q.createKey({ name: `b-${i}`, vault: HSM });
       await q.createKey({ name: 'other', vault: HSM });
+      await q.createKey({ name: 'cert-backed' });
+      fresh.vaults.get(VAULT)!.markManaged('cert-backed');
       const refs: string[] = [];
       let cursor: string | null = null;
       do {
