@@ -97,7 +97,7 @@ const UNKNOWN: ActionMeaning = { ocsfClass: 'api_activity', activityId: 99, seve
 export function meaningOf(r: AuditRecord): ActionMeaning {
   const m = ACTION_MEANINGS[r.action];
   if (m) return m;
-  return { ...UNKNOWN, name: r.action };
+  return { ...UNKNOWN, name: r.action || 'unknown action' };
 }
 
 /** An apply that did not complete, or an action record, counts as a failure. */

@@ -79,7 +79,7 @@ export function toOcsf(r: AuditRecord, opts: OcsfOptions): OcsfEvent {
       ...(planId ? { correlation_uid: planId } : {}),
       ...(cloud ? { profiles: ['cloud'] } : {}),
     },
-    actor: { user: { name: r.actor, uid: r.actor }, app_name: 'rekey' },
+    actor: { user: { name: r.actor || 'unknown', uid: r.actor || 'unknown' }, app_name: 'rekey' },
     ...(cloud ? { cloud } : {}),
     unmapped: {
       action: r.action,
@@ -101,7 +101,7 @@ export function toOcsf(r: AuditRecord, opts: OcsfOptions): OcsfEvent {
       ...(typeof version === 'string' ? { version } : {}),
     };
   } else {
-    event.api = { operation: r.action, service: { name: 'rekey' } };
+    event.api = { operation: r.action || 'unknown', service: { name: 'rekey' } };
     event.src_endpoint = opts.hostname ? { hostname: opts.hostname } : { svc_name: 'rekey' };
     if (r.target) {
       event.resources = [

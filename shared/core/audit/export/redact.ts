@@ -16,7 +16,10 @@ const SENSITIVE_WORDS = new Set([
   'credential',
   'credentials',
 ]);
-const SENSITIVE_PAIRS = [['private', 'key']];
+const SENSITIVE_PAIRS = [
+  ['private', 'key'],
+  ['plain', 'text'],
+];
 
 export function words(name: string): string[] {
   return name
