@@ -299,7 +299,7 @@ export class CostModel {
               quantity: h / monthH,
               hours: h,
               frequency: 'Recurring',
-              why: `version ${v.id} billable (${billable.join('/')}) ${fmtQty(h)} of ${monthH} h; destroyed versions are free`,
+              why: `version ${v.id} billable (${billable.join('/')}) ${fmtQty(h)} of ${monthH} h; ${isAzure ? 'Azure versions bill until the key is deleted' : 'destroyed versions are free'}`,
             });
           }
         }
@@ -726,7 +726,7 @@ export function explainKeyCost(kc: KeyCost): string[] {
     ` [catalog ${kc.catalogVersion}, overrides ${kc.overrideDigest}]`;
   const label: Record<PartKind, string> = {
     key_storage: 'key storage',
-    key_version: 'key version',
+    key_version: 'key',
     rotation: 'rotation',
     requests: 'requests',
     hsm_pool: 'HSM pool',
