@@ -229,7 +229,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     while (pos !== null) {
       const host = this.hosts[pos.v]!;
       // The token is a nextLink the SDK will follow with a bearer token: only to this vault.
-      if (pos.t !== undefined && !pos.t.startsWith(`${this.urlOf(host)}/`)) {
+      if (pos.t !== undefined && originOf(pos.t) !== originOf(this.urlOf(host))) {
         throw new ValidationError(`${this.id}: list cursor does not belong to vault ${host}`);
       }
       const client = await this.keys(host);
@@ -313,8 +313,8 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     );
     const primaryCreated = latest.properties.createdOn ?? new Date(0);
     let autoRotation: ManagedKey['autoRotation'];
-    if (rotate?.timeAfterCreate) {
-      const periodDays = Math.round(durationDays(parseDuration(rotate.timeAfterCreate)));
+    const periodDays = rotate?.timeAfterCreate ? daysOf(rotate.timeAfterCreate) : null;
+    if (periodDays !== null) {
       autoRotation = {
         periodDays,
         nextRotationAt: new Date(primaryCreated.getTime() + periodDays * 86_400_000).toISOString(),
@@ -589,6 +589,24 @@ function wrapAlgorithm(uri: string, key: KeyVaultKey): string {
 function checkVersion(version: string): void {
   if (typeof version !== 'string' || !VERSION_ID.test(version)) {
     throw new ValidationError(`"${String(version).slice(0, 80)}" is not a Key Vault key version`);
+  }
+}
+
+/** Whole days of an ISO-8601 duration; null for one rekey cannot read. */
+function daysOf(text: string): number | null {
+  try {
+    return Math.round(durationDays(parseDuration(text)));
+  } catch {
+    return null;
+  }
+}
+
+/** Origin of a URL, default port dropped (Key Vault's nextLinks spell out :443). */
+function originOf(url: string): string | null {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return null;
   }
 }
 
