@@ -280,7 +280,8 @@ export class CostModel {
           parts.push({
             kind: 'key_storage',
             version: vs[vs.length - 1]!.id,
-            sku: 'azure-kv/ops-standard',
+            sku: 'azure-kv/software-key',
+            unit: 'Keys',
             quantity: 0,
             frequency: 'Recurring',
             free: true,
@@ -325,7 +326,8 @@ export class CostModel {
         parts.push({
           kind: 'key_storage',
           version: vs[vs.length - 1]!.id,
-          sku: 'azure-managed-hsm/pool-hour',
+          sku: 'azure-managed-hsm/key',
+          unit: 'Keys',
           quantity: 0,
           frequency: 'Recurring',
           free: true,
@@ -473,6 +475,19 @@ export class CostModel {
         ...(price ? { meter: price.meter, source: price.source } : {}),
       };
       const adj = price?.adjusted ? ` [${price.adjusted}]` : '';
+      if (r.free && !r.unknownWhy) {
+        parts.push({
+          ...base,
+          unit: price?.unit ?? r.unit ?? 'Units',
+          quantity: r.kind === 'requests' && price ? r.quantity / price.unitSize : r.quantity,
+          unitPrice: 0,
+          listUnitPrice: 0,
+          cost: 0,
+          status: 'free',
+          explanation: r.why,
+        });
+        continue;
+      }
       if (r.unknownWhy || !price) {
         const why = r.unknownWhy ?? this.catalog.whyUnknown(base.sku, key.region, this.at);
         parts.push({
@@ -484,19 +499,6 @@ export class CostModel {
           cost: null,
           status: 'unknown',
           explanation: `${r.why}: price unknown (${why})`,
-        });
-        continue;
-      }
-      if (r.free) {
-        parts.push({
-          ...base,
-          unit: price.unit,
-          quantity: r.quantity,
-          unitPrice: 0,
-          listUnitPrice: 0,
-          cost: 0,
-          status: 'free',
-          explanation: r.why,
         });
         continue;
       }

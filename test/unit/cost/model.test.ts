@@ -254,6 +254,39 @@ describe('HSM pools', () => {
   });
 });
 
+describe('keys with no provider charge', () => {
+  it('local keys cost zero (free, not unknown); Managed HSM keys pay only their pool share', () => {
+    const local: CostKey = {
+      ref: 'local://orders',
+      provider: 'local',
+      account: 'local',
+      protection: 'software',
+      algorithm: 'AES_256',
+      createdAt: '2026-01-01T00:00:00.000Z',
+      versions: [{ id: '1', createdAt: '2026-01-01T00:00:00.000Z' }],
+    };
+    const mhsm: CostKey = {
+      ...local,
+      ref: 'azure-kv://corp.managedhsm.azure.net/keys/k',
+      provider: 'azure-managed-hsm',
+      account: 'sub-1',
+      protection: 'hsm',
+      pool: 'corp',
+    };
+    const usage: UsageCounter[] = [
+      { ref: local.ref, class: 'symmetric', count: 1000, period: '2026-11' },
+      { ref: mhsm.ref, class: 'symmetric', count: 1000, period: '2026-11' },
+    ];
+    const pools = [{ id: 'corp', sku: 'azure-managed-hsm/pool-hour', hsms: 1, account: 'sub-1' }];
+    const r = computeCosts({ keys: [local, mhsm], pools }, usage, cat, '2026-11');
+    expect(r.keys[0]!.total).toBe(0);
+    expect(r.keys[0]!.parts.every((p) => p.status === 'free')).toBe(true);
+    // 720 h x $3.20 = $2,304.00, the only key in the pool.
+    expect(r.keys[1]!.total).toBeCloseTo(2304, 9);
+    expect(r.total).toBeCloseTo(2304, 9);
+  });
+});
+
 describe('unknown prices and explanations', () => {
   it('a period before the catalog vouches for a price is unknown, with the reason', () => {
     const r = computeCosts(
