@@ -320,7 +320,12 @@ export async function startAzureKeyVaultEmulator(
   }
 
   function control(path: string, method: string, body: Buffer, res: ServerResponse): void {
-    const json = body.length ? (JSON.parse(body.toString('utf8')) as Record<string, unknown>) : {};
+    let json: Record<string, unknown> = {};
+    try {
+      if (body.length) json = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw badParameter('The control request body is not valid JSON.');
+    }
     const key = `${method} ${path}`;
     let out: unknown;
     if (key === 'GET /_emulator/clock') out = { now: clock.now().toISOString() };
@@ -329,7 +334,11 @@ export async function startAzureKeyVaultEmulator(
       out = { now: clock.advance(ms).toISOString() };
     } else if (key === 'GET /_emulator/events') out = { events: events.events };
     else if (key === 'POST /_emulator/faults') {
-      faults.set(json as AzureFaultConfig);
+      try {
+        faults.set(json as AzureFaultConfig);
+      } catch (e) {
+        throw badParameter((e as Error).message);
+      }
       out = {};
     } else if (key === 'POST /_emulator/faults/reset') {
       faults.reset();

@@ -594,3 +594,33 @@ describe('trust', () => {
     expect(untrusted.stdout.trim()).not.toBe('401');
   });
 });
+
+describe('control API', () => {
+  it('moves the clock, reads events and sets faults over HTTP, without a token', async () => {
+    const fresh = await emulator();
+    try {
+      await sdkClient(fresh, VAULT).createKey('ctl', 'EC');
+      const before = await raw(fresh, VAULT, 'GET', '/_emulator/clock', { token: null });
+      const moved = await raw(fresh, VAULT, 'POST', '/_emulator/clock/advance', {
+        token: null,
+        body: { days: 2 },
+      });
+      expect(
+        Date.parse(moved.body?.now as string) - Date.parse(before.body?.now as string),
+      ).toBeGreaterThanOrEqual(2 * 86_400_000);
+      const events = await raw(fresh, VAULT, 'GET', '/_emulator/events', { token: null });
+      expect((events.body?.events as { subject: string }[]).map((e) => e.subject)).toEqual(['ctl']);
+      const bad = await raw(fresh, VAULT, 'POST', '/_emulator/faults', {
+        token: null,
+        body: { throttleProbability: 2 },
+      });
+      expect(bad.status).toBe(400);
+      await raw(fresh, VAULT, 'POST', '/_emulator/faults', { token: null, body: { throttleProbability: 1 } });
+      expect((await restError(sdkClient(fresh, VAULT).getKey('ctl'))).statusCode).toBe(429);
+      await raw(fresh, VAULT, 'POST', '/_emulator/faults/reset', { token: null });
+      expect((await sdkClient(fresh, VAULT).getKey('ctl')).name).toBe('ctl');
+    } finally {
+      await fresh.close();
+    }
+  });
+});
