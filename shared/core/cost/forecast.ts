@@ -186,6 +186,8 @@ export interface ActionDelta {
   /** One-off charge (Azure rotation, requests of a re-wrap). */
   oneOff: number | null;
   currency: string;
+  catalogVersion: string;
+  overrideDigest: string;
   explanation: string;
 }
 
@@ -211,6 +213,8 @@ export function actionCostDelta(
     monthly,
     oneOff,
     currency: cur,
+    catalogVersion: catalog.version,
+    overrideDigest: catalog.overrideDigest,
     explanation,
   });
   const unknown = (sku: string) => out(null, null, `unknown: ${catalog.whyUnknown(sku, key.region, at)}`);

@@ -34,6 +34,15 @@ export class UsageAccumulator {
   }
 }
 
+/** Reads a stream (file, S3 body, HTTP response) into text for an importer. */
+export async function readText(stream: AsyncIterable<string | Uint8Array>): Promise<string> {
+  const decoder = new TextDecoder();
+  let out = '';
+  for await (const chunk of stream)
+    out += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+  return out + decoder.decode();
+}
+
 /** YYYY-MM of an ISO timestamp or date, or undefined. */
 export function monthOf(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;

@@ -6,7 +6,7 @@ import type { ImportResult } from './common.js';
 import { importGcpAudit } from './gcpAudit.js';
 import { importGcpBilling } from './gcpBilling.js';
 
-export type { ImportResult } from './common.js';
+export { type ImportResult, readText } from './common.js';
 export {
   importAwsCur,
   importAzureAudit,

@@ -60,12 +60,20 @@ describe('AWS KMS', () => {
 
   it('an account whose requests straddle the free tier shares it in proportion to requests', () => {
     const a = awsKey(10);
-    const b = awsKey(11);
+    // Same account, another Region: the free tier is per account across Regions.
+    const b = awsKey(11, {
+      region: 'eu-west-1',
+      ref: 'aws-kms://arn:aws:kms:eu-west-1:111111111111:key/00000011-1111-2222-3333-444444444444',
+    });
     const c = awsKey(12, {
       account: '222222222222',
       ref: 'aws-kms://arn:aws:kms:eu-west-1:222222222222:key/00000012-1111-2222-3333-444444444444',
     });
-    const d = awsKey(13, { algorithm: 'RSA_2048' });
+    const d = awsKey(13, {
+      algorithm: 'RSA_2048',
+      region: 'eu-west-1',
+      ref: 'aws-kms://arn:aws:kms:eu-west-1:111111111111:key/00000013-1111-2222-3333-444444444444',
+    });
     const usage: UsageCounter[] = [
       { ref: a.ref, class: 'symmetric', count: 15_000, period: '2026-11' },
       { ref: b.ref, class: 'symmetric', count: 15_000, period: '2026-11' },
@@ -147,6 +155,19 @@ describe('GCP KMS', () => {
     ]);
   });
 
+  it('HSM RSA 3072+/EC versions: the first 2,000 per billing account at $2.50, the rest at $1.00', () => {
+    // 2,100 EC keys with one version each: 2,000 x $2.50 + 100 x $1.00 = $5,100.
+    const keys: CostKey[] = Array.from({ length: 2100 }, (_, i) => ({
+      ...base(),
+      ref: `gcp-kms://projects/acme-prod/locations/europe-west1/keyRings/r/cryptoKeys/k${i}`,
+      algorithm: 'EC_P256',
+      versions: versionsEvery('2025-01-01T00:00:00.000Z', 1, 1),
+    }));
+    const r = computeCosts({ keys }, [], cat, '2025-12');
+    expect(r.total).toBeCloseTo(5100, 6);
+    expect(r.keys[0]!.parts[0]!.unitPrice).toBeCloseTo(5100 / 2100, 12);
+  });
+
   it('operations on HSM EC keys use the advanced rate; GenerateDataKeyPair is unknown on GCP', () => {
     const k: CostKey = {
       ...base(),
@@ -185,6 +206,14 @@ describe('Azure Key Vault', () => {
     expect(r.total).toBeCloseTo(1375, 9);
     expect(r.keys[0]!.total).toBeCloseTo(1375 / 300, 12);
     expect(r.keys[0]!.parts[0]!.explanation).toContain('250 x 5 + 50 x 2.5 = $1,375.00');
+  });
+
+  it('unknown pool SKUs are reported as unknown with the reason', () => {
+    const k: CostKey = { ...hsmKeys(1)[0]!, provider: 'pkcs11', pool: 'c1' };
+    const pools = [{ id: 'c1', sku: 'aws-cloudhsm/hsm1.medium', hsms: 2, account: 'sub-1' }];
+    const r = computeCosts({ keys: [k], pools }, [], cat, '2026-11');
+    expect(r.keys[0]!.total).toBeNull();
+    expect(r.pools[0]!.explanation).toContain('catalog 2026.11.1 has no SKU aws-cloudhsm/hsm1.medium');
   });
 
   it('250 keys stay in the first tier; RSA 2048 HSM keys are $1 flat', () => {
