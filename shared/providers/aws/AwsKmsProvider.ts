@@ -648,15 +648,8 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
   async rewrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext, toVersion?: string): Promise<Wrapped> {
     const r = this.awsRef(ref);
     const arn = this.keyArn(r);
-    if (toVersion !== undefined) {
-      const current = (await this.describe(r.region, arn)).CurrentKeyMaterialId;
-      if (current !== toVersion) {
-        throw unsupported(
-          this.id,
-          `key ${ref.uri}: AWS KMS encrypts only under the current key material (${current}), not ${toVersion}`,
-        );
-      }
-    }
+    // ReEncrypt always encrypts under the current material: no DescribeKey per call (it would
+    // double the requests of a bulk re-wrap); the result is checked against toVersion instead.
     const out = await this.call(`ReEncrypt with ${arn}`, () =>
       this.client(r.region).send(
         new ReEncryptCommand({
@@ -680,6 +673,12 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     this.currentMaterial.set(arn, out.DestinationKeyMaterialId);
+    if (toVersion !== undefined && out.DestinationKeyMaterialId !== toVersion) {
+      throw unsupported(
+        this.id,
+        `key ${ref.uri}: AWS KMS encrypts only under the current key material (${out.DestinationKeyMaterialId}), not ${toVersion}`,
+      );
+    }
     return { version: out.DestinationKeyMaterialId, ciphertext: out.CiphertextBlob };
   }
 

@@ -83,7 +83,6 @@ export class DynamoDekStore implements DekStore {
   private readonly ownsClient: boolean;
   private readonly a: DynamoDekAttributes;
   private readonly concurrency: number;
-  private readonly names: Record<string, string>;
 
   constructor(opts: DynamoDekStoreOptions) {
     if (typeof opts.id !== 'string' || opts.id.length === 0)
@@ -110,15 +109,6 @@ export class DynamoDekStore implements DekStore {
     const given = 'doc' in opts ? opts.doc : undefined;
     this.ownsClient = !given;
     this.doc = given ?? createDocClient(opts as DynamoConnection);
-    // Every attribute goes through a placeholder: names from config may be reserved words.
-    this.names = {
-      '#id': this.a.id,
-      '#k': this.a.key,
-      '#v': this.a.version,
-      '#w': this.a.wrapped,
-      '#s': this.a.versionId,
-      ...(this.a.context ? { '#c': this.a.context } : {}),
-    };
   }
 
   /** Creates the table and its GSI if missing (tests, demos). */
