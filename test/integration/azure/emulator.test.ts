@@ -311,6 +311,27 @@ describe('rotation policies', () => {
     }
   });
 
+  it('a Rotate action with timeBeforeExpiry rotates that long before the version expires', async () => {
+    const fresh = await emulator();
+    try {
+      const client = sdkClient(fresh, VAULT);
+      await client.createKey('tbe', 'EC');
+      await client.updateKeyRotationPolicy('tbe', {
+        expiresIn: 'P30D',
+        lifetimeActions: [{ action: 'Rotate', timeBeforeExpiry: 'P7D' }],
+      });
+      // The policy's expiry applies to versions created from now on.
+      const v2 = await client.rotateKey('tbe');
+      expect(v2.properties.expiresOn!.getTime() - v2.properties.createdOn!.getTime()).toBe(30 * 86_400_000);
+      fresh.clock.advanceDays(22);
+      expect(fresh.vaults.get(VAULT)!.versionCount('tbe')).toBe(2);
+      fresh.clock.advanceDays(1.5);
+      expect(fresh.vaults.get(VAULT)!.versionCount('tbe')).toBe(3);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('sends KeyNearExpiry and KeyExpired once per version, and nothing for a Managed HSM', async () => {
     const fresh = await emulator();
     try {
