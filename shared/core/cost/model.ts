@@ -1,7 +1,7 @@
 import { ValidationError } from '../errors.js';
 import { type CatalogAllowance, type Price, type PriceCatalog, tieredCost } from './catalog.js';
 import { fmtMoney, fmtQty } from './format.js';
-import { HOUR_MS, type Interval, ms, overlapHours, type Period, parsePeriod } from './period.js';
+import { type Interval, ms, overlapHours, type Period, parsePeriod } from './period.js';
 import type {
   CostInventory,
   CostKey,
@@ -742,5 +742,3 @@ export function explainKeyCost(kc: KeyCost): string[] {
   if (kc.parts.length === 0) lines.push('  nothing billed in this period');
   return lines;
 }
-
-export const _internals = { versionIntervals, refineClass, HOUR_MS };
