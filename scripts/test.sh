@@ -16,6 +16,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# PostgreSQL server binaries: the store tests start throwaway clusters from them.
+bash scripts/setup-postgres.sh
+
 [ -d node_modules ] || npm ci
 npm run build
 npx tsc --noEmit -p tsconfig.json

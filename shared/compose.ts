@@ -10,6 +10,7 @@ import type { RekeyConfig } from './core/policy/types.js';
 import { type Clock, systemClock } from './core/ports/Clock.js';
 import type { DekStore } from './core/ports/DekStore.js';
 import type { KeyProvider } from './core/ports/KeyProvider.js';
+import type { StateStore } from './core/ports/StateStore.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
 import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from './stores/sqlite/SqliteDekStore.js';
@@ -131,13 +132,26 @@ export async function composeFrom(
           closers.push(() => s.close?.());
           break;
         }
-        default:
-          throw new ConfigError(
-            `${config.file}: store "${id}" has type ${sc.type}, which this build cannot run yet`,
-          );
+        case 'postgres': {
+          const { PostgresDekStore } = await import('./stores/postgres/PostgresDekStore.js');
+          const url = secretText(sc.url, baseDir, `stores.${id}.url`);
+          const s = new PostgresDekStore({ ...sc, id, url });
+          if (opts.createStores) await s.ensureTable();
+          stores.set(id, s);
+          closers.push(() => s.close());
+          break;
+        }
+        case 'dynamodb': {
+          const { DynamoDekStore } = await import('./stores/dynamodb/DynamoDekStore.js');
+          const s = new DynamoDekStore({ ...sc, id });
+          if (opts.createStores) await s.ensureTable();
+          stores.set(id, s);
+          closers.push(() => s.close());
+          break;
+        }
       }
     }
-    const state = SqliteStateStore.open(opts.statePath ?? at('state.db'));
+    const state = await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores));
     closers.push(() => state.close?.());
     return {
       config,
@@ -159,6 +173,44 @@ export async function composeFrom(
     for (const c of closers.reverse()) await c();
     throw e;
   }
+}
+
+/** rekey's own state store: --state (a SQLite file) wins, then the config's `state`, then state.db. */
+async function openState(
+  config: RekeyConfig,
+  statePath: string | undefined,
+  at: (p: string) => string,
+  baseDir: string,
+  create: boolean,
+): Promise<StateStore> {
+  const sc = statePath ? undefined : config.state;
+  if (!sc) return SqliteStateStore.open(statePath ?? at('state.db'));
+  switch (sc.type) {
+    case 'sqlite':
+      return SqliteStateStore.open(at(sc.path));
+    case 'postgres': {
+      const { PostgresStateStore } = await import('./stores/postgres/PostgresStateStore.js');
+      return PostgresStateStore.open({ url: secretText(sc.url, baseDir, 'state.url'), schema: sc.schema });
+    }
+    case 'dynamodb': {
+      const { DynamoStateStore } = await import('./stores/dynamodb/DynamoStateStore.js');
+      const s = new DynamoStateStore({
+        table: sc.table,
+        ...(sc.region ? { region: sc.region } : {}),
+        ...(sc.endpoint ? { endpoint: sc.endpoint } : {}),
+      });
+      if (create) await s.ensureTable();
+      return s;
+    }
+  }
+}
+
+/** A secret that is text (a connection URL): resolved, decoded, and the bytes zeroed. */
+function secretText(ref: string, baseDir: string, what: string): string {
+  const buf = resolveSecret(ref, baseDir, what);
+  const text = buf.toString('utf8');
+  buf.fill(0);
+  return text;
 }
 
 /**

@@ -108,6 +108,7 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     digest: createHash('sha256').update(text, 'utf8').digest('hex'),
     providers: out.providers,
     stores: out.stores,
+    ...(out.state ? { state: out.state } : {}),
     policies: out.policies.map((p, index) => ({ ...p, index })),
   };
 }

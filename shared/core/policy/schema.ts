@@ -202,6 +202,27 @@ const DynamoDbStore = z.strictObject({
 });
 const StoreSchema = z.discriminatedUnion('type', [SqliteStore, PostgresStore, DynamoDbStore]);
 
+/** Where rekey keeps its own state (plans, runs, jobs, leases, audit). */
+const StateSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('sqlite'),
+      path: z.string().min(1).default('state.db').describe('database file, relative to the config file'),
+    }),
+    z.strictObject({
+      type: z.literal('postgres'),
+      url: secret,
+      schema: sqlIdent.default('rekey').describe("schema for rekey's tables (created if missing)"),
+    }),
+    z.strictObject({
+      type: z.literal('dynamodb'),
+      table: dynamoName,
+      region: nonBlank.optional(),
+      endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    }),
+  ])
+  .describe("rekey's own state; default: SQLite state.db beside the config file");
+
 const Match = z.strictObject({
   provider: z.array(id('provider')).min(1).optional(),
   tags: z.record(z.string().min(1), glob).optional().describe('every tag must be present; values are globs'),
@@ -283,6 +304,7 @@ export const ConfigSchema = z
       .refine((p) => Object.keys(p).length > 0, { error: 'at least one provider is required' })
       .meta({ minProperties: 1 }),
     stores: z.record(id('store'), StoreSchema).default({}),
+    state: StateSchema.optional(),
     policies: z.array(PolicySchema).default([]),
   })
   .meta({ title: 'rekey config' });

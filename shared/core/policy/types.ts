@@ -174,6 +174,11 @@ export interface Policy {
   budget?: { perKeyMonthly?: Money };
 }
 
+export type StateConfig =
+  | { type: 'sqlite'; path: string }
+  | { type: 'postgres'; url: SecretRef; schema: string }
+  | { type: 'dynamodb'; table: string; region?: string; endpoint?: string };
+
 export interface RekeyConfig {
   version: 1;
   /** The file it was loaded from (for messages and relative paths). */
@@ -182,5 +187,7 @@ export interface RekeyConfig {
   digest: string;
   providers: Record<string, ProviderConfig>;
   stores: Record<string, StoreConfig>;
+  /** rekey's own state; absent: SQLite `state.db` beside the config file. */
+  state?: StateConfig;
   policies: Policy[];
 }
