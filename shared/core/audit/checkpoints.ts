@@ -344,3 +344,10 @@ export function describeVerification(r: CheckpointVerifyResult): string[] {
   if (r.ok) lines.unshift(`ok: ${r.records} records, ${r.checkpoints} checkpoints`);
   return lines;
 }
+
+/** Parses `<seq>:<hash>` (as printed by `rekey audit checkpoint`) into a KnownCheckpoint. */
+export function parseKnownCheckpoint(text: string): KnownCheckpoint {
+  const m = /^(\d+):([0-9a-f]{64})$/.exec(text.trim());
+  if (!m) throw new ValidationError(`last known checkpoint "${text}" must be <seq>:<64 hex hash>`);
+  return { seq: Number(m[1]), hash: m[2]! };
+}

@@ -28,6 +28,8 @@ export interface AuditIntegritySummary {
   records: number;
   checkpoints: number;
   problems: string[];
+  /** Records after the last valid signed checkpoint. */
+  unsignedRecords?: number;
 }
 
 export interface ComplianceInput {
@@ -362,9 +364,9 @@ export function buildComplianceReport(input: ComplianceInput): ComplianceReport 
     return t >= from && t < to;
   });
   const byTarget = new Map<string, AuditRecord[]>();
-  const actions: Record<string, number> = {};
+  const actionCounts = new Map<string, number>();
   for (const r of inPeriod) {
-    actions[r.action] = (actions[r.action] ?? 0) + 1;
+    actionCounts.set(r.action, (actionCounts.get(r.action) ?? 0) + 1);
     if (!r.target) continue;
     const list = byTarget.get(r.target);
     if (list) list.push(r);
@@ -416,7 +418,7 @@ export function buildComplianceReport(input: ComplianceInput): ComplianceReport 
     keys,
     audit: {
       recordsInPeriod: inPeriod.length,
-      actions,
+      actions: Object.fromEntries(actionCounts),
       ...(input.auditIntegrity ? { integrity: input.auditIntegrity } : {}),
     },
     references: [...refs.values()].sort((a, b) =>

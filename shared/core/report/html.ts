@@ -94,7 +94,7 @@ export function toHtml(report: ComplianceReport): string {
     .map(([k, n]) => `<tr><td>${e(k)}</td><td class="num">${n}</td></tr>`)
     .join('');
   const integrity = report.audit.integrity
-    ? `<p>Audit log integrity: ${status(report.audit.integrity.ok, 'verified', 'FAILED')} (${report.audit.integrity.records} records, ${report.audit.integrity.checkpoints} signed checkpoints)</p>${
+    ? `<p>Audit log integrity: ${status(report.audit.integrity.ok, 'verified', 'FAILED')} (${report.audit.integrity.records} records, ${report.audit.integrity.checkpoints} signed checkpoints${report.audit.integrity.unsignedRecords ? `, ${report.audit.integrity.unsignedRecords} records after the last one` : ''})</p>${
         report.audit.integrity.problems.length
           ? `<ul>${report.audit.integrity.problems.map((p) => `<li>${e(p)}</li>`).join('')}</ul>`
           : ''

@@ -13,5 +13,6 @@ export {
   type Violation,
   type ViolationKind,
 } from './compliance.js';
+export { type ComplianceRunOptions, complianceReport, readAuditPeriod } from './gather.js';
 export { escapeHtml, toHtml } from './html.js';
 export { type ComplianceReference, REFERENCES } from './references.js';

@@ -279,6 +279,18 @@ describe('CEF', () => {
     );
   });
 
+  it('actions named like Object.prototype members are plain unknown actions', () => {
+    for (const action of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      const { header, ext } = parseCef(toCef(record({ action }), { productVersion: '1' }));
+      expect(header.slice(4), action).toEqual([action, action, '1']);
+      expect(ext.act).toBe(action);
+      expect(toOcsf(record({ action }), { productVersion: '1' })).toMatchObject({
+        class_uid: 6003,
+        activity_id: 99,
+      });
+    }
+  });
+
   it('a failure is outcome=failure with a higher severity', () => {
     const { header, ext } = parseCef(toCef(record({ action: 'action.failed' }), { productVersion: '1' }));
     expect(ext.outcome).toBe('failure');
@@ -344,6 +356,10 @@ describe('redaction of secret-looking detail fields', () => {
     for (const n of ['spinner', 'opinion', 'pinned', 'materials', 'secretary', 'primary', 'version'])
       expect(isSensitiveName(n), n).toBe(false);
     expect(redactDetails({ a: { b: 1 } })).toEqual({ value: { a: { b: 1 } }, removed: [] });
+    const hostile = JSON.parse('{"__proto__":{"secret":"LEAK","x":1}}');
+    const { value } = redactDetails(hostile);
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(JSON.stringify(value)).toBe('{"__proto__":{"x":1}}');
   });
 });
 

@@ -95,8 +95,8 @@ export const ACTION_MEANINGS: Readonly<Record<string, ActionMeaning>> = {
 const UNKNOWN: ActionMeaning = { ocsfClass: 'api_activity', activityId: 99, severityId: 1, name: '' };
 
 export function meaningOf(r: AuditRecord): ActionMeaning {
-  const m = ACTION_MEANINGS[r.action];
-  if (m) return m;
+  // Own properties only: an action named `__proto__` or `constructor` is just an unknown action.
+  if (Object.hasOwn(ACTION_MEANINGS, r.action)) return ACTION_MEANINGS[r.action]!;
   return { ...UNKNOWN, name: r.action || 'unknown action' };
 }
 

@@ -52,7 +52,13 @@ function walk(v: unknown, path: string, removed: string[]): unknown {
         removed.push(p);
         continue;
       }
-      out[k] = walk(x, p, removed);
+      // defineProperty, so a field named `__proto__` stays a field and never becomes a prototype.
+      Object.defineProperty(out, k, {
+        value: walk(x, p, removed),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }
