@@ -231,8 +231,9 @@ export async function verifyAuditWithCheckpoints(
     problems.push({ kind: 'chain', seq: chain.firstBad.seq, message: chain.firstBad.reason });
   }
 
-  // Hashes by seq as stored, to check each checkpoint's head against the record it names.
-  const hashes = new Map<number, string>();
+  // The record just before each one: what a checkpoint written by appendCheckpoint signs.
+  let prev: { seq: number; hash: string } | undefined;
+  let knownHash: string | undefined;
   let checkpoints = 0;
   let lastValid: CheckpointVerifyResult['lastValidCheckpoint'];
   let maxSeq = 0;
@@ -243,7 +244,9 @@ export async function verifyAuditWithCheckpoints(
     for (const r of page) {
       records++;
       maxSeq = Math.max(maxSeq, r.seq);
-      hashes.set(r.seq, r.hash);
+      if (opts.lastKnown && r.seq === opts.lastKnown.seq) knownHash = r.hash;
+      const before = prev;
+      prev = { seq: r.seq, hash: r.hash };
       if (r.action !== CHECKPOINT_ACTION) continue;
       checkpoints++;
       const cp = checkpointDetailsOf(r);
@@ -275,8 +278,13 @@ export async function verifyAuditWithCheckpoints(
         });
         continue;
       }
-      const actual = hashes.get(cp.headSeq);
-      if (actual === undefined || cp.headSeq >= r.seq) {
+      const actual =
+        cp.headSeq >= r.seq
+          ? undefined
+          : before?.seq === cp.headSeq
+            ? before.hash
+            : await storedHash(store, cp.headSeq);
+      if (actual === undefined) {
         problems.push({
           kind: 'head_missing',
           seq: r.seq,
@@ -299,7 +307,7 @@ export async function verifyAuditWithCheckpoints(
 
   if (opts.lastKnown) {
     const { seq, hash } = opts.lastKnown;
-    const actual = hashes.get(seq);
+    const actual = knownHash;
     if (maxSeq < seq) {
       problems.push({
         kind: 'truncated',
@@ -331,6 +339,11 @@ export async function verifyAuditWithCheckpoints(
     unsigned,
     problems,
   };
+}
+
+async function storedHash(store: StateStore, seq: number): Promise<string | undefined> {
+  const [r] = await store.auditRead(seq, 1);
+  return r?.seq === seq ? r.hash : undefined;
 }
 
 /** One line per problem, then the unsigned tail; for the CLI. */

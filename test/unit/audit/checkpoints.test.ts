@@ -157,6 +157,30 @@ describe('signed checkpoints', () => {
     expect(v.problems.map((p) => p.kind)).toEqual(['bad_signature']);
   });
 
+  it('a checkpoint over an older record is checked against that record; one over a later record is refused', async () => {
+    const log = new AuditLog(state, clock);
+    await appendN(log, 3);
+    const [first] = await state.auditRead(1, 1);
+    const sig = await signer.sign(checkpointPayload(1, first!.hash));
+    await log.append({
+      actor: 'a',
+      action: CHECKPOINT_ACTION,
+      details: { headSeq: 1, headHash: first!.hash, ...sig },
+    });
+    expect(await verifyAuditWithCheckpoints(state, signer)).toMatchObject({
+      ok: true,
+      lastValidCheckpoint: { seq: 4, headSeq: 1 },
+    });
+    const ahead = await signer.sign(checkpointPayload(9, 'b'.repeat(64)));
+    await log.append({
+      actor: 'a',
+      action: CHECKPOINT_ACTION,
+      details: { headSeq: 9, headHash: 'b'.repeat(64), ...ahead },
+    });
+    const v = await verifyAuditWithCheckpoints(state, signer);
+    expect(v.problems).toEqual([expect.objectContaining({ kind: 'head_missing', seq: 5 })]);
+  });
+
   it('a checkpoint missing its fields is reported as malformed', async () => {
     await appendN(new AuditLog(state, clock), 1);
     await new AuditLog(state, clock).append({
