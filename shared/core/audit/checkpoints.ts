@@ -156,7 +156,7 @@ export class CheckpointingAuditLog extends AuditLog {
     const rec = await super.append(entry);
     if (this.lastCheckpoint === undefined) {
       this.lastCheckpoint = await lastCheckpointSeq(this.auditStore, this.every + 1);
-      // No checkpoint in the window: count from just before the window so the next one is due now.
+      // None among the newest every+1 records: a young log counts from its start, an older one is due now.
       if (this.lastCheckpoint === 0) this.lastCheckpoint = Math.max(0, rec.seq - this.every);
     }
     if (rec.seq - this.lastCheckpoint >= this.every) await this.checkpoint();
