@@ -2,6 +2,7 @@
  * Provider benchmarks against the bundled emulators, through the official SDK clients.
  * `node dist/bench/providers.js aws N Q` prints one JSON line (run via bench/run.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
 import { runRewrapJob } from '../shared/core/rewrap/rewrapJob.js';
 import { AwsKmsProvider } from '../shared/providers/aws/AwsKmsProvider.js';
+import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from '../shared/stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from '../shared/stores/sqlite/SqliteStateStore.js';
 import { startAwsEmulator } from '../test/emulators/aws/index.js';
@@ -143,12 +145,114 @@ async function aws(n: number, quota: number) {
   }
 }
 
+/** PostgreSQL: rekey's re-wrap (local KMS, DEKs in Postgres) vs raw batched CAS UPDATEs on the same server. */
+async function postgres(n: number) {
+  const { startPostgres } = await import('../test/support/postgres.js');
+  const { PostgresDekStore } = await import('../shared/stores/postgres/PostgresDekStore.js');
+  const pgLib = (await import('pg')).default;
+  const cluster = await startPostgres();
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-pg-'));
+  const client = new pgLib.Client({ connectionString: cluster.url });
+  await client.connect();
+  try {
+    // Raw baseline: batched compare-and-swap UPDATEs of n rows, 1,000 per statement, as a tuned
+    // application would write them.
+    await client.query('CREATE TABLE raw_keys (id text PRIMARY KEY, kek text, ver text, blob bytea)');
+    await client.query(
+      `INSERT INTO raw_keys SELECT 'd' || lpad(g::text, 8, '0'), 'local://bench', '1', decode(repeat('ab', 62), 'hex') FROM generate_series(1, $1) g`,
+      [n],
+    );
+    const t0 = performance.now();
+    for (let i = 1; i <= n; i += 1000) {
+      const ids = Array.from(
+        { length: Math.min(1000, n - i + 1) },
+        (_, k) => `d${String(i + k).padStart(8, '0')}`,
+      );
+      await client.query(
+        `UPDATE raw_keys r SET blob = decode(repeat('cd', 62), 'hex'), ver = '2' FROM unnest($1::text[]) AS u(id)
+         WHERE r.id = u.id AND r.blob = decode(repeat('ab', 62), 'hex')`,
+        [ids],
+      );
+    }
+    const raw = n / ((performance.now() - t0) / 1000);
+
+    const provider = new LocalKmsProvider({
+      id: 'local',
+      keystorePath: join(dir, 'kms.db'),
+      masterKey: randomBytes(32),
+    });
+    const store = new PostgresDekStore({ id: 'pg', url: cluster.url, table: 'data_keys', columns: COLUMNS });
+    await store.ensureTable();
+    const state = SqliteStateStore.open(join(dir, 'state.db'));
+    const key = await provider.createKey({ name: 'bench' });
+    const ref = parseKeyRef(key.ref);
+    for (let start = 0; start < n; start += 10_000) {
+      const batch: DekRecord[] = [];
+      for (let i = start; i < Math.min(n, start + 10_000); i++) {
+        const w = await provider.wrap(ref, randomBytes(32), { t: String(i % 100) });
+        batch.push({
+          id: `d${String(i).padStart(8, '0')}`,
+          keyRef: key.ref,
+          version: w.version,
+          wrapped: w.ciphertext,
+          context: { t: String(i % 100) },
+        });
+      }
+      await store.insertMany(batch);
+    }
+    const v2 = await provider.rotate(ref);
+    const t1 = performance.now();
+    const job = await runRewrapJob({
+      job: {
+        id: 'pg',
+        keyRef: key.ref,
+        storeId: 'pg',
+        fromVersions: [],
+        toVersion: v2.id,
+        status: 'running',
+        cursor: null,
+        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
+        failures: [],
+        updatedAt: new Date().toISOString(),
+      },
+      ref,
+      provider,
+      store,
+      state,
+      verify: 'none',
+      batchSize: 1000,
+      now: () => new Date(),
+    });
+    const s = (performance.now() - t1) / 1000;
+    if (job.counts.rewrapped !== n) throw new Error(`pg bench: re-wrapped ${job.counts.rewrapped}/${n}`);
+    await store.close();
+    await provider.close();
+    await state.close?.();
+    return {
+      scenario: 'postgres re-wrap',
+      n,
+      perSecond: Math.round(n / s),
+      rawCasPerSecond: Math.round(raw),
+      ratioToRaw: Math.round((n / s / raw) * 100) / 100,
+    };
+  } finally {
+    await client.end();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const [name, a, b] = process.argv.slice(2);
 let peak = 0;
 const sampler = setInterval(() => {
   peak = Math.max(peak, process.memoryUsage.rss());
 }, 50);
-const result = name === 'aws' ? await aws(Number(a ?? 100_000), Number(b ?? 2000)) : null;
+const result =
+  name === 'aws'
+    ? await aws(Number(a ?? 100_000), Number(b ?? 2000))
+    : name === 'postgres'
+      ? await postgres(Number(a ?? 1_000_000))
+      : null;
 clearInterval(sampler);
 if (!result) throw new Error(`unknown provider bench ${name}`);
 process.stdout.write(`${JSON.stringify({ ...result, peakRssMB: Math.round(peak / 1048576) })}\n`);

@@ -93,6 +93,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       clock,
       actor: 'demo',
       createStores: true,
+      ...(backend.provider ? { providerOverrides: new Map([[backend.providerId, backend.provider]]) } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     });
   } catch (e) {

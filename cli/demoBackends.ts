@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ManualClock } from '../shared/core/ports/Clock.js';
+import type { KeyProvider } from '../shared/core/ports/KeyProvider.js';
 
 /**
  * Where the demo's keys live. The local KMS by default; with a flag, a provider rekey talks to
@@ -18,9 +19,14 @@ export interface DemoBackend {
   close(): Promise<void>;
   /** Something the user needs to know to keep using the workspace. */
   note?: string;
+  /** A provider built here rather than from the config (credentials the config cannot express). */
+  provider?: KeyProvider;
 }
 
-export type DemoBackendName = 'local' | 'aws' | 'gcp' | 'hsm';
+const EMULATOR_NOTE =
+  'the emulator ran inside the demo and stopped with it: its keys are gone, so later commands on this workspace cannot reach them';
+
+export type DemoBackendName = 'local' | 'aws' | 'gcp' | 'hsm' | 'azure';
 
 export async function startDemoBackend(
   name: DemoBackendName,
@@ -49,6 +55,7 @@ export async function startDemoBackend(
         name,
         providerId: 'aws',
         providerYaml: `  aws: { type: aws-kms, regions: [us-east-1], endpoint: ${emu.endpoint} }`,
+        note: EMULATOR_NOTE,
         setTime: (at) => {
           clock.set(at);
           emu.clock.set(at);
@@ -77,6 +84,34 @@ export async function startDemoBackend(
         note: `the token lives in ${conf}: export SOFTHSM2_CONF=${conf} before running rekey on this workspace`,
       };
     }
+    case 'azure': {
+      const { startAzureKeyVaultEmulator } = await import('../test/emulators/azure-keyvault/index.js');
+      const { StaticTokenCredential } = await import('../test/emulators/azure-keyvault/credential.js');
+      const { AzureKeyVaultProvider } = await import('../shared/providers/azure/AzureKeyVaultProvider.js');
+      const host = 'rekey-demo.vault.azure.net';
+      const emu = await startAzureKeyVaultEmulator({ vaults: [host] });
+      emu.clock.set(clock.now());
+      // The emulator's token and CA cannot be expressed in a config file: the provider is built here.
+      const provider = new AzureKeyVaultProvider({
+        id: 'azure',
+        vaults: [host],
+        endpoints: emu.endpoints,
+        credential: new StaticTokenCredential(),
+        ca: emu.ca,
+      });
+      return {
+        name,
+        providerId: 'azure',
+        providerYaml: `  azure: { type: azure-kv, vaults: [${host}], endpoints: { ${host}: "${emu.endpoints[host]}" } }`,
+        provider,
+        setTime: (at) => {
+          clock.set(at);
+          emu.clock.set(at);
+        },
+        close: () => emu.close(),
+        note: EMULATOR_NOTE,
+      };
+    }
     case 'gcp': {
       const { startGcpKmsEmulator } = await import('../test/emulators/gcp-kms/index.js');
       const emu = await startGcpKmsEmulator({ startTime: clock.now() });
@@ -85,6 +120,7 @@ export async function startDemoBackend(
         name,
         providerId: 'gcp',
         providerYaml: `  gcp: { type: gcp-kms, projects: [rekey-demo], locations: [europe-west1], keyRings: [demo], endpoint: "${emu.endpoint.host}:${emu.endpoint.port}" }`,
+        note: EMULATOR_NOTE,
         setTime: (at) => {
           clock.set(at);
           emu.clock.set(at);

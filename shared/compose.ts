@@ -29,6 +29,8 @@ export interface ComposeOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Create missing DEK tables (workspaces rekey made itself: init, demo). Never for an application's database. */
   createStores?: boolean;
+  /** Ready-made providers by id, used instead of building them from the config (demo, tests). */
+  providerOverrides?: Map<string, KeyProvider>;
 }
 
 export interface Composed extends RekeyContext {
@@ -63,6 +65,12 @@ export async function composeFrom(
   const closers: (() => Promise<void> | void)[] = [];
   try {
     for (const [id, pc] of Object.entries(config.providers)) {
+      const given = opts.providerOverrides?.get(id);
+      if (given) {
+        providers.set(id, given);
+        closers.push(() => given.close?.());
+        continue;
+      }
       switch (pc.type) {
         case 'local': {
           const p = await LocalKmsProvider.open({
@@ -103,6 +111,18 @@ export async function composeFrom(
           closers.push(() => p.close());
           break;
         }
+        case 'azure-kv': {
+          const { AzureKeyVaultProvider } = await import('./providers/azure/AzureKeyVaultProvider.js');
+          // Credentials: DefaultAzureCredential (managed identity, workload identity, az login...).
+          const p = new AzureKeyVaultProvider({
+            id,
+            vaults: pc.vaults,
+            ...(pc.endpoints ? { endpoints: pc.endpoints } : {}),
+          });
+          providers.set(id, p);
+          closers.push(() => p.close?.());
+          break;
+        }
         case 'pkcs11': {
           const { Pkcs11Provider } = await import('./providers/pkcs11/Pkcs11Provider.js');
           // The provider keeps the PIN for re-login; it is never logged or echoed.
@@ -114,7 +134,7 @@ export async function composeFrom(
         }
         default:
           throw new ConfigError(
-            `${config.file}: provider "${id}" has type ${pc.type}, which this build cannot run yet`,
+            `${config.file}: provider "${id}" has type ${(pc as { type: string }).type}, which this build cannot run`,
           );
       }
     }

@@ -21,6 +21,7 @@ export function registerDemo(program: Command, globals: () => GlobalOptions): vo
     .option('--aws', 'keys in AWS KMS (the bundled emulator, driven by the official SDK)', false)
     .option('--gcp', 'keys in Google Cloud KMS (the bundled gRPC emulator, official client)', false)
     .option('--hsm', 'keys in a PKCS#11 HSM: a SoftHSM2 token created in the workspace', false)
+    .option('--azure', 'keys in Azure Key Vault (the bundled HTTPS emulator, official SDK)', false)
     .action(
       async (opts: {
         dir: string;
@@ -30,8 +31,9 @@ export function registerDemo(program: Command, globals: () => GlobalOptions): vo
         aws: boolean;
         gcp: boolean;
         hsm: boolean;
+        azure: boolean;
       }) => {
-        const picked = (['aws', 'gcp', 'hsm'] as const).filter((b) => opts[b]);
+        const picked = (['aws', 'gcp', 'hsm', 'azure'] as const).filter((b) => opts[b]);
         if (picked.length > 1) throw new ConfigError(`pick one of --${picked.join(', --')}`);
         const g = globals();
         const out = makeOutput(Boolean(g.json));

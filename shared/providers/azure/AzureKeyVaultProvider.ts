@@ -154,6 +154,8 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       destroyDelayDays: { min: 0, max: 0 },
       lastUsed: false,
       maxVersions: anyHsm ? MANAGED_HSM_MAX_VERSIONS : VAULT_MAX_VERSIONS,
+      // Versions can be disabled but never deleted on their own (only the whole key).
+      versionControl: { disable: true, destroy: false },
     };
   }
 
