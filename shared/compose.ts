@@ -12,6 +12,7 @@ import type { DekStore } from './core/ports/DekStore.js';
 import type { KeyProvider } from './core/ports/KeyProvider.js';
 import type { StateStore } from './core/ports/StateStore.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
+import { loadCatalog } from './cost/catalogFile.js';
 import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from './stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from './stores/sqlite/SqliteStateStore.js';
@@ -180,6 +181,7 @@ export async function composeFrom(
       stores,
       state,
       audit: new AuditLog(state, clock),
+      catalog: loadCatalog(),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
       instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,

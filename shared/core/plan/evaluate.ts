@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { PriceCatalog } from '../cost/catalog.js';
+import { actionCostDelta } from '../cost/forecast.js';
+import { costKeyFromManaged } from '../cost/fromInventory.js';
 import { addDuration, type Duration, durationDays } from '../domain/duration.js';
 import { lastRotatedAt, type ManagedKey, supersededAt } from '../domain/key.js';
 import { policyFor } from '../policy/match.js';
@@ -19,6 +22,8 @@ export interface EvaluationInput {
   /** Capabilities per configured provider id. */
   capabilities: Record<string, ProviderCapabilities>;
   inventoryId: string;
+  /** Prices: each action then carries its cost delta. */
+  catalog?: PriceCatalog;
 }
 
 const DAY_MS = 86_400_000;
@@ -103,6 +108,21 @@ export function evaluate(input: EvaluationInput): Plan {
     evaluateKey(key, policy, input, findings, actions);
   }
 
+  if (input.catalog) {
+    const byRef = new Map(keys.map((k) => [k.ref, k]));
+    for (const a of actions) {
+      const d = actionCostDelta(a, costKeyFromManaged(byRef.get(a.keyRef)!), input.catalog, {
+        at: now.toISOString(),
+      });
+      a.costDelta = {
+        monthly: d.monthly,
+        oneOff: d.oneOff,
+        currency: d.currency,
+        catalogVersion: d.catalogVersion,
+        explanation: d.explanation,
+      };
+    }
+  }
   const body = {
     createdAt: now.toISOString(),
     configDigest: config.digest,

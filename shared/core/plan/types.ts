@@ -36,6 +36,18 @@ interface ActionBase {
   policy: string;
   /** Why this action is in the plan, in one sentence a person can read. */
   reason: string;
+  /** What the action does to the bill, from the price catalog (absent without a catalog). */
+  costDelta?: CostDelta;
+}
+
+export interface CostDelta {
+  /** Change of the monthly bill once done; null when a price is unknown (never guessed as 0). */
+  monthly: number | null;
+  /** One-off charge (a rotation fee, the requests of a re-wrap). */
+  oneOff: number | null;
+  currency: string;
+  catalogVersion: string;
+  explanation: string;
 }
 
 /** Create a new version and make it primary, unless the primary already moved on. */

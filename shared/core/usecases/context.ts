@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/auditLog.js';
+import type { PriceCatalog } from '../cost/catalog.js';
 import type { KeyRef } from '../domain/keyRef.js';
 import { parseKeyRef } from '../domain/keyRef.js';
 import { ConfigError, NotFoundError } from '../errors.js';
@@ -39,6 +40,8 @@ export interface RekeyContext {
   isOwnerGone?: (owner: string) => boolean;
   /** Operational metrics (re-wrap progress, throttling). */
   metrics?: MetricsSink;
+  /** Prices, so plans show what each action does to the bill. */
+  catalog?: PriceCatalog;
   onProgress?: (e: ProgressEvent) => void;
 }
 

@@ -23,6 +23,7 @@ export async function makePlan(ctx: RekeyContext): Promise<PlanResult> {
     census,
     capabilities,
     inventoryId: inventory.id,
+    ...(ctx.catalog ? { catalog: ctx.catalog } : {}),
   });
   await ctx.state.savePlan(plan);
   await ctx.audit.append({

@@ -4,6 +4,7 @@ import type { ManagedKey } from '../../../shared/core/domain/key.js';
 import { type DekCensus, evaluate } from '../../../shared/core/plan/evaluate.js';
 import { loadConfig } from '../../../shared/core/policy/load.js';
 import type { ProviderCapabilities } from '../../../shared/core/ports/KeyProvider.js';
+import { loadCatalog } from '../../../shared/cost/catalogFile.js';
 
 const NOW = new Date('2026-11-28T12:00:00Z'); // a Saturday
 const DAY = 86_400_000;
@@ -142,6 +143,30 @@ describe('evaluate', () => {
     expect(plan.findings.find((f) => f.kind === 'version_retirable')?.message).toContain(
       'cannot disable or destroy a single version',
     );
+  });
+
+  it('prices every action from the catalog: a GCP rotation adds a billed version, a destruction saves one', () => {
+    const catalog = loadCatalog();
+    const gcpKey: ManagedKey = {
+      ...key('g', [300, 150]),
+      ref: 'gcp-kms://projects/acme-prod/locations/europe-west1/keyRings/r/cryptoKeys/g',
+      providerType: 'gcp-kms',
+      protection: 'hsm',
+    };
+    const census: DekCensus = new Map([[gcpKey.ref, { app: { '2': 3 } }]]);
+    const plan = evaluate({
+      keys: [gcpKey],
+      config: config(BASIC),
+      now: NOW,
+      census,
+      capabilities: { p: CAPS },
+      inventoryId: 'inv',
+      catalog,
+    });
+    const by = (t: string) => plan.actions.find((a) => a.type === t)?.costDelta;
+    expect(by('rotate')).toMatchObject({ monthly: 1, currency: 'USD', catalogVersion: catalog.version });
+    expect(by('schedule_destroy')).toMatchObject({ monthly: -1 });
+    expect(by('disable_version')).toMatchObject({ monthly: 0 });
   });
 
   it('reports unmanaged keys, shadowed policies and requirement mismatches', () => {
