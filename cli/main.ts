@@ -4,17 +4,19 @@ import { registerApply } from './commands/apply.js';
 import { registerDemo } from './commands/demo.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
+import { registerReport } from './commands/report.js';
 import { registerRewrap } from './commands/rewrap.js';
 import { registerKeys, registerStatus } from './commands/status.js';
 import { EXIT, exitCodeFor } from './exitCodes.js';
 import type { GlobalOptions } from './session.js';
+import { REKEY_VERSION } from './version.js';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('rekey')
     .description('Keeps encryption keys rotated, data keys re-wrapped and KMS spend visible.')
-    .version('0.1.0')
+    .version(REKEY_VERSION)
     .option('-c, --config <file>', 'config file (default: $REKEY_CONFIG or ./rekey.yaml)')
     .option('--state <file>', 'state database (default: state.db beside the config)')
     .option('--json', 'machine-readable output on stdout', false)
@@ -29,6 +31,7 @@ export function buildProgram(): Command {
   registerStatus(program, globals);
   registerKeys(program, globals);
   registerDemo(program, globals);
+  registerReport(program, globals);
   return program;
 }
 
@@ -42,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version exit through here with code 0.
       return e.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     }
+    if ((e as NodeJS.ErrnoException).code === 'EPIPE') return EXIT.ok;
     const json = program.opts<GlobalOptions>().json;
     const code = exitCodeFor(e);
     if (json) {
