@@ -187,6 +187,57 @@ describe('re-wrap engine under failure', () => {
   });
 });
 
+describe('batched server-side re-wrap', () => {
+  it('uses the provider batch call for unverified DEKs, reports bad items, retries transient ones', async () => {
+    w = await testWorkspace();
+    const ref = await w.seed('k', 600, { ageDays: 100 });
+    const v2 = await w.local.rotate(parseKeyRef(ref));
+    const bad = (await w.store.get('k-000042'))!.wrapped;
+    const flaky = (await w.store.get('k-000077'))!.wrapped;
+    let flakyFailures = 0;
+    let batchCalls = 0;
+    let singleCalls = 0;
+    const provider = Object.create(w.local) as KeyProvider;
+    provider.rewrap = async (...a) => {
+      singleCalls++;
+      return w!.local.rewrap(...a);
+    };
+    provider.rewrapMany = async (r, items, to) => {
+      batchCalls++;
+      return Promise.all(
+        items.map(async (it) => {
+          const c = Buffer.from(it.wrapped.ciphertext);
+          if (c.equals(bad))
+            return { ok: false as const, error: { code: 'X', message: 'cannot unwrap', retryable: false } };
+          if (c.equals(flaky) && flakyFailures++ < 1) {
+            return { ok: false as const, error: { code: 'X', message: 'busy', retryable: true } };
+          }
+          return { ok: true as const, wrapped: await w!.local.rewrap(r, it.wrapped, it.ctx, to) };
+        }),
+      );
+    };
+    const job = await runRewrapJob({
+      job: newJob(ref, v2.id),
+      ref: parseKeyRef(ref),
+      provider,
+      store: w.store,
+      state: w.state,
+      verify: { sample: 0.1 },
+      batchSize: 300,
+      now: () => new Date(),
+    });
+    expect(job.counts).toMatchObject({ rewrapped: 599, failed: 1 });
+    expect(job.failures).toEqual([{ id: 'k-000042', error: 'cannot unwrap' }]);
+    expect(batchCalls).toBeGreaterThanOrEqual(3);
+    // Sampled items went one by one (unwrap + wrap), never through rewrap().
+    expect(singleCalls).toBe(0);
+    expect(job.counts.verified).toBeGreaterThan(0);
+    expect(job.counts.verified).toBeLessThan(200);
+    w.plaintexts.delete('k-000042');
+    expect(await lostDeks(w)).toEqual([]);
+  });
+});
+
 describe('adaptive rate', () => {
   it('backs off multiplicatively on throttling and climbs back additively up to the ceiling', () => {
     let t = 0;

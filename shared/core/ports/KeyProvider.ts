@@ -10,6 +10,17 @@ export interface Wrapped {
   ciphertext: Uint8Array;
 }
 
+/** One DEK for a batched re-wrap. */
+export interface RewrapItem {
+  wrapped: Wrapped;
+  ctx: WrapContext;
+}
+
+/** Per-item outcome of a batched re-wrap: a bad item is reported, never fails the batch. */
+export type RewrapItemResult =
+  | { ok: true; wrapped: Wrapped }
+  | { ok: false; error: { code: string; providerCode?: string; message: string; retryable: boolean } };
+
 export interface ProviderCapabilities {
   /** Native automatic rotation and its allowed period, in days; absent if the provider has none. */
   autoRotation?: { minDays: number; maxDays: number };
@@ -72,6 +83,11 @@ export interface KeyProvider {
    * clear. Only present when capabilities().serverSideRewrap is true.
    */
   rewrap?(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext, toVersion?: string): Promise<Wrapped>;
+  /**
+   * Server-side re-wrap of many DEKs in one call (an HSM session loop, a batch API), results in
+   * order. Optional: the engine falls back to rewrap() per item.
+   */
+  rewrapMany?(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]>;
   /** When the key was last used for a cryptographic operation, if the provider knows. */
   lastUsed?(ref: KeyRef): Promise<string | null>;
   close?(): Promise<void>;

@@ -63,6 +63,12 @@ export class AdaptiveRate {
   }
 
   async acquire(n = 1): Promise<void> {
+    // A request larger than the bucket is taken in bucket-sized parts.
+    while (this.rate !== null && n > this.burst()) {
+      const part = Math.max(1, Math.floor(this.burst()));
+      await this.acquire(part);
+      n -= part;
+    }
     for (;;) {
       if (this.rate === null) return;
       const t = this.nowMs();

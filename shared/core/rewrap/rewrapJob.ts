@@ -47,6 +47,8 @@ export interface RewrapJobOptions {
 }
 
 const MAX_RECORDED_FAILURES = 100;
+/** DEKs per batched provider call. */
+const BATCH_CALL = 250;
 /** Rounds per batch: a DEK that lost a CAS race or hit transient errors is tried again. */
 const MAX_ROUNDS = 3;
 
@@ -70,6 +72,7 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
   let job: RewrapJob = { ...opts.job, counts: { ...opts.job.counts }, failures: [...opts.job.failures] };
   if (job.status === 'done') return job;
   const serverSide = provider.capabilities().serverSideRewrap && typeof provider.rewrap === 'function';
+  const batch = serverSide && typeof provider.rewrapMany === 'function';
   const limiter =
     opts.limiter ?? new AdaptiveRate(opts.ratePerSecond ? { maxPerSecond: opts.ratePerSecond } : {});
   const concurrency = Math.max(1, opts.concurrency ?? 16);
@@ -102,9 +105,8 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
   const shouldVerify = (): boolean =>
     opts.verify === 'full' ? true : opts.verify === 'none' ? false : Math.random() < opts.verify.sample;
 
-  const rewrapOne = async (dek: DekRecord): Promise<ItemOutcome> => {
+  const rewrapOne = async (dek: DekRecord, verify: boolean): Promise<ItemOutcome> => {
     const old: Wrapped = { version: dek.version, ciphertext: dek.wrapped };
-    const verify = shouldVerify();
     let plaintext: Uint8Array | undefined;
     let check: Uint8Array | undefined;
     try {
@@ -148,16 +150,75 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     }
   };
 
+  /** Unverified items through the provider's batch call (one HSM session loop, one request). */
+  const rewrapBatch = async (deks: DekRecord[]): Promise<ItemOutcome[]> => {
+    const out: ItemOutcome[] = [];
+    for (let at = 0; at < deks.length; at += BATCH_CALL) {
+      const chunk = deks.slice(at, at + BATCH_CALL);
+      await limiter.acquire(chunk.length);
+      try {
+        const results = await provider.rewrapMany!(
+          ref,
+          chunk.map((d) => ({ wrapped: { version: d.version, ciphertext: d.wrapped }, ctx: d.context })),
+          job.toVersion,
+        );
+        limiter.onSuccess(chunk.length);
+        results.forEach((r, i) => {
+          const d = chunk[i]!;
+          if (r.ok && r.wrapped.version === job.toVersion) {
+            out.push({
+              replacement: {
+                id: d.id,
+                expected: d.wrapped,
+                newWrapped: r.wrapped.ciphertext,
+                newVersion: r.wrapped.version,
+              },
+              verified: false,
+            });
+          } else if (r.ok) {
+            out.push({
+              failed: `provider wrapped under version ${r.wrapped.version}, expected ${job.toVersion}`,
+              verified: false,
+            });
+          } else {
+            if (r.error.retryable) counts().retried++;
+            out.push({ failed: r.error.message, retryable: r.error.retryable, verified: false });
+          }
+        });
+      } catch (e) {
+        if (e instanceof ProviderError && e.throttled) {
+          counts().throttled++;
+          limiter.onThrottle();
+        }
+        const retryable = e instanceof ProviderError && e.retryable;
+        for (const _ of chunk) out.push({ failed: errorMessage(e), retryable, verified: false });
+      }
+    }
+    return out;
+  };
+
   const processAll = async (deks: DekRecord[]): Promise<ItemOutcome[]> => {
     const out: ItemOutcome[] = new Array(deks.length);
+    // Items to verify need the DEK in hand: they take the per-item path. The rest go through
+    // the provider's batch call when it has one.
+    const verifying = deks.map(() => shouldVerify());
+    const perItem: number[] = [];
+    const batched: number[] = [];
+    deks.forEach((_, i) => (batch && !verifying[i] ? batched : perItem).push(i));
+    if (batched.length) {
+      const results = await rewrapBatch(batched.map((i) => deks[i]!));
+      batched.forEach((i, k) => {
+        out[i] = results[k]!;
+      });
+    }
     let next = 0;
     const worker = async () => {
-      while (next < deks.length) {
-        const i = next++;
-        out[i] = await rewrapOne(deks[i]!);
+      while (next < perItem.length) {
+        const i = perItem[next++]!;
+        out[i] = await rewrapOne(deks[i]!, verifying[i]!);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, deks.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(concurrency, perItem.length) }, worker));
     return out;
   };
 

@@ -16,6 +16,8 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RewrapItem,
+  RewrapItemResult,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -68,14 +70,7 @@ export interface Pkcs11ProviderOptions {
 }
 
 /** One item for rewrapMany. */
-export interface RewrapItem {
-  wrapped: Wrapped;
-  ctx: WrapContext;
-}
-
-export type RewrapItemResult =
-  | { ok: true; wrapped: Wrapped }
-  | { ok: false; error: { code: string; providerCode?: string; message: string; retryable: boolean } };
+export type { RewrapItem, RewrapItemResult } from '../../core/ports/KeyProvider.js';
 
 const CAPABILITIES: ProviderCapabilities = {
   serverSideRewrap: true,
