@@ -204,7 +204,7 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     const verifying = deks.map(() => shouldVerify());
     const perItem: number[] = [];
     const batched: number[] = [];
-    deks.forEach((_, i) => (batch && !verifying[i] ? batched : perItem).push(i));
+    for (let i = 0; i < deks.length; i++) (batch && !verifying[i] ? batched : perItem).push(i);
     if (batched.length) {
       const results = await rewrapBatch(batched.map((i) => deks[i]!));
       batched.forEach((i, k) => {
