@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { EncryptCommand, KMSClient, ReEncryptCommand } from '@aws-sdk/client-kms';
 import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
+import type { KeyCreator, KeyProvider } from '../shared/core/ports/KeyProvider.js';
 import { runRewrapJob } from '../shared/core/rewrap/rewrapJob.js';
 import { AwsKmsProvider } from '../shared/providers/aws/AwsKmsProvider.js';
 import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
@@ -242,6 +243,202 @@ async function postgres(n: number) {
   }
 }
 
+type Job = Parameters<typeof runRewrapJob>[0]['job'];
+const newJob = (id: string, keyRef: string, toVersion: string): Job => ({
+  id,
+  keyRef,
+  storeId: id,
+  fromVersions: [],
+  toVersion,
+  status: 'running',
+  cursor: null,
+  counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
+  failures: [],
+  updatedAt: new Date().toISOString(),
+});
+
+/**
+ * A provider without server-side re-encrypt (GCP, Azure): seed, rotate, then re-wrap with a
+ * quota (achieved share, rejected share) and without (ratio to a raw loop of the same calls).
+ */
+async function inMemoryProviderBench(o: {
+  label: string;
+  n: number;
+  quotaPerSecond: number;
+  provider: KeyProvider & KeyCreator;
+  setQuota(on: boolean): void;
+  rejected(): number;
+  calls(): number;
+  raw(items: DekRecord[], keyRef: string): Promise<void>;
+}) {
+  const dir = mkdtempSync(join(tmpdir(), `rekey-bench-${o.label}-`));
+  try {
+    const state = SqliteStateStore.open(join(dir, 'state.db'));
+    const run = async (label: string, withQuota: boolean) => {
+      const key = await o.provider.createKey({ name: `bench-${label}` });
+      const ref = parseKeyRef(key.ref);
+      const store = SqliteDekStore.open({
+        id: label,
+        path: join(dir, `${label}.db`),
+        table: 'data_keys',
+        columns: COLUMNS,
+        create: true,
+      });
+      const recs = await pool(o.n, 64, async (i) => {
+        const ctx = { t: String(i % 50) };
+        const w = await o.provider.wrap(ref, randomBytes(32), ctx);
+        return {
+          id: `d${String(i).padStart(7, '0')}`,
+          keyRef: key.ref,
+          version: w.version,
+          wrapped: w.ciphertext,
+          context: ctx,
+        } as DekRecord;
+      });
+      for (let i = 0; i < recs.length; i += 10_000) await store.insertMany(recs.slice(i, i + 10_000));
+      let rawRate = 0;
+      if (!withQuota) {
+        const t = performance.now();
+        await o.raw(recs, key.ref);
+        rawRate = o.n / ((performance.now() - t) / 1000);
+      }
+      const v2 = await o.provider.rotate(ref);
+      o.setQuota(withQuota);
+      const rejected0 = o.rejected();
+      const calls0 = o.calls();
+      const t0 = performance.now();
+      const job = await runRewrapJob({
+        job: newJob(label, key.ref, v2.id),
+        ref,
+        provider: o.provider,
+        store,
+        state,
+        verify: 'none',
+        batchSize: 1000,
+        concurrency: CONCURRENCY,
+        ...(withQuota ? { ratePerSecond: o.quotaPerSecond } : {}),
+        now: () => new Date(),
+      });
+      const s = (performance.now() - t0) / 1000;
+      const rejected = o.rejected() - rejected0;
+      const calls = o.calls() - calls0;
+      o.setQuota(false);
+      await store.close?.();
+      if (job.counts.rewrapped !== o.n)
+        throw new Error(`${o.label} bench: re-wrapped ${job.counts.rewrapped}/${o.n}`);
+      return { seconds: s, perSecond: o.n / s, opsPerSecond: (2 * o.n) / s, rejected, calls, rawRate };
+    };
+    const q = await run('quota', true);
+    const free = await run('free', false);
+    await state.close?.();
+    return {
+      scenario: `${o.label} re-wrap (unwrap + wrap)`,
+      n: o.n,
+      quotaOpsPerSecond: o.quotaPerSecond,
+      withQuota: {
+        dekPerSecond: Math.round(q.perSecond),
+        opsPerSecond: Math.round(q.opsPerSecond),
+        ofQuota: Math.round((q.opsPerSecond / o.quotaPerSecond) * 1000) / 1000,
+        rejectedShare: Math.round((q.rejected / Math.max(1, q.calls)) * 10000) / 10000,
+      },
+      noQuota: {
+        dekPerSecond: Math.round(free.perSecond),
+        rawLoopPerSecond: Math.round(free.rawRate),
+        ratioToRaw: Math.round((free.perSecond / free.rawRate) * 100) / 100,
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function gcp(n: number, perMinute: number) {
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  const { startGcpKmsEmulator } = await import('../test/emulators/gcp-kms/index.js');
+  const { GcpKmsProvider, gcpEndpointOptions } = await import('../shared/providers/gcp/GcpKmsProvider.js');
+  const emu = await startGcpKmsEmulator();
+  const provider = new GcpKmsProvider({
+    id: 'gcp',
+    projects: ['rekey-bench'],
+    locations: ['europe-west1'],
+    keyRings: ['b'],
+    ...gcpEndpointOptions(`${emu.endpoint.host}:${emu.endpoint.port}`),
+    libraryRetries: false,
+  });
+  const client = (provider as unknown as { client: { decrypt: Function; encrypt: Function } }).client;
+  try {
+    return await inMemoryProviderBench({
+      label: 'gcp',
+      n,
+      quotaPerSecond: perMinute / 60,
+      provider,
+      setQuota: (on) => emu.faults.set({ cryptoRequestsPerMinute: on ? perMinute : null }),
+      rejected: () => emu.faults.counts.quota ?? 0,
+      calls: () => (emu.requestCounts.Decrypt ?? 0) + (emu.requestCounts.Encrypt ?? 0),
+      raw: async (items, keyRef) => {
+        const name = keyRef.slice('gcp-kms://'.length);
+        await pool(items.length, CONCURRENCY, async (i) => {
+          const d = items[i]!;
+          const aad = Buffer.from(JSON.stringify(d.context));
+          const [r] = await client.decrypt({ name, ciphertext: d.wrapped, additionalAuthenticatedData: aad });
+          await client.encrypt({ name, plaintext: r.plaintext, additionalAuthenticatedData: aad });
+        });
+      },
+    });
+  } finally {
+    await provider.close();
+    await emu.close();
+  }
+}
+
+async function azure(n: number, per10s: number) {
+  const { startAzureKeyVaultEmulator } = await import('../test/emulators/azure-keyvault/index.js');
+  const { StaticTokenCredential } = await import('../test/emulators/azure-keyvault/credential.js');
+  const { AzureKeyVaultProvider } = await import('../shared/providers/azure/AzureKeyVaultProvider.js');
+  const { CryptographyClient, KeyClient } = await import('@azure/keyvault-keys');
+  const host = 'bench.managedhsm.azure.net';
+  const emu = await startAzureKeyVaultEmulator({ vaults: [host] });
+  const credential = new StaticTokenCredential();
+  const provider = new AzureKeyVaultProvider({
+    id: 'azure',
+    vaults: [host],
+    endpoints: emu.endpoints,
+    credential,
+    ca: emu.ca,
+    retry: { maxRetries: 0 },
+  });
+  const opts = {
+    disableChallengeResourceVerification: true,
+    tlsOptions: { ca: emu.ca },
+    retryOptions: { maxRetries: 0 },
+  };
+  try {
+    return await inMemoryProviderBench({
+      label: 'azure',
+      n,
+      quotaPerSecond: per10s / 10,
+      provider,
+      setQuota: (on) => emu.faults.set({ quota: on, quotaPer10s: { hsm: per10s } }),
+      rejected: () => emu.faults.counts.quota ?? 0,
+      calls: () => (emu.requests.unwrapKey ?? 0) + (emu.requests.wrapKey ?? 0),
+      raw: async (items, keyRef) => {
+        // The same SDK calls, without rekey's context framing: unwrapKey with the old version, wrapKey with the current.
+        const name = keyRef.split('/').pop()!;
+        const keys = new KeyClient(emu.endpoints[host]!, credential, opts);
+        const key = await keys.getKey(name);
+        const crypto = new CryptographyClient(key.id!, credential, opts);
+        await pool(items.length, CONCURRENCY, async (i) => {
+          const u = await crypto.unwrapKey('A256KW', items[i]!.wrapped);
+          await crypto.wrapKey('A256KW', u.result);
+        });
+      },
+    });
+  } finally {
+    await provider.close?.();
+    await emu.close();
+  }
+}
+
 const [name, a, b] = process.argv.slice(2);
 let peak = 0;
 const sampler = setInterval(() => {
@@ -252,7 +449,11 @@ const result =
     ? await aws(Number(a ?? 100_000), Number(b ?? 2000))
     : name === 'postgres'
       ? await postgres(Number(a ?? 1_000_000))
-      : null;
+      : name === 'gcp'
+        ? await gcp(Number(a ?? 100_000), Number(b ?? 60_000))
+        : name === 'azure'
+          ? await azure(Number(a ?? 50_000), Number(b ?? 4000))
+          : null;
 clearInterval(sampler);
 if (!result) throw new Error(`unknown provider bench ${name}`);
 process.stdout.write(`${JSON.stringify({ ...result, peakRssMB: Math.round(peak / 1048576) })}\n`);

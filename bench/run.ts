@@ -14,7 +14,11 @@ const opt = (name: string, def: number) => {
 const DEKS = opt('--deks', 1_000_000);
 const KEYS = opt('--keys', 100_000);
 const json = args.includes('--json');
+/** --all adds the provider benchmarks (emulators, PostgreSQL, SoftHSM2): several minutes. */
+const all = args.includes('--all');
 const script = fileURLToPath(new URL('./scenarios.js', import.meta.url));
+const providersScript = fileURLToPath(new URL('./providers.js', import.meta.url));
+const pkcs11Script = fileURLToPath(new URL('./pkcs11.js', import.meta.url));
 
 type R = {
   scenario: string;
@@ -44,7 +48,17 @@ const rate = run('rate', '10000', '2000');
 const aimd = run('aimd', '10000', '2000');
 const slower = Math.min(aes.perSecond, sqlite.perSecond);
 const ratio = (x: number) => Math.round((x / slower) * 100) / 100;
+const providers = all
+  ? {
+      postgres: runScript(providersScript, 'postgres', String(opt('--pg-deks', 1_000_000))),
+      aws: runScript(providersScript, 'aws', String(opt('--aws-deks', 100_000)), '2000'),
+      gcp: runScript(providersScript, 'gcp', String(opt('--gcp-deks', 100_000)), '60000'),
+      azure: runScript(providersScript, 'azure', String(opt('--azure-deks', 50_000)), '4000'),
+      pkcs11: runScript(pkcs11Script, String(opt('--hsm-deks', 100_000))),
+    }
+  : undefined;
 const results = {
+  ...(providers ? { providers } : {}),
   baselines: { aes, sqlite, slowerPerSecond: slower },
   rewrap: [
     { ...full, ratioToSlowerBaseline: ratio(full.perSecond) },

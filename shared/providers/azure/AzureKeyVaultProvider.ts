@@ -75,6 +75,8 @@ export interface AzureManagedKey extends ManagedKey {
 /** Rotation policy minimum (rotate >= 7 days after create); 100 years as a sane ceiling. */
 export const AUTO_ROTATION = { minDays: 7, maxDays: 36_500 };
 /** Backup of a key fails above 500 versions; past that a vault key can no longer be backed up. */
+/** How long wrap() trusts the latest version it read. */
+const LATEST_REFRESH_MS = 1000;
 export const VAULT_MAX_VERSIONS = 500;
 export const MANAGED_HSM_MAX_VERSIONS = 100;
 const VERSION_ID = /^[0-9A-Za-z]{1,64}$/;
@@ -144,6 +146,8 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     }
     this.credential = opts.credential;
   }
+
+  private readonly latest = new Map<string, { key: KeyVaultKey; atMs: number }>();
 
   capabilities(): ProviderCapabilities {
     const anyHsm = this.hosts.some((h) => kindOf(h) === 'managedhsm');
@@ -269,6 +273,21 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     return { items: [], cursor: null };
   }
 
+  /**
+   * The key's latest version for wrapping. Fetched at most once per refresh interval: a GET per
+   * wrap would triple the requests of a bulk re-wrap, and Key Vault counts them against the
+   * same quota. getKey() and rotate() refresh it, so a re-wrap that starts from getKey() wraps
+   * under the version it read.
+   */
+  private async latestKey(r: AzureKvRef): Promise<KeyVaultKey> {
+    const hit = this.latest.get(r.uri);
+    if (hit && Date.now() - hit.atMs < LATEST_REFRESH_MS) return hit.key;
+    const client = await this.keys(r.host);
+    const key = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+    this.latest.set(r.uri, { key, atMs: Date.now() });
+    return key;
+  }
+
   async getKey(ref: KeyRef): Promise<AzureManagedKey> {
     return this.describe(this.refOf(ref));
   }
@@ -276,6 +295,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
   private async describe(ref: AzureKvRef): Promise<AzureManagedKey> {
     const client = await this.keys(ref.host);
     const latest = await this.call(`get ${ref.uri}`, () => client.getKey(ref.name));
+    this.latest.set(ref.uri, { key: latest, atMs: Date.now() });
     const versions = await this.call(`list versions of ${ref.uri}`, async () => {
       const out: KeyVersion[] = [];
       for await (const p of client.listPropertiesOfKeyVersions(ref.name)) {
@@ -421,6 +441,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     const r = this.refOf(ref);
     const client = await this.keys(r.host);
     const key = await this.call(`rotate ${r.uri}`, () => client.rotateKey(r.name));
+    this.latest.set(r.uri, { key, atMs: Date.now() });
     return {
       id: key.properties.version!,
       state: key.properties.enabled === false ? 'disabled' : 'enabled',
@@ -506,8 +527,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     const r = this.refOf(ref);
     const payload = encodePayload(plaintext, ctx);
     try {
-      const client = await this.keys(r.host);
-      const latest = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+      const latest = await this.latestKey(r);
       const entry = await this.cryptoFor(r, latest);
       const result = await this.call(`wrap under ${r.uri}`, () =>
         entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload),
