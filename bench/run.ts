@@ -30,8 +30,12 @@ type R = {
 };
 
 function run(...a: string[]): R {
+  return runScript(script, ...a);
+}
+
+function runScript(file: string, ...a: string[]): R {
   if (!json) process.stderr.write(`running ${a.join(' ')}...\n`);
-  const r = spawnSync(process.execPath, ['--max-old-space-size=4096', script, ...a], {
+  const r = spawnSync(process.execPath, ['--max-old-space-size=4096', file, ...a], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
   });
