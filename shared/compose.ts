@@ -9,6 +9,7 @@ import { loadConfig } from './core/policy/load.js';
 import type { RekeyConfig } from './core/policy/types.js';
 import { type Clock, systemClock } from './core/ports/Clock.js';
 import type { DekStore } from './core/ports/DekStore.js';
+import type { EventBus } from './core/ports/EventBus.js';
 import type { KeyProvider } from './core/ports/KeyProvider.js';
 import type { StateStore } from './core/ports/StateStore.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
@@ -174,6 +175,15 @@ export async function composeFrom(
     }
     const state = await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores));
     closers.push(() => state.close?.());
+    let events: EventBus | undefined;
+    if (config.events?.type === 'eventbridge') {
+      const { EventBridgeEventBus } = await import('./telemetry/eventbridge/EventBridgeEventBus.js');
+      events = new EventBridgeEventBus({
+        eventBusName: config.events.bus,
+        ...(config.events.region ? { region: config.events.region } : {}),
+        ...(config.events.endpoint ? { endpoint: config.events.endpoint } : {}),
+      });
+    }
     return {
       config,
       baseDir,
@@ -182,6 +192,7 @@ export async function composeFrom(
       state,
       audit: new AuditLog(state, clock),
       catalog: loadCatalog(),
+      ...(events ? { events } : {}),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
       instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,

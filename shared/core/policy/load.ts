@@ -109,6 +109,7 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     providers: out.providers,
     stores: out.stores,
     ...(out.state ? { state: out.state } : {}),
+    ...(out.events ? { events: out.events } : {}),
     policies: out.policies.map((p, index) => ({ ...p, index })),
   };
 }

@@ -202,6 +202,18 @@ const DynamoDbStore = z.strictObject({
 });
 const StoreSchema = z.discriminatedUnion('type', [SqliteStore, PostgresStore, DynamoDbStore]);
 
+/** Where rekey publishes its events (KeyRotated, RewrapCompleted, VersionRetired...). */
+const EventsSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('eventbridge'),
+      bus: nonBlank.default('default').describe('event bus name or ARN'),
+      region: pattern(AWS_REGION_PATTERN, 'must be an AWS region such as us-east-1').optional(),
+      endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    }),
+  ])
+  .describe("where rekey's events go; default: nowhere");
+
 /** Where rekey keeps its own state (plans, runs, jobs, leases, audit). */
 const StateSchema = z
   .discriminatedUnion('type', [
@@ -305,6 +317,7 @@ export const ConfigSchema = z
       .meta({ minProperties: 1 }),
     stores: z.record(id('store'), StoreSchema).default({}),
     state: StateSchema.optional(),
+    events: EventsSchema.optional(),
     policies: z.array(PolicySchema).default([]),
   })
   .meta({ title: 'rekey config' });

@@ -189,5 +189,7 @@ export interface RekeyConfig {
   stores: Record<string, StoreConfig>;
   /** rekey's own state; absent: SQLite `state.db` beside the config file. */
   state?: StateConfig;
+  /** Where rekey publishes its events; absent: nowhere. */
+  events?: { type: 'eventbridge'; bus: string; region?: string; endpoint?: string };
   policies: Policy[];
 }

@@ -4,7 +4,7 @@ import { assertTransition } from '../domain/lifecycle.js';
 import { errorMessage, RekeyError } from '../errors.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
-import { acquireLease, providerById, type RekeyContext } from './context.js';
+import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
 import { prepareRewrapJob, settleRewrapJob, sumCounts, workOnRewrapJob } from './rewrap.js';
 
@@ -271,6 +271,22 @@ async function executeAction(
         primary: v.id,
         policy: action.policy,
       });
+      await publishEvents(ctx, [
+        {
+          type: 'KeyRotated',
+          id: `${plan.id}:${index}`,
+          time: ctx.clock.now().toISOString(),
+          detail: {
+            keyRef: action.keyRef,
+            providerId: action.provider,
+            previousVersion: action.expectPrimary,
+            newVersion: v.id,
+            reason: 'policy',
+            policy: action.policy,
+            planId: plan.id,
+          },
+        },
+      ]);
       return { status: 'done', result: { previousPrimary: action.expectPrimary, primary: v.id } };
     }
     case 'set_auto_rotation': {
@@ -290,6 +306,14 @@ async function executeAction(
       await requireVerifiedRewrap(ctx, plan, index, action.keyRef);
       await provider.setVersionState(ref, version, 'disabled');
       await audit('version.disabled', { version, policy: action.policy });
+      await publishEvents(ctx, [
+        {
+          type: 'VersionRetired',
+          id: `${plan.id}:${index}`,
+          time: ctx.clock.now().toISOString(),
+          detail: { keyRef: action.keyRef, providerId: action.provider, version, state: 'disabled' },
+        },
+      ]);
       return { status: 'done', result: { version } };
     }
     case 'schedule_destroy': {
@@ -313,6 +337,20 @@ async function executeAction(
       assertTransition({ key, version, to: 'destroy_scheduled', dekReferences: refs });
       const { destroyAt } = await provider.scheduleDestroy(ref, version, action.delayDays);
       await audit('version.destroy_scheduled', { version, destroyAt, delayDays: action.delayDays });
+      await publishEvents(ctx, [
+        {
+          type: 'VersionRetired',
+          id: `${plan.id}:${index}`,
+          time: ctx.clock.now().toISOString(),
+          detail: {
+            keyRef: action.keyRef,
+            providerId: action.provider,
+            version,
+            state: 'destroy_scheduled',
+            destroyAt,
+          },
+        },
+      ]);
       return { status: 'done', result: { version, destroyAt } };
     }
   }
@@ -353,6 +391,7 @@ async function runRewrapAction(
   const perStore: Record<string, RewrapJob['counts']> = {};
   const jobs: RewrapJob[] = [];
   for (const storeId of action.stores) {
+    const startedAt = ctx.clock.now();
     const jobId = rewrapJobId(plan.id, index, storeId);
     const spec = {
       jobId,
@@ -388,6 +427,27 @@ async function runRewrapAction(
         failures: job.failures.slice(0, 10),
       },
     });
+    await publishEvents(ctx, [
+      {
+        type: 'RewrapCompleted',
+        id: jobId,
+        time: ctx.clock.now().toISOString(),
+        detail: {
+          keyRef: action.keyRef,
+          providerId: action.provider,
+          store: storeId,
+          toVersion,
+          fromVersions: action.fromVersions,
+          rewrapped: job.counts.rewrapped,
+          failed: job.counts.failed,
+          verified: job.counts.verified,
+          mode: provider.capabilities().serverSideRewrap ? 'server-side' : 'unwrap-wrap',
+          jobId,
+          startedAt: startedAt.toISOString(),
+          durationMs: ctx.clock.now().getTime() - startedAt.getTime(),
+        },
+      },
+    ]);
   }
   const totals = sumCounts(jobs);
   const result = { toVersion, ...totals, stores: perStore };

@@ -6,6 +6,7 @@ import { ConfigError, NotFoundError } from '../errors.js';
 import type { RekeyConfig } from '../policy/types.js';
 import type { Clock } from '../ports/Clock.js';
 import type { DekStore } from '../ports/DekStore.js';
+import type { EventBus, RekeyEvent } from '../ports/EventBus.js';
 import type { KeyProvider } from '../ports/KeyProvider.js';
 import type { MetricsSink } from '../ports/MetricsSink.js';
 import type { StateStore } from '../ports/StateStore.js';
@@ -42,6 +43,8 @@ export interface RekeyContext {
   metrics?: MetricsSink;
   /** Prices, so plans show what each action does to the bill. */
   catalog?: PriceCatalog;
+  /** Outgoing events (KeyRotated, RewrapCompleted, VersionRetired). */
+  events?: EventBus;
   onProgress?: (e: ProgressEvent) => void;
 }
 
@@ -97,4 +100,25 @@ export async function acquireLease(ctx: RekeyContext, name: string, ttlMs = LEAS
     });
   }
   return won;
+}
+
+/**
+ * Publishes events when a bus is configured. The action they describe already happened, so a
+ * delivery failure is audited and reported, never turned into a failed action.
+ */
+export async function publishEvents(ctx: RekeyContext, events: RekeyEvent[]): Promise<void> {
+  if (!ctx.events || events.length === 0) return;
+  try {
+    await ctx.events.publish(events);
+  } catch (e) {
+    await ctx.audit.append({
+      actor: ctx.actor,
+      action: 'events.publish_failed',
+      target: null,
+      details: {
+        events: events.map((x) => `${x.type}:${x.id}`),
+        error: e instanceof Error ? e.message : String(e),
+      },
+    });
+  }
 }
