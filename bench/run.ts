@@ -47,6 +47,8 @@ const aes = run('aes', String(DEKS));
 const sqlite = run('sqlite', String(DEKS));
 const full = run('rewrap', String(DEKS), 'full');
 const none = run('rewrap', String(DEKS), 'none');
+const cli2 = run('cli', String(DEKS), '2', 'none');
+const cli2full = run('cli', String(DEKS), '2', 'full');
 const plan = run('plan', String(KEYS), '20');
 const rate = run('rate', '10000', '2000');
 const aimd = run('aimd', '10000', '2000');
@@ -67,6 +69,8 @@ const results = {
   rewrap: [
     { ...full, ratioToSlowerBaseline: ratio(full.perSecond) },
     { ...none, ratioToSlowerBaseline: ratio(none.perSecond) },
+    { ...cli2, ratioToSlowerBaseline: ratio(cli2.perSecond) },
+    { ...cli2full, ratioToSlowerBaseline: ratio(cli2full.perSecond) },
   ],
   plan,
   rateLimit: { configured: rate, adaptive: aimd },
@@ -83,6 +87,8 @@ if (json) {
   console.log(row(sqlite, '(raw baseline)'));
   console.log(row(full, `${ratio(full.perSecond)}x of the slower baseline`));
   console.log(row(none, `${ratio(none.perSecond)}x of the slower baseline`));
+  console.log(row(cli2, `${ratio(cli2.perSecond)}x of the slower baseline`));
+  console.log(row(cli2full, `${ratio(cli2full.perSecond)}x of the slower baseline`));
   console.log(row(plan, `${plan.actions} actions`));
   for (const r of [rate, aimd])
     console.log(row(r, `${r.ofQuota}x of quota, ${(Number(r.throttledShare) * 100).toFixed(2)}% throttled`));

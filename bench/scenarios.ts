@@ -177,6 +177,81 @@ async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
   }
 }
 
+/**
+ * The shipped command: `rekey rewrap --workers W` on a workspace holding n DEKs (local KMS +
+ * SQLite), so process start-up, sharding and SQLite write contention are all counted.
+ */
+async function cliRewrap(n: number, workers: number, verifyText: string): Promise<Result> {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const bin = fileURLToPath(new URL('../../bin/rekey.js', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-cli-'));
+  try {
+    const run = (...args: string[]) => {
+      const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`rekey ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    run('init', '--dir', dir);
+    const cfg = join(dir, 'rekey.yaml');
+    run('--config', cfg, 'keys', 'create', 'bench');
+    const provider = await LocalKmsProvider.open({
+      id: 'local',
+      keystorePath: join(dir, 'kms.db'),
+      masterKeyRef: 'file:master.key',
+      baseDir: dir,
+    });
+    const store = SqliteDekStore.open({
+      id: 'app',
+      path: join(dir, 'app.db'),
+      table: 'data_keys',
+      columns: COLUMNS,
+    });
+    const ref = parseKeyRef('local://bench');
+    for (let start = 0; start < n; start += 10_000) {
+      const batch: DekRecord[] = [];
+      for (let i = start; i < Math.min(n, start + 10_000); i++) {
+        const ctx = { tenant: `t${i % 100}` };
+        const w = await provider.wrap(ref, randomBytes(32), ctx);
+        batch.push({
+          id: `dek-${String(i).padStart(8, '0')}`,
+          keyRef: ref.uri,
+          version: w.version,
+          wrapped: w.ciphertext,
+          context: ctx,
+        });
+      }
+      await store.insertMany(batch);
+    }
+    await provider.close();
+    await store.close?.();
+    run('--config', cfg, 'keys', 'rotate', ref.uri);
+    const out = JSON.parse(
+      run(
+        '--config',
+        cfg,
+        '--json',
+        '-q',
+        'rewrap',
+        ref.uri,
+        '--workers',
+        String(workers),
+        '--verify',
+        verifyText,
+      ),
+    );
+    if (out.totals.rewrapped !== n) throw new Error(`bench: re-wrapped ${out.totals.rewrapped}/${n}`);
+    return {
+      scenario: `rekey rewrap --workers ${workers} verify=${verifyText}`,
+      n,
+      seconds: out.seconds,
+      perSecond: out.perSecond,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** A provider that allows exactly `perSecond` operations per second and throttles the rest. */
 function quotaProvider(
   inner: LocalKmsProvider,
@@ -371,6 +446,9 @@ switch (name) {
     break;
   case 'rewrap':
     emit(await rekeyRewrap(n, b ?? 'full'));
+    break;
+  case 'cli':
+    emit(await cliRewrap(n, Number(b ?? 2), process.argv[5] ?? 'none'));
     break;
   case 'rate':
     emit(await rateAccuracy(n, Number(b ?? 2000), true));
