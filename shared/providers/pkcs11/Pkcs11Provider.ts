@@ -67,6 +67,11 @@ export interface Pkcs11ProviderOptions {
    * 0 reads on every call.
    */
   refreshIntervalMs?: number;
+  /**
+   * Derived wrapping keys rewrapMany keeps per session (one per version and context), as
+   * session objects. Default 512; 0 derives and destroys one per item.
+   */
+  derivedKeyCacheSize?: number;
 }
 
 /** One item for rewrapMany. */
@@ -107,33 +112,111 @@ const NO_USE = [
 ];
 
 /**
- * Version keys used by one rewrapMany batch. Each is copied once into a session object
- * (C_CopyObject with CKA_TOKEN false: still sensitive and never extractable, and it keeps
- * the version's CKA_DERIVE flag), because SoftHSM's file store re-validates a token object on
- * every use and the copy derives about twice as fast. Copies die with the batch.
+ * Session objects rewrapMany keeps between batches on one session, so the steady state of a
+ * re-wrap is one C_UnwrapKey, one C_WrapKey and one C_DestroyObject per DEK:
+ * - per version, a copy of the token key (C_CopyObject with CKA_TOKEN false: still sensitive
+ *   and never extractable, and it keeps CKA_DERIVE), because SoftHSM's file store
+ *   re-validates a token object on every use and the copy derives about twice as fast;
+ * - per version and context digest, the derived wrapping key, in a bounded LRU (contexts are
+ *   usually few: tenants, tables). An evicted key is destroyed at once.
+ * Every batch first reads CKA_DERIVE of each version it uses from the token object itself;
+ * a version that can no longer derive (disabled or scheduled for destruction, by any
+ * process) loses its copy and its derived keys before any item is processed, so a cached
+ * key never serves a batch that starts after the disable.
  */
-class BatchKeys extends Map<string, Handle> {
-  private readonly copies: Handle[] = [];
+class KeyCache {
+  private readonly copies = new Map<string, { h: Handle; owned: boolean }>();
+  /** Insertion order is recency order: a hit is moved to the end. */
+  private readonly derived = new Map<string, Handle>();
   constructor(
     private readonly p: Pkcs11,
-    private readonly s: Handle,
-  ) {
-    super();
+    readonly s: Handle,
+    /** TokenSession epoch the objects were made in (a login or a lost session ends it). */
+    readonly epoch: number,
+    private readonly max: number,
+  ) {}
+
+  private static vkey(name: string, v: string): string {
+    return `${name}\0${v}\0`;
   }
-  copy(h: Handle): Handle {
+
+  copyOf(name: string, v: string): Handle | undefined {
+    return this.copies.get(KeyCache.vkey(name, v))?.h;
+  }
+
+  /** A session copy of a token version key, or the token key itself if the token refuses copies. */
+  addCopy(name: string, v: string, tokenKey: Handle): Handle {
+    let c: { h: Handle; owned: boolean };
     try {
-      const c = this.p.C_CopyObject(this.s, h, [attr(P.CKA_TOKEN, false)]);
-      this.copies.push(c);
-      return c;
+      c = { h: this.p.C_CopyObject(this.s, tokenKey, [attr(P.CKA_TOKEN, false)]), owned: true };
     } catch {
       // A token that refuses copies (CKA_COPYABLE false) is used directly.
-      return h;
+      c = { h: tokenKey, owned: false };
+    }
+    this.copies.set(KeyCache.vkey(name, v), c);
+    return c.h;
+  }
+
+  derivedKey(name: string, v: string, digest: string): Handle | undefined {
+    const k = KeyCache.vkey(name, v) + digest;
+    const h = this.derived.get(k);
+    if (h) {
+      this.derived.delete(k);
+      this.derived.set(k, h);
+    }
+    return h;
+  }
+
+  /** Keeps a derived key; false when the cache holds none (size 0): the caller destroys it. */
+  addDerived(name: string, v: string, digest: string, h: Handle): boolean {
+    if (this.max <= 0) return false;
+    while (this.derived.size >= this.max) {
+      const [oldest, old] = this.derived.entries().next().value as [string, Handle];
+      this.derived.delete(oldest);
+      destroyQuietly(this.p, this.s, old);
+    }
+    this.derived.set(KeyCache.vkey(name, v) + digest, h);
+    return true;
+  }
+
+  /** Destroys the copy and derived keys of one version (or of every version of `name`). */
+  drop(name: string, v?: string): void {
+    const prefix = v === undefined ? `${name}\0` : KeyCache.vkey(name, v);
+    for (const [k, h] of this.derived) {
+      if (k.startsWith(prefix)) {
+        this.derived.delete(k);
+        destroyQuietly(this.p, this.s, h);
+      }
+    }
+    for (const [k, c] of this.copies) {
+      if (k.startsWith(prefix)) {
+        this.copies.delete(k);
+        if (c.owned) destroyQuietly(this.p, this.s, c.h);
+      }
     }
   }
-  destroy(): void {
-    for (const c of this.copies.splice(0)) destroyQuietly(this.p, this.s, c);
+
+  clear(): void {
+    for (const h of this.derived.values()) destroyQuietly(this.p, this.s, h);
+    for (const c of this.copies.values()) if (c.owned) destroyQuietly(this.p, this.s, c.h);
+    this.derived.clear();
+    this.copies.clear();
+  }
+
+  get size(): number {
+    return this.derived.size + [...this.copies.values()].filter((c) => c.owned).length;
   }
 }
+
+/** A cached session key turned out to be gone (logout elsewhere, session lost): redo the batch. */
+class StaleKeyCache extends Error {}
+
+const HANDLE_GONE = [
+  'CKR_KEY_HANDLE_INVALID',
+  'CKR_OBJECT_HANDLE_INVALID',
+  'CKR_WRAPPING_KEY_HANDLE_INVALID',
+  'CKR_UNWRAPPING_KEY_HANDLE_INVALID',
+];
 
 /**
  * KeyProvider for PKCS#11 tokens (tested on SoftHSM2). A managed key is a family of token
@@ -154,6 +237,9 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   private closed = false;
   private readonly refreshMs: number;
   private readonly cache = new Map<string, CachedFamily>();
+  /** rewrapMany's session objects, per session (hex handle). */
+  private readonly keyCaches = new Map<string, KeyCache>();
+  private readonly keyCacheSize: number;
 
   constructor(opts: Pkcs11ProviderOptions) {
     if (!opts.token || Buffer.byteLength(opts.token) > 32) {
@@ -164,6 +250,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     this.pin = Buffer.from(opts.pin);
     this.clock = opts.clock ?? systemClock;
     this.refreshMs = Math.max(0, opts.refreshIntervalMs ?? 1000);
+    this.keyCacheSize = Math.max(0, Math.floor(opts.derivedKeyCacheSize ?? 512));
     this.wrapMech =
       (opts.wrapMechanism ?? 'pad') === 'pad'
         ? { id: CKM_AES_KEY_WRAP_PAD, name: 'CKM_AES_KEY_WRAP_PAD' }
@@ -280,6 +367,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         Date.parse(v.destroyAt) <= now.getTime(),
     );
     if (due.length === 0) return fam;
+    this.dropKeyCache(name);
     for (const v of due) {
       for (const h of this.keyHandles(p, s, name, v.id)) p.C_DestroyObject(s, h);
     }
@@ -346,10 +434,10 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
    * trips over something the cache may have got wrong (an unknown version, a vanished
    * object), the key is read again and `fn` runs once more.
    */
-  private withFamily<T>(p: Pkcs11, s: Handle, name: string, fn: (c: CachedFamily) => T): T {
+  private withFamily<T>(p: Pkcs11, s: Handle, name: string, fn: (c: CachedFamily) => T, sweep = true): T {
     const hit = this.cache.get(name);
     if (!hit || performance.now() - hit.at >= this.refreshMs)
-      return fn(this.remember(name, this.load(p, s, name)));
+      return fn(this.remember(name, this.load(p, s, name, sweep)));
     try {
       return fn(hit);
     } catch (e) {
@@ -359,7 +447,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         isCkr(e, 'CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID');
       if (!stale) throw e;
       this.cache.delete(name);
-      return fn(this.remember(name, this.load(p, s, name)));
+      return fn(this.remember(name, this.load(p, s, name, sweep)));
     }
   }
 
@@ -450,8 +538,11 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
         attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
         attr(P.CKA_TOKEN, false),
-        attr(P.CKA_PRIVATE, true),
-        // Readable only for unwrap(); for rewrap the DEK stays sensitive and can only be wrapped.
+        // Readable only for unwrap(); for rewrap the DEK stays sensitive and can only be
+        // wrapped. A readable DEK is private; a sensitive one, which lives for one C_WrapKey
+        // call, is not: its value can never be read either way, and SoftHSM would otherwise
+        // encrypt and decrypt it with the token key (about a fifth of a rewrap's cost).
+        attr(P.CKA_PRIVATE, readable),
         attr(P.CKA_SENSITIVE, !readable),
         attr(P.CKA_EXTRACTABLE, true),
         ...NO_USE,
@@ -633,6 +724,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       throw new ValidationError(`unknown version state "${state}"`);
     return this.run(`set version ${version} of pkcs11 key "${name}" ${state}`, (p, s) => {
       this.cache.delete(name);
+      this.dropKeyCache(name);
       const fam = this.load(p, s, name);
       const vm = fam.meta.versions.find((v) => v.id === version);
       if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
@@ -670,6 +762,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     }
     return this.run(`schedule destruction of version ${version} of pkcs11 key "${name}"`, (p, s) => {
       this.cache.delete(name);
+      this.dropKeyCache(name);
       const fam = this.load(p, s, name);
       const vm = fam.meta.versions.find((v) => v.id === version);
       if (!vm) throw new NotFoundError(`pkcs11 key "${name}" has no version ${version}`);
@@ -771,62 +864,133 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     });
   }
 
+  /** The key cache of session `s`, new if the session's login epoch changed since it was filled. */
+  private keyCacheFor(p: Pkcs11, s: Handle): KeyCache {
+    const id = s.toString('hex');
+    const epoch = this.token?.epoch ?? 0;
+    let kc = this.keyCaches.get(id);
+    if (kc && kc.epoch !== epoch) {
+      kc.clear();
+      kc = undefined;
+    }
+    if (!kc) {
+      kc = new KeyCache(p, s, epoch, this.keyCacheSize);
+      this.keyCaches.set(id, kc);
+    }
+    return kc;
+  }
+
+  private dropKeyCache(name: string): void {
+    for (const kc of this.keyCaches.values()) kc.drop(name);
+  }
+
+  /**
+   * Destroys the session objects rewrapMany keeps between batches (version key copies and
+   * derived wrapping keys). They are also destroyed on close, on any lifecycle change of
+   * their key made through this provider, and as soon as the token refuses their version.
+   */
+  flushKeyCache(): void {
+    for (const kc of this.keyCaches.values()) kc.clear();
+    this.keyCaches.clear();
+  }
+
   /**
    * Many in-token rewraps in one synchronous loop on one session: the throughput path of the
    * re-wrap engine. A bad item (tampered, wrong context, disabled version) is reported in its
    * result and the others carry on; only a problem with the key or the target version throws.
+   * Metadata is trusted for `refreshIntervalMs`; whether a version may be used is read from
+   * its token object (CKA_DERIVE) at the start of every batch.
    */
   async rewrapMany(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]> {
     const name = this.nameOf(ref);
     return this.run(`rewrap ${items.length} DEK(s) of pkcs11 key "${name}"`, (p, s) => {
-      // No sweep: batches (often in worker processes) only read metadata. A version whose
-      // destruction is due is already unusable on the token (CKA_DERIVE false).
-      const fam = this.load(p, s, name, false);
-      const to = toVersion ?? fam.meta.primary;
-      const target = fam.meta.versions.find((v) => v.id === to);
-      if (target && target.state !== 'enabled') {
-        throw new ProviderError(
-          PROVIDER,
-          'CKR_KEY_FUNCTION_NOT_PERMITTED',
-          `rewrap to version ${to} of pkcs11 key "${name}": the version is ${target.state}`,
-        );
-      }
-      const keys = new BatchKeys(p, s);
-      try {
-        const toKey = keys.copy(this.versionKey(p, s, fam, to));
-        keys.set(to, toKey);
-        return this.rewrapItems(p, s, fam, items, toKey, to, keys);
-      } finally {
-        keys.destroy();
+      for (let attempt = 0; ; attempt++) {
+        const kc = this.keyCacheFor(p, s);
+        try {
+          // No sweep: batches (often in worker processes) only read metadata. A version whose
+          // destruction is due is already unusable on the token (CKA_DERIVE false).
+          return this.withFamily(p, s, name, (c) => this.rewrapBatch(p, s, kc, c, items, toVersion), false);
+        } catch (e) {
+          if (!(e instanceof StaleKeyCache)) throw e;
+          kc.clear();
+          this.keyCaches.delete(s.toString('hex'));
+          if (attempt > 0) throw e.cause;
+        }
       }
     });
   }
 
-  private rewrapItems(
+  private rewrapBatch(
     p: Pkcs11,
     s: Handle,
-    fam: Family,
+    kc: KeyCache,
+    c: CachedFamily,
     items: RewrapItem[],
-    toKey: Handle,
-    to: string,
-    keys: BatchKeys,
+    toVersion: string | undefined,
   ): RewrapItemResult[] {
-    const name = fam.meta.name;
-    const keyOf = (v: string): Handle => {
-      let h = keys.get(v);
-      if (!h) {
-        h = keys.copy(this.versionKey(p, s, fam, v));
-        keys.set(v, h);
+    const name = c.fam.meta.name;
+    const to = toVersion ?? c.fam.meta.primary;
+    const target = c.fam.meta.versions.find((v) => v.id === to);
+    if (target && target.state !== 'enabled') {
+      throw new ProviderError(
+        PROVIDER,
+        'CKR_KEY_FUNCTION_NOT_PERMITTED',
+        `rewrap to version ${to} of pkcs11 key "${name}": the version is ${target.state}`,
+      );
+    }
+    /** Versions checked on the token for this batch: the key to derive from, or why not. */
+    const checked = new Map<string, Handle | RekeyError>();
+    const versionCopy = (v: string, isTarget: boolean): Handle => {
+      let got = checked.get(v);
+      if (got === undefined) {
+        got = this.usableVersion(p, s, kc, c, v, isTarget);
+        checked.set(v, got);
       }
+      if (got instanceof Error) throw got;
+      return got;
+    };
+    const toCopy = versionCopy(to, true);
+    const wrappingKey = (v: string, copy: Handle, data: Buffer, temp: Handle[]): Handle => {
+      const digest = data.toString('latin1');
+      const hit = kc.derivedKey(name, v, digest);
+      if (hit) return hit;
+      const h = this.deriveWrappingKey(p, s, copy, data);
+      if (!kc.addDerived(name, v, digest, h)) temp.push(h);
       return h;
+    };
+    const mech = { mechanism: this.wrapMech.id };
+    const temp: Handle[] = [];
+    // Contexts repeat within a batch (tenants, tables): hash each distinct one once.
+    const dataOf = new Map<string, Buffer>();
+    const contextData = (ctx: WrapContext): Buffer => {
+      const values = Object.values(ctx);
+      if (!values.every((x) => typeof x === 'string')) return deriveData(ctx);
+      const k = JSON.stringify(ctx);
+      let d = dataOf.get(k);
+      if (!d) {
+        d = deriveData(ctx);
+        dataOf.set(k, d);
+      }
+      return d;
     };
     return items.map((item, i): RewrapItemResult => {
       const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
+      let dek: Handle | null = null;
       try {
-        return { ok: true, wrapped: this.rewrapOne(p, s, item, keyOf, toKey, to, what) };
+        const ct = decodeCiphertext(item.wrapped.ciphertext, what);
+        const data = contextData(item.ctx);
+        const from = item.wrapped.version;
+        const kOld = wrappingKey(from, from === to ? toCopy : versionCopy(from, false), data, temp);
+        dek = this.unwrapToSession(p, s, kOld, ct, false, what);
+        const kNew = wrappingKey(to, toCopy, data, temp);
+        // Output space only: the module writes the ciphertext and returns that slice, which is copied.
+        const out = p.C_WrapKey(s, mech, kNew, dek, Buffer.allocUnsafe(ct.length + 64));
+        return { ok: true, wrapped: { version: to, ciphertext: encodeCiphertext(out) } };
       } catch (e) {
         // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
         if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;
+        // A cached key (copy or derived) vanished under us: redo the batch once with fresh keys.
+        if (isCkr(e, ...HANDLE_GONE)) throw new StaleKeyCache('stale key cache', { cause: e });
         const err: RekeyError = translate(e, what);
         const pe = err instanceof ProviderError ? err : null;
         return {
@@ -838,13 +1002,57 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
             retryable: pe?.retryable ?? false,
           },
         };
+      } finally {
+        destroyQuietly(p, s, dek);
+        for (const h of temp.splice(0)) destroyQuietly(p, s, h);
       }
     });
+  }
+
+  /**
+   * Checks on the token that version `v` may still derive (CKA_DERIVE of its token object:
+   * cleared by a disable or a scheduled destruction, whatever process made it), and returns
+   * its session copy. A refused version loses its cached copy and derived keys. For the
+   * target, a refusal throws (the whole batch fails); for a source it is returned, and each
+   * item under that version reports it.
+   */
+  private usableVersion(
+    p: Pkcs11,
+    s: Handle,
+    kc: KeyCache,
+    c: CachedFamily,
+    v: string,
+    isTarget: boolean,
+  ): Handle | RekeyError {
+    const name = c.fam.meta.name;
+    try {
+      const tokenKey = this.cachedKey(p, s, c, v);
+      const derive = p.C_GetAttributeValue(s, tokenKey, [attr(P.CKA_DERIVE, undefined)])[0]!.value;
+      if (derive[0] !== 1) {
+        kc.drop(name, v);
+        throw new ProviderError(
+          PROVIDER,
+          'CKR_KEY_FUNCTION_NOT_PERMITTED',
+          `version ${v} of pkcs11 key "${name}" is disabled on the token`,
+        );
+      }
+      return kc.copyOf(name, v) ?? kc.addCopy(name, v, tokenKey);
+    } catch (e) {
+      if (isTarget) throw e;
+      if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;
+      if (isCkr(e, ...HANDLE_GONE)) {
+        // The token object is gone (destroyed elsewhere): read the metadata again next time.
+        kc.drop(name, v);
+        this.cache.delete(name);
+      }
+      return translate(e, `rewrap from version ${v} of pkcs11 key "${name}"`);
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.flushKeyCache();
     const t = this.token;
     this.token = null;
     t?.closeSync();

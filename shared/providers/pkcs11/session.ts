@@ -103,6 +103,12 @@ export class TokenSession {
   private readonly waiters: ((s: Handle) => void)[] = [];
   private openCount = 0;
   private closed = false;
+  /**
+   * Bumped on every login and every discarded session. Session objects kept across calls
+   * (the provider's key cache) are trusted only while the epoch they were made in lasts:
+   * a logout destroys private session objects, a closed session destroys its own.
+   */
+  private epochValue = 0;
 
   private constructor(
     private readonly opts: TokenOptions,
@@ -168,6 +174,10 @@ export class TokenSession {
     }
   }
 
+  get epoch(): number {
+    return this.epochValue;
+  }
+
   private loggedIn(s: Handle): boolean {
     try {
       return USER_STATES.has(this.p.C_GetSessionInfo(s).state);
@@ -177,6 +187,7 @@ export class TokenSession {
   }
 
   private login(s: Handle): void {
+    this.epochValue += 1;
     try {
       // The PIN becomes a JS string only for this call; pkcs11js takes nothing else.
       this.p.C_Login(s, pkcs11js.CKU_USER, this.opts.pin.toString('utf8'));
@@ -201,6 +212,7 @@ export class TokenSession {
   }
 
   private discard(s: Handle): void {
+    this.epochValue += 1;
     this.openCount -= 1;
     safe(() => this.p.C_CloseSession(s));
   }

@@ -30,11 +30,17 @@ function rawHandle(): { p: pkcs11js.PKCS11; s: Buffer; slot: Buffer; done(): voi
   return { p, s, slot, done: () => p.C_CloseSession(s) };
 }
 
-/** Session (non-token) objects currently alive in this process: DEKs and derived keys. */
-function sessionObjects(): number {
+/**
+ * Session (non-token) objects currently alive in this process: DEKs (generic secrets) and
+ * derived keys or version key copies (AES), or only those of `keyType`.
+ */
+function sessionObjects(keyType?: number): number {
   const r = rawHandle();
   try {
-    r.p.C_FindObjectsInit(r.s, [{ type: pkcs11js.CKA_TOKEN, value: false }]);
+    r.p.C_FindObjectsInit(r.s, [
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      ...(keyType === undefined ? [] : [{ type: pkcs11js.CKA_KEY_TYPE, value: keyType }]),
+    ]);
     const found = r.p.C_FindObjects(r.s, 1000);
     r.p.C_FindObjectsFinal(r.s);
     return found.length;
@@ -98,6 +104,10 @@ describe('token objects', () => {
       const out = await provider.unwrap(ref, moved[i]!, ctx);
       expect(Buffer.from(out).equals(deks[i]!)).toBe(true);
     }
+    // rewrapMany keeps its derived keys and version key copies for the next batch; no DEK survives.
+    expect(sessionObjects(pkcs11js.CKK_GENERIC_SECRET)).toBe(0);
+    expect(sessionObjects()).toBeGreaterThan(0);
+    provider.flushKeyCache();
     expect(sessionObjects()).toBe(0);
 
     const objs = hsm.listObjects('secrkey').filter((o) => o.label === name);
@@ -395,6 +405,8 @@ describe('rewrapMany', () => {
       expect(r.wrapped.version).toBe(v2.id);
       expect(Buffer.from(await provider.unwrap(ref, r.wrapped, ctx)).equals(deks[i]!)).toBe(true);
     }
+    expect(sessionObjects(pkcs11js.CKK_GENERIC_SECRET)).toBe(0);
+    provider.flushKeyCache();
     expect(sessionObjects()).toBe(0);
   });
 
@@ -423,5 +435,101 @@ describe('rewrapMany', () => {
     const whole = await rejection(provider.rewrapMany(ref, [{ wrapped: w2, ctx }], '1'));
     expect(whole).toBeInstanceOf(ProviderError);
     expect((whole as ProviderError).providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+  });
+
+  it('keeps derived keys between batches, bounded, and drops them when the token refuses their version', async () => {
+    const ref = await newKey('cache');
+    const contexts = Array.from({ length: 6 }, (_, i) => ({ tenant: `t${i}` }));
+    const deks = contexts.map(() => randomBytes(32));
+    const items = await Promise.all(
+      deks.map(async (d, i) => ({ wrapped: await provider.wrap(ref, d, contexts[i]!), ctx: contexts[i]! })),
+    );
+    await provider.rotate(ref);
+    provider.flushKeyCache();
+    const first = await provider.rewrapMany(ref, items, '2');
+    expect(first.every((r) => r.ok)).toBe(true);
+    // 6 contexts x 2 versions derived keys + 2 version key copies, no DEK.
+    expect(sessionObjects(pkcs11js.CKK_AES)).toBe(14);
+    expect(sessionObjects(pkcs11js.CKK_GENERIC_SECRET)).toBe(0);
+    const second = await provider.rewrapMany(ref, items, '2');
+    expect(second.map((r) => r.ok && Buffer.from(r.wrapped.ciphertext).toString('hex'))).toEqual(
+      first.map((r) => r.ok && Buffer.from(r.wrapped.ciphertext).toString('hex')),
+    );
+    expect(sessionObjects(pkcs11js.CKK_AES)).toBe(14);
+
+    // Another provider (as another process would) disables version 1: no cached key serves it.
+    const other = await Pkcs11Provider.open({
+      id: 'hsm-3',
+      module: hsm.module,
+      token: hsm.label,
+      pin: hsm.pin,
+    });
+    try {
+      await other.setVersionState(ref, '1', 'disabled');
+      const refused = await provider.rewrapMany(ref, items, '2');
+      for (const r of refused) {
+        expect(r.ok).toBe(false);
+        if (!r.ok) expect(r.error.providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+      }
+      // Version 1's copy and its 6 derived keys are gone; version 2's stay.
+      expect(sessionObjects(pkcs11js.CKK_AES)).toBe(7);
+      await other.setVersionState(ref, '1', 'enabled');
+      const back = await provider.rewrapMany(ref, items, '2');
+      expect(back.every((r) => r.ok)).toBe(true);
+
+      // A disabled target fails the whole batch even while this provider's metadata says enabled.
+      const moved = back.map((r, i) => ({
+        wrapped: r.ok ? r.wrapped : items[i]!.wrapped,
+        ctx: items[i]!.ctx,
+      }));
+      const toOne = await provider.rewrapMany(ref, moved, '1');
+      expect(toOne.every((r) => r.ok)).toBe(true);
+      await other.setVersionState(ref, '1', 'disabled');
+      const whole = await rejection(provider.rewrapMany(ref, moved, '1'));
+      expect((whole as ProviderError).providerCode).toBe('CKR_KEY_FUNCTION_NOT_PERMITTED');
+    } finally {
+      await other.close();
+    }
+    provider.flushKeyCache();
+
+    // Bounded: with room for 4 derived keys, 6 contexts still all move and at most 4 stay.
+    const small = await Pkcs11Provider.open({
+      id: 'hsm-4',
+      module: hsm.module,
+      token: hsm.label,
+      pin: hsm.pin,
+      derivedKeyCacheSize: 4,
+    });
+    try {
+      await small.setVersionState(ref, '1', 'enabled');
+      const res = await small.rewrapMany(ref, items, '2');
+      expect(res.every((r) => r.ok)).toBe(true);
+      expect(sessionObjects(pkcs11js.CKK_AES)).toBe(4 + 2);
+      for (let i = 0; i < res.length; i++) {
+        const r = res[i]!;
+        if (!r.ok) throw new Error(r.error.message);
+        expect(Buffer.from(await small.unwrap(ref, r.wrapped, contexts[i]!)).equals(deks[i]!)).toBe(true);
+      }
+    } finally {
+      await small.close();
+    }
+    expect(sessionObjects()).toBe(0);
+  });
+
+  it('a logout under the cache (private session objects destroyed) costs a re-login, not failed items', async () => {
+    const ref = await newKey('cache-logout');
+    const dek = randomBytes(32);
+    const w = await provider.wrap(ref, dek, ctx);
+    await provider.rotate(ref);
+    expect((await provider.rewrapMany(ref, [{ wrapped: w, ctx }], '2'))[0]!.ok).toBe(true);
+    const r = rawHandle();
+    try {
+      r.p.C_Logout(r.s);
+    } finally {
+      r.done();
+    }
+    const again = await provider.rewrapMany(ref, [{ wrapped: w, ctx }], '2');
+    if (!again[0]!.ok) throw new Error(again[0]!.error.message);
+    expect(Buffer.from(await provider.unwrap(ref, again[0]!.wrapped, ctx)).equals(dek)).toBe(true);
   });
 });
