@@ -15,7 +15,6 @@ import { AwsKmsProvider } from '../shared/providers/aws/AwsKmsProvider.js';
 import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from '../shared/stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from '../shared/stores/sqlite/SqliteStateStore.js';
-import { startAwsEmulator } from '../test/emulators/aws/index.js';
 
 const COLUMNS = { id: 'id', key: 'kek_ref', version: 'kek_version', wrapped: 'wrapped_dek', context: 'aad' };
 const CONCURRENCY = 32;
@@ -34,9 +33,44 @@ async function pool<T>(n: number, inFlight: number, fn: (i: number) => Promise<T
   return out;
 }
 
+/**
+ * The AWS emulator in its own process (as users run it: `npm run emulator:aws`), so the client
+ * and the server do not share one core; controlled through its HTTP control API.
+ */
+async function startEmulatorProcess(): Promise<{
+  endpoint: string;
+  control(path: string, body?: unknown): Promise<{ counts: Record<string, number> }>;
+  stop(): void;
+}> {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const main = fileURLToPath(new URL('../test/emulators/aws/main.js', import.meta.url));
+  const child = spawn(process.execPath, [main, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const endpoint = await new Promise<string>((resolveUrl, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+      if (m) resolveUrl(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`emulator exited (${code})`)));
+  });
+  return {
+    endpoint,
+    async control(path, body) {
+      const r = await fetch(
+        `${endpoint}/_emulator/${path}`,
+        body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) },
+      );
+      return (await r.json()) as { counts: Record<string, number> };
+    },
+    stop: () => child.kill(),
+  };
+}
+
 /** Re-wrap through ReEncrypt: with a quota Q (achieved share, throttled share) and without (ratio to a raw loop). */
 async function aws(n: number, quota: number) {
-  const emu = await startAwsEmulator();
+  const emu = await startEmulatorProcess();
   const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-aws-'));
   const credentials = { accessKeyId: 'bench', secretAccessKey: 'bench' };
   const client = new KMSClient({ region: 'us-east-1', endpoint: emu.endpoint, credentials, maxAttempts: 1 });
@@ -48,6 +82,7 @@ async function aws(n: number, quota: number) {
     credentials,
     maxAttempts: 1,
   });
+  const reEncrypts = async () => ((await emu.control('requests')).counts['kms.ReEncrypt'] ?? 0) as number;
   try {
     const state = SqliteStateStore.open(join(dir, 'state.db'));
     const run = async (label: string, withQuota: boolean) => {
@@ -85,9 +120,14 @@ async function aws(n: number, quota: number) {
         );
         rawRate = n / ((performance.now() - t) / 1000);
       }
-      emu.faults.reset();
-      if (withQuota) emu.faults.set({ cryptoRequestsPerSecond: quota, cryptoBurst: Math.max(1, quota / 10) });
-      const before = emu.requestCounts['kms.ReEncrypt'] ?? 0;
+      await emu.control(
+        'faults',
+        withQuota
+          ? { cryptoRequestsPerSecond: quota, cryptoBurst: Math.max(1, quota / 10) }
+          : { cryptoRequestsPerSecond: null, cryptoBurst: null },
+      );
+      const throttled0 = ((await emu.control('faults')).counts.quota ?? 0) as number;
+      const before = await reEncrypts();
       const t0 = performance.now();
       const job = await runRewrapJob({
         job: {
@@ -113,9 +153,9 @@ async function aws(n: number, quota: number) {
         now: () => new Date(),
       });
       const s = (performance.now() - t0) / 1000;
-      const calls = (emu.requestCounts['kms.ReEncrypt'] ?? 0) - before;
-      const throttled = emu.faults.counts.quota ?? 0;
-      emu.faults.reset();
+      const calls = (await reEncrypts()) - before;
+      const throttled = (((await emu.control('faults')).counts.quota ?? 0) as number) - throttled0;
+      await emu.control('faults', { cryptoRequestsPerSecond: null, cryptoBurst: null });
       await store.close?.();
       if (job.counts.rewrapped !== n) throw new Error(`aws bench: re-wrapped ${job.counts.rewrapped}/${n}`);
       return { seconds: s, perSecond: n / s, calls, throttled, rawRate };
@@ -124,13 +164,13 @@ async function aws(n: number, quota: number) {
     const free = await run('free', false);
     await state.close?.();
     return {
-      scenario: 'aws ReEncrypt re-wrap',
+      scenario: 'aws ReEncrypt re-wrap (emulator in its own process)',
       n,
       quota,
       withQuota: {
         perSecond: Math.round(q.perSecond),
         ofQuota: Math.round((q.perSecond / quota) * 1000) / 1000,
-        throttledShare: Math.round((q.throttled / q.calls) * 10000) / 10000,
+        throttledShare: Math.round((q.throttled / Math.max(1, q.calls)) * 10000) / 10000,
       },
       noQuota: {
         perSecond: Math.round(free.perSecond),
@@ -141,7 +181,7 @@ async function aws(n: number, quota: number) {
   } finally {
     await provider.close?.();
     client.destroy();
-    await emu.close();
+    emu.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -365,7 +405,8 @@ async function gcp(n: number, perMinute: number) {
     ...gcpEndpointOptions(`${emu.endpoint.host}:${emu.endpoint.port}`),
     libraryRetries: false,
   });
-  const client = (provider as unknown as { client: { decrypt: Function; encrypt: Function } }).client;
+  type Rpc = (req: Record<string, unknown>) => Promise<[{ plaintext?: Uint8Array }]>;
+  const client = (provider as unknown as { client: { decrypt: Rpc; encrypt: Rpc } }).client;
   try {
     return await inMemoryProviderBench({
       label: 'gcp',
