@@ -240,6 +240,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   /** rewrapMany's session objects, per session (hex handle). */
   private readonly keyCaches = new Map<string, KeyCache>();
   private readonly keyCacheSize: number;
+  private readonly dataMemo = new Map<string, Buffer>();
 
   constructor(opts: Pkcs11ProviderOptions) {
     if (!opts.token || Buffer.byteLength(opts.token) > 32) {
@@ -864,6 +865,23 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     });
   }
 
+  /**
+   * Derivation data of a context, remembered across batches (contexts repeat: tenants,
+   * tables). The digest of a context is no secret; the map is bounded and simply emptied
+   * when full. Only all-string contexts are remembered, so the JSON key identifies them.
+   */
+  private contextData(ctx: WrapContext): Buffer {
+    for (const k in ctx) if (typeof ctx[k] !== 'string') return deriveData(ctx);
+    const key = JSON.stringify(ctx);
+    let d = this.dataMemo.get(key);
+    if (!d) {
+      d = deriveData(ctx);
+      if (this.dataMemo.size >= 4096) this.dataMemo.clear();
+      this.dataMemo.set(key, d);
+    }
+    return d;
+  }
+
   /** The key cache of session `s`, new if the session's login epoch changed since it was filled. */
   private keyCacheFor(p: Pkcs11, s: Handle): KeyCache {
     const id = s.toString('hex');
@@ -960,31 +978,20 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     };
     const mech = { mechanism: this.wrapMech.id };
     const temp: Handle[] = [];
-    // Contexts repeat within a batch (tenants, tables): hash each distinct one once.
-    const dataOf = new Map<string, Buffer>();
-    const contextData = (ctx: WrapContext): Buffer => {
-      const values = Object.values(ctx);
-      if (!values.every((x) => typeof x === 'string')) return deriveData(ctx);
-      const k = JSON.stringify(ctx);
-      let d = dataOf.get(k);
-      if (!d) {
-        d = deriveData(ctx);
-        dataOf.set(k, d);
-      }
-      return d;
-    };
+    // C_WrapKey writes into this and returns the written slice, which encodeCiphertext copies.
+    let outBuf = Buffer.alloc(256);
     return items.map((item, i): RewrapItemResult => {
       const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
       let dek: Handle | null = null;
       try {
         const ct = decodeCiphertext(item.wrapped.ciphertext, what);
-        const data = contextData(item.ctx);
+        const data = this.contextData(item.ctx);
         const from = item.wrapped.version;
         const kOld = wrappingKey(from, from === to ? toCopy : versionCopy(from, false), data, temp);
         dek = this.unwrapToSession(p, s, kOld, ct, false, what);
         const kNew = wrappingKey(to, toCopy, data, temp);
-        // Output space only: the module writes the ciphertext and returns that slice, which is copied.
-        const out = p.C_WrapKey(s, mech, kNew, dek, Buffer.allocUnsafe(ct.length + 64));
+        if (outBuf.length < ct.length + 64) outBuf = Buffer.alloc(ct.length + 64);
+        const out = p.C_WrapKey(s, mech, kNew, dek, outBuf);
         return { ok: true, wrapped: { version: to, ciphertext: encodeCiphertext(out) } };
       } catch (e) {
         // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
