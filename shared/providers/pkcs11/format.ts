@@ -173,5 +173,6 @@ export function decodeCiphertext(ct: Uint8Array, what: string): Buffer {
   if (ct.length < 17 || ct[0] !== CT_FORMAT || (ct.length - 1) % 8 !== 0) {
     throw new ProviderError(PROVIDER, 'CKR_WRAPPED_KEY_LEN_RANGE', `${what}: not a rekey PKCS#11 ciphertext`);
   }
-  return Buffer.from(ct.subarray(1));
+  // A view, not a copy: the module only reads it.
+  return Buffer.from(ct.buffer, ct.byteOffset + 1, ct.length - 1);
 }
