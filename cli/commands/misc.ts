@@ -14,7 +14,7 @@ import { createMasterKeyFile } from '../../shared/providers/local/masterKey.js';
 import { exportAudit, exportAuditToFile } from '../../shared/telemetry/siem/exportAudit.js';
 import { hmacSignerFromSecrets } from '../../shared/telemetry/siem/hmacSigner.js';
 import { EXIT } from '../exitCodes.js';
-import { makeOutput, table } from '../output.js';
+import { makeOutput } from '../output.js';
 import { packageRoot } from '../packageRoot.js';
 import { type GlobalOptions, withSession } from '../session.js';
 import { REKEY_VERSION } from '../version.js';
