@@ -111,6 +111,32 @@ const NO_USE = [
   attr(P.CKA_DERIVE, false),
 ];
 
+/** Unwrapped DEK for unwrap(): readable (its value is read back and checked), private. */
+const READABLE_DEK_TEMPLATE: pkcs11js.Template = [
+  attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+  attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
+  attr(P.CKA_TOKEN, false),
+  attr(P.CKA_PRIVATE, true),
+  attr(P.CKA_SENSITIVE, false),
+  attr(P.CKA_EXTRACTABLE, true),
+  ...NO_USE,
+];
+
+/**
+ * Unwrapped DEK for rewrap: sensitive, so it can only be wrapped again. It is not private: it
+ * lives for one C_WrapKey call, its value can never be read either way, and SoftHSM would
+ * otherwise encrypt and decrypt it with the token key (about a fifth of a rewrap's cost).
+ */
+const SEALED_DEK_TEMPLATE: pkcs11js.Template = [
+  attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
+  attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
+  attr(P.CKA_TOKEN, false),
+  attr(P.CKA_PRIVATE, false),
+  attr(P.CKA_SENSITIVE, true),
+  attr(P.CKA_EXTRACTABLE, true),
+  ...NO_USE,
+];
+
 /**
  * Session objects rewrapMany keeps between batches on one session, so the steady state of a
  * re-wrap is one C_UnwrapKey, one C_WrapKey and one C_DestroyObject per DEK:
@@ -233,6 +259,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   private readonly pin: Buffer;
   private readonly clock: Clock;
   private readonly wrapMech: { id: number; name: string };
+  private readonly wrapMechParams: pkcs11js.Mechanism;
   private token: TokenSession | null = null;
   private closed = false;
   private readonly refreshMs: number;
@@ -256,6 +283,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       (opts.wrapMechanism ?? 'pad') === 'pad'
         ? { id: CKM_AES_KEY_WRAP_PAD, name: 'CKM_AES_KEY_WRAP_PAD' }
         : { id: CKM_AES_KEY_WRAP_KWP, name: 'CKM_AES_KEY_WRAP_KWP' };
+    this.wrapMechParams = { mechanism: this.wrapMech.id };
   }
 
   /** Opens the token now, so a bad module, label, mechanism set or PIN is reported here. */
@@ -535,19 +563,13 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     what: string,
   ): Handle {
     try {
-      return p.C_UnwrapKey(s, { mechanism: this.wrapMech.id }, kw, ct, [
-        attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
-        attr(P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
-        attr(P.CKA_TOKEN, false),
-        // Readable only for unwrap(); for rewrap the DEK stays sensitive and can only be
-        // wrapped. A readable DEK is private; a sensitive one, which lives for one C_WrapKey
-        // call, is not: its value can never be read either way, and SoftHSM would otherwise
-        // encrypt and decrypt it with the token key (about a fifth of a rewrap's cost).
-        attr(P.CKA_PRIVATE, readable),
-        attr(P.CKA_SENSITIVE, !readable),
-        attr(P.CKA_EXTRACTABLE, true),
-        ...NO_USE,
-      ]);
+      return p.C_UnwrapKey(
+        s,
+        this.wrapMechParams,
+        kw,
+        ct,
+        readable ? READABLE_DEK_TEMPLATE : SEALED_DEK_TEMPLATE,
+      );
     } catch (e) {
       if (
         isCkr(
@@ -976,7 +998,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       if (!kc.addDerived(name, v, digest, h)) temp.push(h);
       return h;
     };
-    const mech = { mechanism: this.wrapMech.id };
+    const mech = this.wrapMechParams;
     const temp: Handle[] = [];
     // C_WrapKey writes into this and returns the written slice, which encodeCiphertext copies.
     let outBuf = Buffer.alloc(256);
