@@ -228,10 +228,6 @@ class KeyCache {
     this.derived.clear();
     this.copies.clear();
   }
-
-  get size(): number {
-    return this.derived.size + [...this.copies.values()].filter((c) => c.owned).length;
-  }
 }
 
 /** A cached session key turned out to be gone (logout elsewhere, session lost): redo the batch. */
