@@ -144,7 +144,8 @@ async function runChildren(
   const parent = (await ctx.state.getRewrapJob(spec.jobId))!;
   const total = await pendingDeks(ctx, spec);
   while (running) {
-    await new Promise((r) => setTimeout(r, 500));
+    // Wake at the next poll or as soon as every worker has exited, whichever is first.
+    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 500))]);
     const counts = sumCounts(await workJobs(ctx, parent));
     ctx.onProgress?.({
       kind: 'rewrap',
