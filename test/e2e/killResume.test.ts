@@ -76,7 +76,7 @@ describe('kill -9 during re-wrap, then resume', () => {
           '--batch',
           '200',
           '--rate',
-          '4000',
+          '2000',
         ],
         { stdio: 'ignore' },
       );
