@@ -80,7 +80,7 @@ describe('kill -9 during re-wrap, then resume', () => {
         ],
         { stdio: 'ignore' },
       );
-      await new Promise((r) => setTimeout(r, 250 + Math.random() * 700));
+      await new Promise((r) => setTimeout(r, 400 + Math.random() * 1000));
       child.kill('SIGKILL');
       await new Promise((r) => child.on('exit', r));
       progress.push((await store.countByVersion('local://k'))['2'] ?? 0);
