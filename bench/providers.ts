@@ -3,7 +3,7 @@
  * `node dist/bench/providers.js aws N Q` prints one JSON line (run via bench/run.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EncryptCommand, KMSClient, ReEncryptCommand } from '@aws-sdk/client-kms';
@@ -275,12 +275,76 @@ async function postgres(n: number) {
     await store.close();
     await provider.close();
     await state.close?.();
+
+    // The shipped command on the same table: `rekey rewrap --workers 2` (two processes on
+    // id-range shards, each with its own connection pool).
+    const { spawnSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { createMasterKeyFile } = await import('../shared/providers/local/masterKey.js');
+    const bin = fileURLToPath(new URL('../../bin/rekey.js', import.meta.url));
+    const ws = join(dir, 'ws');
+    mkdirSync(ws);
+    createMasterKeyFile(join(ws, 'master.key'));
+    const cli2 = new LocalKmsProvider({
+      id: 'local',
+      keystorePath: join(ws, 'kms.db'),
+      masterKey: readFileSync(join(ws, 'master.key')),
+    });
+    const k2 = await cli2.createKey({ name: 'bench2' });
+    const ref2 = parseKeyRef(k2.ref);
+    const store2 = new PostgresDekStore({ id: 'pg', url: cluster.url, table: 'data_keys', columns: COLUMNS });
+    for (let start = 0; start < n; start += 10_000) {
+      const batch: DekRecord[] = [];
+      for (let i = start; i < Math.min(n, start + 10_000); i++) {
+        const w = await cli2.wrap(ref2, randomBytes(32), { t: String(i % 100) });
+        batch.push({
+          id: `e${String(i).padStart(8, '0')}`,
+          keyRef: k2.ref,
+          version: w.version,
+          wrapped: w.ciphertext,
+          context: { t: String(i % 100) },
+        });
+      }
+      await store2.insertMany(batch);
+    }
+    await cli2.rotate(ref2);
+    await cli2.close();
+    await store2.close();
+    writeFileSync(
+      join(ws, 'rekey.yaml'),
+      `version: 1\nproviders:\n  local: { type: local }\nstores:\n  pg: { type: postgres, url: env:REKEY_BENCH_PG, table: data_keys }\n`,
+    );
+    const r = spawnSync(
+      process.execPath,
+      [
+        bin,
+        '--config',
+        join(ws, 'rekey.yaml'),
+        '--json',
+        '-q',
+        'rewrap',
+        k2.ref,
+        '--verify',
+        'none',
+        '--workers',
+        '2',
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, REKEY_BENCH_PG: cluster.url },
+      },
+    );
+    if (r.status !== 0) throw new Error(`rekey rewrap on postgres failed: ${r.stderr}`);
+    const two = JSON.parse(r.stdout) as { totals: { rewrapped: number }; perSecond: number };
+    if (two.totals.rewrapped !== n) throw new Error(`pg cli bench: re-wrapped ${two.totals.rewrapped}/${n}`);
     return {
       scenario: 'postgres re-wrap',
       n,
       perSecond: Math.round(n / s),
       rawCasPerSecond: Math.round(raw),
       ratioToRaw: Math.round((n / s / raw) * 100) / 100,
+      twoWorkersPerSecond: two.perSecond,
+      twoWorkersRatioToRaw: Math.round((two.perSecond / raw) * 100) / 100,
     };
   } finally {
     await client.end();
