@@ -10,7 +10,7 @@ import { EncryptCommand, KMSClient, ReEncryptCommand } from '@aws-sdk/client-kms
 import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
 import type { KeyCreator, KeyProvider } from '../shared/core/ports/KeyProvider.js';
-import { runRewrapJob } from '../shared/core/rewrap/rewrapJob.js';
+import { newRewrapJob, runRewrapJob } from '../shared/core/rewrap/rewrapJob.js';
 import { AwsKmsProvider } from '../shared/providers/aws/AwsKmsProvider.js';
 import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from '../shared/stores/sqlite/SqliteDekStore.js';
@@ -130,18 +130,7 @@ async function aws(n: number, quota: number) {
       const before = await reEncrypts();
       const t0 = performance.now();
       const job = await runRewrapJob({
-        job: {
-          id: label,
-          keyRef: key.ref,
-          storeId: label,
-          fromVersions: [],
-          toVersion: v2.id,
-          status: 'running',
-          cursor: null,
-          counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-          failures: [],
-          updatedAt: new Date().toISOString(),
-        },
+        job: newRewrapJob({ id: label, keyRef: key.ref, storeId: label, toVersion: v2.id, now: new Date() }),
         ref,
         provider,
         store,
@@ -250,18 +239,7 @@ async function postgres(n: number) {
     const v2 = await provider.rotate(ref);
     const t1 = performance.now();
     const job = await runRewrapJob({
-      job: {
-        id: 'pg',
-        keyRef: key.ref,
-        storeId: 'pg',
-        fromVersions: [],
-        toVersion: v2.id,
-        status: 'running',
-        cursor: null,
-        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-        failures: [],
-        updatedAt: new Date().toISOString(),
-      },
+      job: newRewrapJob({ id: 'pg', keyRef: key.ref, storeId: 'pg', toVersion: v2.id, now: new Date() }),
       ref,
       provider,
       store,
@@ -353,19 +331,8 @@ async function postgres(n: number) {
   }
 }
 
-type Job = Parameters<typeof runRewrapJob>[0]['job'];
-const newJob = (id: string, keyRef: string, toVersion: string): Job => ({
-  id,
-  keyRef,
-  storeId: id,
-  fromVersions: [],
-  toVersion,
-  status: 'running',
-  cursor: null,
-  counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-  failures: [],
-  updatedAt: new Date().toISOString(),
-});
+const newJob = (id: string, keyRef: string, toVersion: string) =>
+  newRewrapJob({ id, keyRef, storeId: id, toVersion, now: new Date() });
 
 /**
  * A provider without server-side re-encrypt (GCP, Azure): seed, rotate, then re-wrap with a

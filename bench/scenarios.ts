@@ -13,7 +13,7 @@ import { ProviderError } from '../shared/core/errors.js';
 import { evaluate } from '../shared/core/plan/evaluate.js';
 import { loadConfig } from '../shared/core/policy/load.js';
 import type { DekRecord } from '../shared/core/ports/DekStore.js';
-import { runRewrapJob, type VerifyMode } from '../shared/core/rewrap/rewrapJob.js';
+import { newRewrapJob, runRewrapJob, type VerifyMode } from '../shared/core/rewrap/rewrapJob.js';
 import { LocalKmsProvider } from '../shared/providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from '../shared/stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from '../shared/stores/sqlite/SqliteStateStore.js';
@@ -139,18 +139,7 @@ async function rekeyRewrap(n: number, verifyText: string): Promise<Result> {
         : { sample: Number(verifyText.replace(/[^0-9.]/g, '')) / 100 };
     const t1 = performance.now();
     const job = await runRewrapJob({
-      job: {
-        id: 'bench',
-        keyRef: key.ref,
-        storeId: 'app',
-        fromVersions: [],
-        toVersion: v2.id,
-        status: 'running',
-        cursor: null,
-        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-        failures: [],
-        updatedAt: new Date().toISOString(),
-      },
+      job: newRewrapJob({ id: 'bench', keyRef: key.ref, storeId: 'app', toVersion: v2.id, now: new Date() }),
       ref,
       provider,
       store,
@@ -325,18 +314,7 @@ async function rateAccuracy(n: number, rate: number, configured: boolean): Promi
     const { provider, stats } = quotaProvider(inner, rate);
     const t0 = performance.now();
     const job = await runRewrapJob({
-      job: {
-        id: 'rate',
-        keyRef: key.ref,
-        storeId: 'app',
-        fromVersions: [],
-        toVersion: v2.id,
-        status: 'running',
-        cursor: null,
-        counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-        failures: [],
-        updatedAt: new Date().toISOString(),
-      },
+      job: newRewrapJob({ id: 'rate', keyRef: key.ref, storeId: 'app', toVersion: v2.id, now: new Date() }),
       ref,
       provider,
       store,

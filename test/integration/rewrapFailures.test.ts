@@ -6,7 +6,7 @@ import type { KeyProvider } from '../../shared/core/ports/KeyProvider.js';
 import { MemoryMetrics } from '../../shared/core/ports/MetricsSink.js';
 import type { RewrapJob } from '../../shared/core/ports/StateStore.js';
 import { AdaptiveRate } from '../../shared/core/rewrap/adaptiveRate.js';
-import { runRewrapJob } from '../../shared/core/rewrap/rewrapJob.js';
+import { newRewrapJob, runRewrapJob } from '../../shared/core/rewrap/rewrapJob.js';
 import { lostDeks, type TestWorkspace, testWorkspace } from '../support/workspace.js';
 
 let w: TestWorkspace | undefined;
@@ -16,18 +16,13 @@ afterEach(async () => {
 });
 
 function newJob(keyRef: string, toVersion: string): RewrapJob {
-  return {
+  return newRewrapJob({
     id: `job-${randomBytes(4).toString('hex')}`,
     keyRef,
     storeId: 'app',
-    fromVersions: [],
     toVersion,
-    status: 'running',
-    cursor: null,
-    counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0 },
-    failures: [],
-    updatedAt: new Date().toISOString(),
-  };
+    now: new Date(),
+  });
 }
 
 /** A provider that throttles and fails some calls, like a KMS under a storm. */

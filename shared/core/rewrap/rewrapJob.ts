@@ -9,6 +9,29 @@ import { AdaptiveRate } from './adaptiveRate.js';
 
 export type VerifyMode = 'full' | 'none' | { sample: number };
 
+/** A job that has not started: nothing scanned, cursor at the beginning. */
+export function newRewrapJob(spec: {
+  id: string;
+  keyRef: string;
+  storeId: string;
+  toVersion: string;
+  fromVersions?: string[];
+  now: Date;
+}): RewrapJob {
+  return {
+    id: spec.id,
+    keyRef: spec.keyRef,
+    storeId: spec.storeId,
+    fromVersions: spec.fromVersions ?? [],
+    toVersion: spec.toVersion,
+    status: 'running',
+    cursor: null,
+    counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0, retried: 0, throttled: 0 },
+    failures: [],
+    updatedAt: spec.now.toISOString(),
+  };
+}
+
 export interface RewrapProgress {
   jobId: string;
   storeId: string;

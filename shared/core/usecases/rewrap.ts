@@ -5,7 +5,7 @@ import { parseVerify } from '../policy/values.js';
 import type { DekScanQuery } from '../ports/DekStore.js';
 import type { RewrapCounts, RewrapJob } from '../ports/StateStore.js';
 import { AdaptiveRate } from '../rewrap/adaptiveRate.js';
-import { runRewrapJob, type VerifyMode } from '../rewrap/rewrapJob.js';
+import { newRewrapJob, runRewrapJob, type VerifyMode } from '../rewrap/rewrapJob.js';
 import { acquireLease, providerById, providerForRef, type RekeyContext, storeById } from './context.js';
 
 /** What one re-wrap job moves: one key's DEKs in one store, from older versions to `toVersion`. */
@@ -63,17 +63,15 @@ export async function pendingDeks(ctx: RekeyContext, spec: Omit<RewrapSpec, 'job
  * Idempotent: the same spec and id always yield the same job and shards.
  */
 export async function prepareRewrapJob(ctx: RekeyContext, spec: RewrapSpec, shards = 1): Promise<RewrapJob> {
-  const base = {
+  const { id: _id, ...base } = newRewrapJob({
+    id: spec.jobId,
     keyRef: spec.keyRef,
     storeId: spec.storeId,
-    fromVersions: spec.fromVersions,
     toVersion: spec.toVersion,
-    status: 'running' as const,
-    cursor: null,
-    counts: zero(),
-    failures: [],
-    updatedAt: ctx.clock.now().toISOString(),
-  };
+    fromVersions: spec.fromVersions,
+    now: ctx.clock.now(),
+  });
+
   const existing = await ctx.state.getRewrapJob(spec.jobId);
   if (existing) return existing;
   const store = storeById(ctx, spec.storeId);
