@@ -184,6 +184,18 @@ function evaluateKey(
     }
   }
 
+  // Version limits (Key Vault backups fail above 500 versions; Managed HSM holds 100).
+  const limit = caps?.maxVersions;
+  const atLimit = limit !== undefined && key.versions.length >= limit;
+  if (limit !== undefined && key.versions.length >= Math.floor(limit * 0.9)) {
+    findings.push({
+      ...base,
+      kind: 'version_limit',
+      severity: atLimit ? 'critical' : 'warning',
+      message: `${key.versions.length} versions of at most ${limit}${atLimit ? ': rekey will not rotate it again' : ''}; versions that cannot be deleted count towards the limit`,
+    });
+  }
+
   // 1. Rotation.
   let rotating = false;
   if (policy.rotate) {
@@ -203,7 +215,9 @@ function evaluateKey(
     const age = ageDays(rotatedAt, now);
     if (dueAt.getTime() <= now.getTime()) {
       const window = policy.rotate.window;
-      if (window && !inWindow(window, now)) {
+      if (atLimit) {
+        // Reported above: a rotation would fail (or break backups); nothing to plan.
+      } else if (window && !inWindow(window, now)) {
         findings.push({
           ...base,
           kind: 'outside_window',

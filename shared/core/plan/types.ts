@@ -15,7 +15,8 @@ export type FindingKind =
   | 'unmanaged_key'
   | 'shadowed_policy'
   | 'key_disabled'
-  | 'compromised_version';
+  | 'compromised_version'
+  | 'version_limit';
 
 export type Severity = 'info' | 'warning' | 'critical';
 

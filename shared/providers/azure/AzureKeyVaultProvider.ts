@@ -152,7 +152,10 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
   capabilities(): ProviderCapabilities {
     const anyHsm = this.hosts.some((h) => kindOf(h) === 'managedhsm');
     return {
-      autoRotation: { ...AUTO_ROTATION },
+      // Managed HSM sends no Event Grid events and its rotation is best driven by rekey: a
+      // provider made only of Managed HSMs rotates on demand (configure vaults and Managed
+      // HSMs as separate providers to get both behaviours).
+      ...(this.hosts.every((h) => kindOf(h) === 'managedhsm') ? {} : { autoRotation: { ...AUTO_ROTATION } }),
       serverSideRewrap: false,
       choosePrimary: false,
       destroyDelayDays: { min: 0, max: 0 },
@@ -451,6 +454,13 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
 
   async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
     const r = this.refOf(ref);
+    if (periodDays !== null && r.kind === 'managedhsm') {
+      throw new ProviderError(
+        this.id,
+        'UnsupportedOperation',
+        `${r.uri}: rekey rotates Managed HSM keys on demand; it sets no rotation policy there`,
+      );
+    }
     if (periodDays !== null) {
       if (
         !Number.isInteger(periodDays) ||

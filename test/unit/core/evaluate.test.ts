@@ -169,6 +169,30 @@ describe('evaluate', () => {
     expect(by('disable_version')).toMatchObject({ monthly: 0 });
   });
 
+  it('tracks version limits: warns near the limit, never rotates past it', () => {
+    const caps = { ...CAPS, maxVersions: 10 };
+    const near = evaluate({
+      keys: [key('a', [900, 800, 700, 600, 500, 400, 300, 200, 120])],
+      config: config(BASIC),
+      now: NOW,
+      census: new Map(),
+      capabilities: { p: caps },
+      inventoryId: 'i',
+    });
+    expect(near.findings.find((f) => f.kind === 'version_limit')).toMatchObject({ severity: 'warning' });
+    expect(near.actions.some((a) => a.type === 'rotate')).toBe(true);
+    const full = evaluate({
+      keys: [key('a', [1000, 900, 800, 700, 600, 500, 400, 300, 200, 120])],
+      config: config(BASIC),
+      now: NOW,
+      census: new Map(),
+      capabilities: { p: caps },
+      inventoryId: 'i',
+    });
+    expect(full.findings.find((f) => f.kind === 'version_limit')).toMatchObject({ severity: 'critical' });
+    expect(full.actions.some((a) => a.type === 'rotate')).toBe(false);
+  });
+
   it('reports unmanaged keys, shadowed policies and requirement mismatches', () => {
     const body = `${BASIC}  - name: all
     match: { provider: [p] }
