@@ -292,12 +292,15 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     lastAt = t;
   };
 
-  for (;;) {
-    const page = await store.scan(query, job.cursor, opts.batchSize);
+  type PageOf = { items: DekRecord[]; cursor: string | null };
+
+  /** Writes one batch with compare-and-swap, settles races and retries, then checkpoints. */
+  const commitBatch = async (page: PageOf, firstOutcomes: ItemOutcome[]): Promise<void> => {
     if (page.items.length > 0) {
       let todo = page.items;
+      let outcomes = firstOutcomes;
       for (let round = 0; todo.length > 0; round++) {
-        const outcomes = await processAll(todo);
+        if (round > 0) outcomes = await processAll(todo);
         const writes: DekReplacement[] = [];
         const writeIdx: number[] = [];
         const retry: DekRecord[] = [];
@@ -337,7 +340,28 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     await state.saveRewrapJob(job);
     emitMetrics();
     opts.onProgress?.({ jobId: job.id, storeId: job.storeId, keyRef: job.keyRef, counts: { ...job.counts } });
-    if (job.status === 'done') return job;
-    await opts.onBatch?.();
+  };
+
+  // A two-stage pipeline: while batch N is written and checkpointed, batch N+1 is read and
+  // re-wrapped. Writes and checkpoints still happen strictly in order, each checkpoint after
+  // its own batch's writes, so a crash resumes exactly as before.
+  let cursor = job.cursor;
+  let inFlight: Promise<void> | null = null;
+  for (;;) {
+    const page: PageOf = await store.scan(query, cursor, opts.batchSize);
+    cursor = page.cursor;
+    const outcomes = page.items.length > 0 ? await processAll(page.items) : [];
+    if (inFlight) {
+      await inFlight;
+      await opts.onBatch?.();
+    }
+    const commit = commitBatch(page, outcomes);
+    // Awaited below or at the next turn; this only keeps an early failure from being unhandled.
+    commit.catch(() => {});
+    inFlight = commit;
+    if (page.cursor === null) {
+      await commit;
+      return job;
+    }
   }
 }
