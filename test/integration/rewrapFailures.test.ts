@@ -197,6 +197,13 @@ describe('batched server-side re-wrap', () => {
       singleCalls++;
       return w!.local.rewrap(...a);
     };
+    // The bad DEK fails on the per-item path too (a sampled item is unwrapped one by one).
+    provider.unwrap = async (r, wrapped, ctx) => {
+      if (Buffer.from(wrapped.ciphertext).equals(bad)) {
+        throw new ProviderError('p', 'InvalidCiphertext', 'cannot unwrap', { retryable: false });
+      }
+      return w!.local.unwrap(r, wrapped, ctx);
+    };
     provider.rewrapMany = async (r, items, to) => {
       batchCalls++;
       return Promise.all(
@@ -222,7 +229,7 @@ describe('batched server-side re-wrap', () => {
       now: () => new Date(),
     });
     expect(job.counts).toMatchObject({ rewrapped: 599, failed: 1 });
-    expect(job.failures).toEqual([{ id: 'k-000042', error: 'cannot unwrap' }]);
+    expect(job.failures).toEqual([{ id: 'k-000042', error: expect.stringContaining('cannot unwrap') }]);
     expect(batchCalls).toBeGreaterThanOrEqual(3);
     // Sampled items went one by one (unwrap + wrap), never through rewrap().
     expect(singleCalls).toBe(0);
