@@ -61,6 +61,7 @@ const providers = all
       gcp: runScript(providersScript, 'gcp', String(opt('--gcp-deks', 100_000)), '60000'),
       azure: runScript(providersScript, 'azure', String(opt('--azure-deks', 50_000)), '4000'),
       pkcs11: runScript(pkcs11Script, String(opt('--hsm-deks', 100_000))),
+      cost: run('cost', String(opt('--cost-keys', 1_000_000))),
     }
   : undefined;
 const results = {

@@ -428,6 +428,11 @@ switch (name) {
   case 'cli':
     emit(await cliRewrap(n, Number(b ?? 2), process.argv[5] ?? 'none'));
     break;
+  case 'cost': {
+    const { costBench } = await import('./cost.js');
+    emit(costBench(n) as unknown as Result);
+    break;
+  }
   case 'rate':
     emit(await rateAccuracy(n, Number(b ?? 2000), true));
     break;

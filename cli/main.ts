@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerKeys(program, globals);
   registerDemo(program, globals);
   registerReport(program, globals);
+  registerCost(program, globals);
   return program;
 }
 
