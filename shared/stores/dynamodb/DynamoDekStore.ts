@@ -11,7 +11,7 @@ import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../
 import type { DynamoDekAttributes } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
 import type { WrapContext } from '../../core/ports/KeyProvider.js';
-import { decodeCursor, encodeCursor } from '../sqlite/scanCursor.js';
+import { checkScan, walkVersions } from '../common/versionWalk.js';
 import {
   createDocClient,
   type DocClient,
@@ -200,64 +200,25 @@ export class DynamoDekStore implements DekStore {
     cursor: string | null,
     limit: number,
   ): Promise<{ items: DekRecord[]; cursor: string | null }> {
-    const keyRef = query?.keyRef;
-    if (typeof keyRef !== 'string' || keyRef.length === 0) {
-      throw new ValidationError(`store ${this.id}: scan needs a keyRef`);
-    }
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new ValidationError(
-        `store ${this.id}: scan limit must be a positive integer, got ${String(limit)}`,
-      );
-    }
-    const skip = query.notVersion;
-    const list = query.versions
-      ? [...new Set(query.versions)].filter((v) => v !== skip && !v.includes(SEP)).sort()
-      : undefined;
+    const keyRef = checkScan(this.id, query, limit);
     const { idFrom: from, idTo: to } = query;
     if (from !== undefined && to !== undefined && Buffer.compare(Buffer.from(from), Buffer.from(to)) >= 0) {
       return { items: [], cursor: null };
     }
-    const next = async (after: string | null): Promise<string | null> => {
-      if (list) {
-        if (after === null) return list[0] ?? null;
-        const i = list.indexOf(after);
-        if (i === -1)
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        return list[i + 1] ?? null;
-      }
-      let v = await this.versionAfter(keyRef, after);
-      while (v !== null && v === skip) v = await this.versionAfter(keyRef, v);
-      return v;
-    };
-    return guarded(`store ${this.id}: scanning ${keyRef}`, async () => {
-      const items: DekRecord[] = [];
-      let version: string | null;
-      let afterId: string | null = null;
-      if (cursor === null || cursor === undefined) {
-        version = await next(null);
-      } else {
-        const pos = decodeCursor(cursor, this.id);
-        if (pos.v === skip || (list && !list.includes(pos.v))) {
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        }
-        version = pos.v;
-        afterId = pos.id;
-      }
-      while (version !== null) {
-        const page = await this.page(keyRef, version, afterId, from, to, limit - items.length);
-        items.push(...page.items);
-        if (page.more) {
-          const last = items[items.length - 1]!;
-          return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-        }
-        version = await next(version);
-        afterId = null;
-        if (items.length === limit) break;
-      }
-      if (version === null) return { items, cursor: null };
-      const last = items[items.length - 1]!;
-      return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-    });
+    return guarded(`store ${this.id}: scanning ${keyRef}`, () =>
+      walkVersions(
+        {
+          storeId: this.id,
+          versionAfter: (after) => this.versionAfter(keyRef, after),
+          page: (version, afterId, need) => this.page(keyRef, version, afterId, from, to, need),
+        },
+        query,
+        cursor,
+        limit,
+        // A version holding the sort-key separator cannot be stored, so it cannot match.
+        (v) => !v.includes(SEP),
+      ),
+    );
   }
 
   /**

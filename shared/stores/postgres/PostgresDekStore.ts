@@ -2,7 +2,7 @@ import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../
 import type { DekIdType } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
 import type { WrapContext } from '../../core/ports/KeyProvider.js';
-import { decodeCursor, encodeCursor } from '../sqlite/scanCursor.js';
+import { checkScan, walkVersions } from '../common/versionWalk.js';
 import {
   asBuffer,
   createPool,
@@ -317,38 +317,12 @@ export class PostgresDekStore implements DekStore {
     cursor: string | null,
     limit: number,
   ): Promise<{ items: DekRecord[]; cursor: string | null }> {
-    const keyRef = query?.keyRef;
-    if (typeof keyRef !== 'string' || keyRef.length === 0) {
-      throw new ValidationError(`store ${this.id}: scan needs a keyRef`);
-    }
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new ValidationError(
-        `store ${this.id}: scan limit must be a positive integer, got ${String(limit)}`,
-      );
-    }
+    const keyRef = checkScan(this.id, query, limit);
     const { sql, canonical } = await this.q;
-    const skip = query.notVersion;
-    const list = query.versions
-      ? [...new Set(query.versions)].filter((v) => v !== skip).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-      : undefined;
     const what = `store ${this.id}: scanning ${keyRef}`;
     const one = async (text: string, values: unknown[]): Promise<string | null> => {
       const r = await this.pool.query<{ v: string }>(text, values);
       return r.rows[0]?.v ?? null;
-    };
-    // With explicit versions, walk that list; otherwise walk the key's versions through the index.
-    const next = async (after: string | null): Promise<string | null> => {
-      if (list) {
-        if (after === null) return list[0] ?? null;
-        const i = list.indexOf(after);
-        if (i === -1)
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        return list[i + 1] ?? null;
-      }
-      let v =
-        after === null ? await one(sql.firstVersion, [keyRef]) : await one(sql.nextVersion, [keyRef, after]);
-      while (v !== null && v === skip) v = await one(sql.nextVersion, [keyRef, v]);
-      return v;
     };
     // A shard bound: ids in [from, to), compared by the id column's own type and order.
     const bound = (v: string | undefined, name: string): string | undefined => {
@@ -368,39 +342,25 @@ export class PostgresDekStore implements DekStore {
       args.push(n);
       return args;
     };
-    return guarded(what, async () => {
-      const items: DekRecord[] = [];
-      let version: string | null;
-      let afterId: string | null = null;
-      if (cursor === null || cursor === undefined) {
-        version = await next(null);
-      } else {
-        const pos = decodeCursor(cursor, this.id);
-        if (pos.v === skip || (list && !list.includes(pos.v))) {
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        }
-        version = pos.v;
-        afterId = pos.id;
-      }
-      while (version !== null) {
-        const need = limit - items.length;
-        // One row more than needed tells whether this version continues past the page.
-        const rows = (
-          await this.pool.query<Row>(pageSql(afterId !== null), pageArgs(version, afterId, need + 1))
-        ).rows;
-        for (let i = 0; i < Math.min(rows.length, need); i++) items.push(this.toRecord(rows[i]!));
-        if (rows.length > need) {
-          const last = items[items.length - 1]!;
-          return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-        }
-        version = await next(version);
-        afterId = null;
-        if (items.length === limit) break;
-      }
-      if (version === null) return { items, cursor: null };
-      const last = items[items.length - 1]!;
-      return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-    });
+    return guarded(what, () =>
+      walkVersions(
+        {
+          storeId: this.id,
+          versionAfter: (after) =>
+            after === null ? one(sql.firstVersion, [keyRef]) : one(sql.nextVersion, [keyRef, after]),
+          page: async (version, afterId, need) => {
+            // One row more than needed tells whether this version continues past the page.
+            const rows = (
+              await this.pool.query<Row>(pageSql(afterId !== null), pageArgs(version, afterId, need + 1))
+            ).rows;
+            return { items: rows.slice(0, need).map((r) => this.toRecord(r)), more: rows.length > need };
+          },
+        },
+        query,
+        cursor,
+        limit,
+      ),
+    );
   }
 
   /**

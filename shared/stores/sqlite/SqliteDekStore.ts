@@ -2,9 +2,9 @@ import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../
 import type { DekColumns } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
 import type { WrapContext } from '../../core/ports/KeyProvider.js';
+import { checkScan, walkVersions } from '../common/versionWalk.js';
 import { asBuffer, configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
 import { type QuotedDekTable, quoteDekTable } from './identifiers.js';
-import { decodeCursor, encodeCursor } from './scanCursor.js';
 
 export type SqliteDekStoreOptions = {
   /** Configured store id (from the config file), used in messages. */
@@ -80,15 +80,6 @@ function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
 }
 
 type Statements = ReturnType<typeof prepareAll>;
-
-function checkLimit(limit: unknown, storeId: string): number {
-  if (!Number.isSafeInteger(limit) || (limit as number) < 1) {
-    throw new ValidationError(
-      `store ${storeId}: scan limit must be a positive integer, got ${String(limit)}`,
-    );
-  }
-  return limit as number;
-}
 
 function checkBytes(b: unknown, what: string): Uint8Array {
   if (!(b instanceof Uint8Array)) throw new ValidationError(`${what} must be bytes (Uint8Array)`);
@@ -218,80 +209,46 @@ export class SqliteDekStore implements DekStore {
     cursor: string | null,
     limit: number,
   ): Promise<{ items: DekRecord[]; cursor: string | null }> {
-    const keyRef = query?.keyRef;
-    if (typeof keyRef !== 'string' || keyRef.length === 0) {
-      throw new ValidationError(`store ${this.id}: scan needs a keyRef`);
-    }
-    checkLimit(limit, this.id);
+    const keyRef = checkScan(this.id, query, limit);
     const q = this.q;
-    const skip = query.notVersion;
-    // With explicit versions, walk that list (sorted once); otherwise walk the key's versions
-    // through the index, one seek per version.
-    const list = query.versions
-      ? [...new Set(query.versions)].filter((v) => v !== skip).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-      : undefined;
-    const next = (after: string | null): string | null => {
-      if (list) {
-        if (after === null) return list[0] ?? null;
-        const i = list.indexOf(after);
-        if (i === -1) {
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        }
-        return list[i + 1] ?? null;
-      }
-      let v = (after === null ? q.firstVersion.get(keyRef) : q.nextVersion.get(keyRef, after)) as
-        | string
-        | undefined;
-      while (v !== undefined && v === skip) v = q.nextVersion.get(keyRef, v) as string | undefined;
-      return v ?? null;
-    };
-
     // A shard bound: ids in [from, to). Either side may be open; '' is below every id and
     // U+FFFF above any id the application could use, so one pair of statements serves all.
     const ranged = query.idFrom !== undefined || query.idTo !== undefined;
     const from = query.idFrom ?? '';
     const to = query.idTo ?? '\uffff';
     if (ranged && from >= to) return { items: [], cursor: null };
-
-    return guarded(`store ${this.id}: scanning ${keyRef}`, () => {
-      const items: DekRecord[] = [];
-      let version: string | null;
-      let afterId: string | null = null;
-      if (cursor === null || cursor === undefined) {
-        version = next(null);
-      } else {
-        const pos = decodeCursor(cursor, this.id);
-        if (pos.v === skip || (list && !list.includes(pos.v))) {
-          throw new ValidationError(`store ${this.id}: scan cursor does not belong to this query`);
-        }
-        version = pos.v;
-        afterId = pos.id;
-      }
-      while (version !== null) {
-        const need = limit - items.length;
-        // One row more than needed tells whether this version continues past the page.
-        const rows = (
-          ranged
-            ? afterId === null
-              ? q.pageRangeFirst.all(keyRef, version, from, to, need + 1)
-              : q.pageRangeAfter.all(keyRef, version, afterId, to, need + 1)
-            : afterId === null
-              ? q.pageFirst.all(keyRef, version, need + 1)
-              : q.pageAfter.all(keyRef, version, afterId, need + 1)
-        ) as DekRow[];
-        for (let i = 0; i < Math.min(rows.length, need); i++) items.push(this.toRecord(rows[i]!));
-        if (rows.length > need) {
-          const last = items[items.length - 1]!;
-          return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-        }
-        version = next(version);
-        afterId = null;
-        if (items.length === limit) break;
-      }
-      if (version === null) return { items, cursor: null };
-      const last = items[items.length - 1]!;
-      return { items, cursor: encodeCursor({ v: last.version, id: last.id }) };
-    });
+    const what = `store ${this.id}: scanning ${keyRef}`;
+    return walkVersions(
+      {
+        storeId: this.id,
+        // One index seek per version: the versions of a key are walked without reading rows.
+        versionAfter: async (after) =>
+          guarded(
+            what,
+            () =>
+              ((after === null ? q.firstVersion.get(keyRef) : q.nextVersion.get(keyRef, after)) as
+                | string
+                | undefined) ?? null,
+          ),
+        page: async (version, afterId, need) =>
+          guarded(what, () => {
+            // One row more than needed tells whether this version continues past the page.
+            const rows = (
+              ranged
+                ? afterId === null
+                  ? q.pageRangeFirst.all(keyRef, version, from, to, need + 1)
+                  : q.pageRangeAfter.all(keyRef, version, afterId, to, need + 1)
+                : afterId === null
+                  ? q.pageFirst.all(keyRef, version, need + 1)
+                  : q.pageAfter.all(keyRef, version, afterId, need + 1)
+            ) as DekRow[];
+            return { items: rows.slice(0, need).map((r) => this.toRecord(r)), more: rows.length > need };
+          }),
+      },
+      query,
+      cursor,
+      limit,
+    );
   }
 
   async splitPoints(query: DekScanQuery, parts: number): Promise<string[]> {
