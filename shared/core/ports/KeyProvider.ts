@@ -41,6 +41,37 @@ export interface ProviderCapabilities {
    * AWS KMS: neither (it acts on whole keys); Azure Key Vault: disable only (versions cannot be deleted).
    */
   versionControl?: { disable: boolean; destroy: boolean };
+  /** Key material can be brought in from outside (BYOK), wrapped by one of these schemes. */
+  import?: { algorithms: ImportWrapAlgorithm[] };
+}
+
+/**
+ * How key material travels from a customer HSM into a cloud KMS:
+ * - `rsa-oaep-sha1`: the AES-256 material encrypted directly with RSA-OAEP (SHA-1).
+ * - `rsa-aes-kwp-sha1`: an ephemeral AES-256 key encrypted with RSA-OAEP (SHA-1), followed by
+ *   the material wrapped under that key with AES key wrap with padding (RFC 5649). AWS calls it
+ *   RSA_AES_KEY_WRAP_SHA_1, Google RSA_OAEP_*_SHA1_AES_256, Azure CKM_RSA_AES_KEY_WRAP.
+ */
+export type ImportWrapAlgorithm = 'rsa-oaep-sha1' | 'rsa-aes-kwp-sha1';
+
+/** What a provider hands out so material can be wrapped for import into one key. */
+export interface ImportParameters {
+  /** Opaque to rekey: the AWS import token, the GCP import job name, the Azure KEK id. */
+  importToken: string;
+  /** The RSA wrapping public key, SubjectPublicKeyInfo DER. */
+  wrappingPublicKey: Uint8Array;
+  algorithm: ImportWrapAlgorithm;
+  /** When the import token or job stops being accepted, if it expires. */
+  expiresAt: string | null;
+}
+
+/** The HSM side of BYOK: wraps a key it holds for transport, without exposing it in clear. */
+export interface KeyMaterialSource {
+  exportWrapped(
+    source: KeyRef,
+    wrappingPublicKey: Uint8Array,
+    algorithm: ImportWrapAlgorithm,
+  ): Promise<Uint8Array>;
 }
 
 export interface Page<T> {
@@ -90,6 +121,19 @@ export interface KeyProvider {
   rewrapMany?(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]>;
   /** When the key was last used for a cryptographic operation, if the provider knows. */
   lastUsed?(ref: KeyRef): Promise<string | null>;
+  /** BYOK, step 1: a wrapping key and token for importing material into `ref`. */
+  prepareImport?(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters>;
+  /**
+   * BYOK, step 2: imports wrapped material into `ref` as its first material or a new version
+   * (which becomes primary); returns that version. `expiresAt` sets material expiry where the
+   * provider supports it.
+   */
+  importMaterial?(
+    ref: KeyRef,
+    params: ImportParameters,
+    wrappedMaterial: Uint8Array,
+    opts: { expiresAt?: string },
+  ): Promise<KeyVersion>;
   close?(): Promise<void>;
 }
 
