@@ -270,5 +270,76 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
       expect(['x', 'y', 'z']).toContain(stored!.hash);
       expect((await store.auditTail())!.seq).toBe(2);
     });
+
+    it('putRecord inserts once (rev 0), then updates only from the stored rev', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      expect(await store.getRecord('approval', 'a1')).toBeNull();
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 1 }, updatedAt: at }, 0)).toBe(
+        true,
+      );
+      // Already there: a second insert loses and changes nothing.
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 9 }, updatedAt: at }, 0)).toBe(
+        false,
+      );
+      expect(await store.getRecord('approval', 'a1')).toEqual({
+        kind: 'approval',
+        id: 'a1',
+        rev: 1,
+        body: { n: 1 },
+        updatedAt: at,
+      });
+      // A stale rev loses; the current one wins and bumps rev.
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 2 }, updatedAt: at }, 2)).toBe(
+        false,
+      );
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 2 }, updatedAt: at }, 1)).toBe(
+        true,
+      );
+      expect((await store.getRecord('approval', 'a1'))!).toMatchObject({ rev: 2, body: { n: 2 } });
+      // Updating a record that does not exist writes nothing.
+      expect(await store.putRecord({ kind: 'approval', id: 'zz', body: {}, updatedAt: at }, 1)).toBe(false);
+      expect(await store.getRecord('approval', 'zz')).toBeNull();
+      // Kinds are separate namespaces.
+      expect(await store.getRecord('event', 'a1')).toBeNull();
+    });
+
+    it('listRecords pages one kind in id order', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      for (const id of ['c', 'a', 'b', 'd']) {
+        await store.putRecord({ kind: 'event', id, body: { id }, updatedAt: at }, 0);
+      }
+      await store.putRecord({ kind: 'other', id: 'a0', body: {}, updatedAt: at }, 0);
+      const first = await store.listRecords('event', { limit: 3 });
+      expect(first.map((r) => r.id)).toEqual(['a', 'b', 'c']);
+      const next = await store.listRecords('event', { afterId: 'c', limit: 3 });
+      expect(next.map((r) => r.id)).toEqual(['d']);
+      expect(await store.listRecords('none', { limit: 5 })).toEqual([]);
+    });
+
+    it('concurrent inserts of one record: exactly one wins', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      const results = await Promise.all(
+        ['x', 'y', 'z'].map((w) =>
+          store.putRecord({ kind: 'event', id: 'evt-1', body: { w }, updatedAt: at }, 0),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const stored = await store.getRecord('event', 'evt-1');
+      expect(stored!.rev).toBe(1);
+    });
+
+    it('putRecord refuses a malformed write with a clear error', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      await expect(store.putRecord({ kind: '', id: 'x', body: {}, updatedAt: at }, 0)).rejects.toThrow(
+        /kind/,
+      );
+      await expect(store.putRecord({ kind: 'k', id: 'x', body: {}, updatedAt: 'soon' }, 0)).rejects.toThrow(
+        /updatedAt/,
+      );
+      await expect(store.putRecord({ kind: 'k', id: 'x', body: {}, updatedAt: at }, -1)).rejects.toThrow(
+        /expectedRev/,
+      );
+      expect(await store.getRecord('k', 'x')).toBeNull();
+    });
   });
 }

@@ -75,6 +75,19 @@ export interface AuditRecord {
 }
 
 /**
+ * A small document rekey keeps besides its typed state: a processed event id, an approval
+ * request, an incident. Records are grouped by kind; every write is conditional on `rev`.
+ */
+export interface StateRecord {
+  kind: string;
+  id: string;
+  /** 1 on insert, +1 on every update. */
+  rev: number;
+  body: Record<string, unknown>;
+  updatedAt: string;
+}
+
+/**
  * rekey's own state. Every write that can race is conditional: a lease, an audit append, a
  * job checkpoint.
  */
@@ -109,6 +122,18 @@ export interface StateStore {
   /** Appends only if `rec.seq` is the next sequence number; false if someone else appended first. */
   auditAppend(rec: AuditRecord): Promise<boolean>;
   auditRead(fromSeq: number, limit: number): Promise<AuditRecord[]>;
+
+  /**
+   * Writes a record if the stored rev is `expectedRev` (0: the record must not exist yet), storing
+   * rev `expectedRev + 1`. Returns false, writing nothing, when someone else got there first.
+   */
+  putRecord(
+    rec: { kind: string; id: string; body: Record<string, unknown>; updatedAt: string },
+    expectedRev: number,
+  ): Promise<boolean>;
+  getRecord(kind: string, id: string): Promise<StateRecord | null>;
+  /** Records of one kind in id order, starting after `afterId`. */
+  listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]>;
 
   close?(): Promise<void>;
 }

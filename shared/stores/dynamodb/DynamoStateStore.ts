@@ -15,8 +15,10 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
+import { checkRecordWrite, type RecordWrite } from '../common/records.js';
 import { parseStored, requireString, toMillis } from '../sqlite/json.js';
 import {
   createDocClient,
@@ -468,6 +470,79 @@ export class DynamoStateStore implements StateStore {
       ),
     );
     return items.map((i) => this.toAudit(i));
+  }
+
+  // --- records -------------------------------------------------------------------------------
+
+  private toRecord(item: Item): StateRecord {
+    const kind = String(item.pk).slice('record#'.length);
+    const id = String(item.sk);
+    return {
+      kind,
+      id,
+      rev: Number(item.rev),
+      updatedAt: String(item.updatedAt),
+      body: parseStored<Record<string, unknown>>(item.body, `record ${kind}/${id}`),
+    };
+  }
+
+  async putRecord(rec: RecordWrite, expectedRev: number): Promise<boolean> {
+    checkRecordWrite(rec, expectedRev);
+    const body = JSON.stringify(rec.body);
+    if (Buffer.byteLength(body) > PART_BYTES) {
+      throw new ValidationError(`record ${rec.kind}/${rec.id}: body is larger than ${PART_BYTES} bytes`);
+    }
+    try {
+      await guarded(`writing record ${rec.kind}/${rec.id}`, () =>
+        this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              pk: `record#${rec.kind}`,
+              sk: rec.id,
+              rev: expectedRev + 1,
+              updatedAt: rec.updatedAt,
+              body,
+            },
+            ...(expectedRev === 0
+              ? { ConditionExpression: 'attribute_not_exists(pk)' }
+              : {
+                  ConditionExpression: '#r = :r',
+                  ExpressionAttributeNames: { '#r': 'rev' },
+                  ExpressionAttributeValues: { ':r': expectedRev },
+                }),
+          }),
+        ),
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof ConflictError || isConditionFailure(e)) return false;
+      throw e;
+    }
+  }
+
+  async getRecord(kind: string, id: string): Promise<StateRecord | null> {
+    requireString(kind, 'record kind');
+    requireString(id, `record ${kind} id`);
+    const item = await guarded(`reading record ${kind}/${id}`, () => this.get(`record#${kind}`, id));
+    return item ? this.toRecord(item) : null;
+  }
+
+  async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
+    requireString(kind, 'record kind');
+    positiveInt(opts.limit, 'listRecords limit');
+    const items = await guarded(`listing records ${kind}`, () =>
+      this.queryAll(
+        opts.afterId
+          ? {
+              KeyConditionExpression: 'pk = :pk AND sk > :after',
+              ExpressionAttributeValues: { ':pk': `record#${kind}`, ':after': opts.afterId },
+            }
+          : { KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `record#${kind}` } },
+        opts.limit,
+      ),
+    );
+    return items.map((i) => this.toRecord(i));
   }
 
   async close(): Promise<void> {
