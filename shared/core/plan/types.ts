@@ -117,6 +117,8 @@ export type ActionStatus =
   | 'already_done'
   | 'skipped'
   | 'awaiting_approval'
+  /** Re-wrap queued for workers; this and the key's later actions resume on a later apply. */
+  | 'awaiting_rewrap'
   | 'failed';
 
 export interface ActionRecord {

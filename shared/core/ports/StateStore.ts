@@ -60,6 +60,8 @@ export interface RewrapJob {
   counts: RewrapCounts;
   /** Ids and reasons of DEKs that failed (bounded). */
   failures: { id: string; error: string }[];
+  /** When the job was first prepared (absent on jobs written by older versions). */
+  createdAt?: string;
   updatedAt: string;
 }
 

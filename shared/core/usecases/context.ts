@@ -10,6 +10,7 @@ import type { EventBus, RekeyEvent } from '../ports/EventBus.js';
 import type { KeyProvider } from '../ports/KeyProvider.js';
 import type { MetricsSink } from '../ports/MetricsSink.js';
 import type { StateStore } from '../ports/StateStore.js';
+import type { WorkQueue } from '../ports/WorkQueue.js';
 
 /** Progress of long work, for progress bars and logs. Never carries key material. */
 export type ProgressEvent =
@@ -45,6 +46,8 @@ export interface RekeyContext {
   catalog?: PriceCatalog;
   /** Outgoing events (KeyRotated, RewrapCompleted, VersionRetired). */
   events?: EventBus;
+  /** Where queued re-wrap work goes (serverless runtimes); absent when re-wraps run inline. */
+  queue?: WorkQueue;
   onProgress?: (e: ProgressEvent) => void;
 }
 
