@@ -12,6 +12,7 @@ import type { DekStore } from './core/ports/DekStore.js';
 import type { EventBus } from './core/ports/EventBus.js';
 import type { KeyProvider } from './core/ports/KeyProvider.js';
 import type { StateStore } from './core/ports/StateStore.js';
+import type { WorkQueue } from './core/ports/WorkQueue.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
 import { loadCatalog } from './cost/catalogFile.js';
 import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
@@ -33,6 +34,13 @@ export interface ComposeOptions {
   createStores?: boolean;
   /** Ready-made providers by id, used instead of building them from the config (demo, tests). */
   providerOverrides?: Map<string, KeyProvider>;
+  /**
+   * Adapters a runtime builds from its own deployment settings (function environment), used
+   * instead of what the config names: the state store, the event bus, the re-wrap work queue.
+   */
+  state?: StateStore;
+  events?: EventBus;
+  queue?: WorkQueue;
 }
 
 export interface Composed extends RekeyContext {
@@ -173,10 +181,11 @@ export async function composeFrom(
         }
       }
     }
-    const state = await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores));
+    const state =
+      opts.state ?? (await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores)));
     closers.push(() => state.close?.());
-    let events: EventBus | undefined;
-    if (config.events?.type === 'eventbridge') {
+    let events: EventBus | undefined = opts.events;
+    if (!events && config.events?.type === 'eventbridge') {
       const { EventBridgeEventBus } = await import('./telemetry/eventbridge/EventBridgeEventBus.js');
       events = new EventBridgeEventBus({
         eventBusName: config.events.bus,
@@ -193,6 +202,7 @@ export async function composeFrom(
       audit: new AuditLog(state, clock),
       catalog: loadCatalog(),
       ...(events ? { events } : {}),
+      ...(opts.queue ? { queue: opts.queue } : {}),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
       instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
