@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import { isAbsolute, resolve } from 'node:path';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
+import { ConfigError, ProviderError } from '../../shared/core/errors.js';
+import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
+import { DynamoStateStore } from '../../shared/stores/dynamodb/DynamoStateStore.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
+import { PowertoolsMetricsSink } from './metricsSink.js';
+
+/**
+ * What every rekey Lambda function shares: its settings from the environment (set in
+ * serverless.yml), the Powertools logger and metrics, and the RekeyContext composed once per
+ * cold start. AWS SDK clients take their Region, credentials and endpoint overrides
+ * (`AWS_ENDPOINT_URL_<SERVICE>`) from the environment the usual way.
+ */
+export interface AwsRuntimeSettings {
+  /** REKEY_CONFIG: the rekey.yaml, absolute or relative to the function's root. Default `rekey.yaml`. */
+  configPath: string;
+  /** REKEY_STATE_TABLE: rekey's own state (DynamoDB). */
+  stateTable: string;
+  /** REKEY_QUEUE_URL: where the scheduler sends re-wrap shards. */
+  queueUrl?: string;
+  /** REKEY_EVENT_BUS: where rekey publishes its events (name or ARN). */
+  eventBus?: string;
+  /** REKEY_IDEMPOTENCY_TABLE: processed provider events (Powertools idempotency). */
+  idempotencyTable?: string;
+  /** REKEY_SHARDS: how many shards a re-wrap job is split into. */
+  shards?: number;
+  /** REKEY_ACTOR: the identity in the audit log. Default `aws-lambda:<function name>`. */
+  actor: string;
+}
+
+type Needs = { queue?: boolean; idempotency?: boolean };
+
+/** Reads the settings; a missing or malformed variable is a ConfigError naming it. */
+export function readSettings(env: NodeJS.ProcessEnv = process.env, needs: Needs = {}): AwsRuntimeSettings {
+  const required = (name: string): string => {
+    const v = env[name]?.trim();
+    if (!v) throw new ConfigError(`environment variable ${name} is not set (see serverless.yml)`);
+    return v;
+  };
+  const root = env.LAMBDA_TASK_ROOT ?? process.cwd();
+  const config = env.REKEY_CONFIG?.trim() || 'rekey.yaml';
+  let shards: number | undefined;
+  if (env.REKEY_SHARDS?.trim()) {
+    shards = Number(env.REKEY_SHARDS);
+    if (!Number.isInteger(shards) || shards < 1 || shards > 1000)
+      throw new ConfigError(
+        `environment variable REKEY_SHARDS must be an integer 1-1000, got "${env.REKEY_SHARDS}"`,
+      );
+  }
+  return {
+    configPath: isAbsolute(config) ? config : resolve(root, config),
+    stateTable: required('REKEY_STATE_TABLE'),
+    ...(needs.queue ? { queueUrl: required('REKEY_QUEUE_URL') } : {}),
+    ...(env.REKEY_EVENT_BUS?.trim() ? { eventBus: env.REKEY_EVENT_BUS.trim() } : {}),
+    ...(needs.idempotency ? { idempotencyTable: required('REKEY_IDEMPOTENCY_TABLE') } : {}),
+    ...(shards ? { shards } : {}),
+    actor: env.REKEY_ACTOR?.trim() || `aws-lambda:${env.AWS_LAMBDA_FUNCTION_NAME ?? 'rekey'}`,
+  };
+}
+
+/** Structured JSON logs (Powertools); service name and level from POWERTOOLS_* variables. */
+export function makeLogger(fn: string): Logger {
+  return new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'rekey', persistentKeys: { fn } });
+}
+
+/** CloudWatch metrics as EMF on stdout; namespace from POWERTOOLS_METRICS_NAMESPACE (default `rekey`). */
+export function makeMetrics(): Metrics {
+  return new Metrics(metricsOptions());
+}
+
+function metricsOptions() {
+  return {
+    namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'rekey',
+    serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'rekey',
+  };
+}
+
+export interface AwsRuntime {
+  /** The context, composed on first use and kept for the life of the execution environment. */
+  context(): Promise<Composed>;
+  settings(): AwsRuntimeSettings;
+}
+
+/**
+ * Composes rekey for one function: the config file's providers and stores, with the state
+ * store, event bus and work queue built from the function's settings. A failed composition
+ * is not cached, so the next invocation tries again (after a fixed configuration, say).
+ */
+export function awsRuntime(opts: { needs?: Needs } = {}): AwsRuntime {
+  let settings: AwsRuntimeSettings | undefined;
+  let composed: Promise<Composed> | undefined;
+  const get = () => {
+    settings ??= readSettings(process.env, opts.needs);
+    return settings;
+  };
+  const build = async (): Promise<Composed> => {
+    const s = get();
+    const config = readConfig(s.configPath);
+    const ctx = await composeFrom(config, {
+      state: new DynamoStateStore({ table: s.stateTable }),
+      ...(s.eventBus ? { events: new EventBridgeEventBus({ eventBusName: s.eventBus }) } : {}),
+      ...(s.queueUrl ? { queue: new SqsWorkQueue({ queueUrl: s.queueUrl }) } : {}),
+      actor: s.actor,
+    });
+    // Execution environments share host names and pids: a lease owner is never presumed
+    // gone here, leases expire instead.
+    ctx.isOwnerGone = undefined;
+    ctx.instanceId = `lambda:${process.env.AWS_LAMBDA_LOG_STREAM_NAME ?? 'local'}:${randomUUID().slice(0, 8)}`;
+    ctx.metrics = new PowertoolsMetricsSink(metricsOptions());
+    return ctx;
+  };
+  return {
+    settings: get,
+    context() {
+      composed ??= build().catch((e: unknown) => {
+        composed = undefined;
+        throw e;
+      });
+      return composed;
+    },
+  };
+}
+
+/** Worth another attempt: throttling and transient provider faults. */
+export function isRetryable(e: unknown): boolean {
+  return e instanceof ProviderError && e.retryable;
+}
+
+/** An error as a log field: class, code and message only (messages never hold key material). */
+export function errorFields(e: unknown): Record<string, string> {
+  if (!(e instanceof Error)) return { error: String(e) };
+  const code = (e as { code?: unknown }).code;
+  return { errorType: e.name, ...(typeof code === 'string' ? { errorCode: code } : {}), error: e.message };
+}
