@@ -21,7 +21,7 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('events');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ needs: { idempotency: true } });
+const runtime = awsRuntime({ idempotency: true });
 
 export interface EventResult {
   eventId: string;

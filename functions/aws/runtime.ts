@@ -4,7 +4,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
 import { ConfigError, ProviderError } from '../../shared/core/errors.js';
-import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
+import type { WorkQueue } from '../../shared/core/ports/WorkQueue.js';
 import { DynamoStateStore } from '../../shared/stores/dynamodb/DynamoStateStore.js';
 import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { PowertoolsMetricsSink } from './metricsSink.js';
@@ -90,11 +90,20 @@ export interface AwsRuntime {
  * store, event bus and work queue built from the function's settings. A failed composition
  * is not cached, so the next invocation tries again (after a fixed configuration, say).
  */
-export function awsRuntime(opts: { needs?: Needs } = {}): AwsRuntime {
+export function awsRuntime(
+  opts: {
+    /** The re-wrap queue, for the function that sends shards (only it bundles the SQS client). */
+    queue?: (queueUrl: string) => WorkQueue;
+    idempotency?: boolean;
+  } = {},
+): AwsRuntime {
   let settings: AwsRuntimeSettings | undefined;
   let composed: Promise<Composed> | undefined;
   const get = () => {
-    settings ??= readSettings(process.env, opts.needs);
+    settings ??= readSettings(process.env, {
+      queue: Boolean(opts.queue),
+      idempotency: Boolean(opts.idempotency),
+    });
     return settings;
   };
   const build = async (): Promise<Composed> => {
@@ -103,7 +112,7 @@ export function awsRuntime(opts: { needs?: Needs } = {}): AwsRuntime {
     const ctx = await composeFrom(config, {
       state: new DynamoStateStore({ table: s.stateTable }),
       ...(s.eventBus ? { events: new EventBridgeEventBus({ eventBusName: s.eventBus }) } : {}),
-      ...(s.queueUrl ? { queue: new SqsWorkQueue({ queueUrl: s.queueUrl }) } : {}),
+      ...(s.queueUrl && opts.queue ? { queue: opts.queue(s.queueUrl) } : {}),
       actor: s.actor,
     });
     // Execution environments share host names and pids: a lease owner is never presumed

@@ -4,6 +4,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
 import { type CycleReport, runScheduledCycle } from '../../shared/core/usecases/scheduled.js';
+import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -13,7 +14,7 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('scheduler');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ needs: { queue: true } });
+const runtime = awsRuntime({ queue: (queueUrl) => new SqsWorkQueue({ queueUrl }) });
 
 export interface SchedulerResult {
   status: CycleReport['status'];

@@ -1,0 +1,173 @@
+// Bundles each AWS Lambda function (functions/aws/<fn>.ts) into one minified ES module,
+// dist/aws/<fn>.mjs (.mjs so Lambda's nodejs20.x loads it as ESM without a package.json beside
+// it). The AWS SDK is bundled at the pinned version rather than taken from the runtime: rekey
+// uses recent KMS API fields that an older runtime SDK would silently drop. What is left out,
+// and why, is listed below; docs/serverless-aws.md explains the choices and the sizes.
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, relative } from 'node:path';
+
+/** Function name -> entry file. Each becomes dist/aws/<name>.mjs with a `handler` export. */
+export const AWS_FUNCTIONS = {
+  scheduler: 'functions/aws/scheduler.ts',
+  worker: 'functions/aws/worker.ts',
+  events: 'functions/aws/events.ts',
+  costs: 'functions/aws/costs.ts',
+};
+
+/**
+ * Packages the SDK imports only lazily, for credential sources a Lambda function never reaches
+ * (its role's credentials are in the environment, the first source tried), or only in
+ * browsers. They stay dynamic `import()`s; the nodejs20.x runtime ships them anyway.
+ */
+export const LAZY_EXTERNALS = [
+  'bowser',
+  '@aws-sdk/credential-provider-ini',
+  '@aws-sdk/credential-provider-sso',
+  '@aws-sdk/credential-provider-process',
+  '@aws-sdk/credential-provider-web-identity',
+  '@aws-sdk/credential-provider-http',
+  '@smithy/credential-provider-imds',
+];
+
+/**
+ * Adapters the AWS functions do not carry: native modules Lambda cannot load from a bundle
+ * (SQLite, PKCS#11), and other clouds' SDKs. compose.ts reaches them only when the config names
+ * them; in these bundles each export is replaced by one that throws a ConfigError saying so.
+ */
+export const LEFT_OUT = {
+  'shared/providers/local/LocalKmsProvider.ts': 'the local provider (SQLite keystore)',
+  'shared/stores/sqlite/SqliteDekStore.ts': 'SQLite stores',
+  'shared/stores/sqlite/SqliteStateStore.ts': 'SQLite state',
+  'shared/providers/pkcs11/Pkcs11Provider.ts': 'the PKCS#11 provider',
+  'shared/providers/gcp/GcpKmsProvider.ts': 'the Google Cloud KMS provider',
+  'shared/providers/azure/AzureKeyVaultProvider.ts': 'the Azure Key Vault provider',
+  'shared/stores/postgres/PostgresDekStore.ts': 'PostgreSQL stores',
+  'shared/stores/postgres/PostgresStateStore.ts': 'PostgreSQL state',
+};
+
+/** Packages that must never end up in an AWS bundle (the build fails if one does). */
+const FORBIDDEN = [/^better-sqlite3$/, /^pkcs11js$/, /^@google-cloud\//, /^@azure\//, /^@grpc\//, /^pg$/];
+
+/** Exported value names of a TypeScript module (types and interfaces are not values). */
+function exportedNames(source) {
+  const names = new Set();
+  const decl =
+    /export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:class|function\*?|const|let|var)\s+([A-Za-z_$][\w$]*)/g;
+  for (const m of source.matchAll(decl)) names.add(m[1]);
+  for (const m of source.matchAll(/export\s*\{([^}]*)\}(?!\s*from)/g)) {
+    for (const part of m[1].split(',')) {
+      const p = part.trim();
+      if (!p || p.startsWith('type ')) continue;
+      names.add(
+        p
+          .split(/\s+as\s+/)
+          .pop()
+          .trim(),
+      );
+    }
+  }
+  return [...names];
+}
+
+function rekeyPlugin(root) {
+  const leftOut = new Map(Object.entries(LEFT_OUT).map(([rel, what]) => [join(root, rel), what]));
+  const errorsModule = join(root, 'shared/core/errors.ts');
+  const yamlEsm = join(root, 'node_modules/yaml/browser/index.js');
+  return {
+    name: 'rekey-aws',
+    setup(build) {
+      // The modules listed in LEFT_OUT, resolved from .js specifiers in the TypeScript sources.
+      build.onResolve({ filter: /\.js$/ }, (args) => {
+        if (!args.importer.startsWith(root) || args.importer.includes('node_modules')) return undefined;
+        const ts = join(args.resolveDir, args.path).replace(/\.js$/, '.ts');
+        const what = leftOut.get(ts);
+        return what ? { path: ts, namespace: 'rekey-left-out', pluginData: { what } } : undefined;
+      });
+      build.onLoad({ filter: /.*/, namespace: 'rekey-left-out' }, (args) => {
+        const names = exportedNames(readFileSync(args.path, 'utf8'));
+        const why = `${args.pluginData.what} is not part of rekey's AWS functions (scripts/bundle/aws.mjs); run it from the CLI or another runtime`;
+        const lines = [
+          `import { ConfigError } from ${JSON.stringify(errorsModule)};`,
+          `const why = ${JSON.stringify(why)};`,
+          'const missing = (name) => { const fail = () => { throw new ConfigError(`${name}: ${why}`); };',
+          '  return new Proxy(function () {}, { apply: fail, construct: fail, get: (t, p) => (typeof p === "symbol" ? t[p] : fail()) }); };',
+          ...names.map((n) => `export const ${n} = missing(${JSON.stringify(n)});`),
+        ];
+        return { contents: lines.join('\n'), loader: 'js', resolveDir: root };
+      });
+      // yaml's ES module build (the same parser) tree-shakes; its Node build is one CommonJS graph.
+      build.onResolve({ filter: /^yaml$/ }, () => ({ path: yamlEsm }));
+      // `import { z } from 'zod'` binds the whole namespace object, which esbuild cannot shake
+      // (every locale and the JSON Schema converters come along); a namespace import can.
+      build.onLoad({ filter: /\.ts$/ }, (args) => {
+        if (args.path.includes('node_modules')) return undefined;
+        const text = readFileSync(args.path, 'utf8');
+        const contents = text.replace(/^import \{ z \} from 'zod';$/m, "import * as z from 'zod';");
+        return { contents, loader: 'ts' };
+      });
+    },
+  };
+}
+
+/** Sizes by package (or by rekey folder), largest first: what to look at when a bundle grows. */
+export function sizesByPackage(metafile, outfile) {
+  const out = {};
+  for (const [path, info] of Object.entries(metafile.outputs[outfile]?.inputs ?? {})) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+    const key = m ? m[1] : path.split('/').slice(0, 2).join('/');
+    out[key] = (out[key] ?? 0) + info.bytesInOutput;
+  }
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
+export async function bundle({ root, only, quiet = false }) {
+  const esbuild = createRequire(join(root, 'package.json'))('esbuild');
+  const outdir = join(root, 'dist', 'aws');
+  await mkdir(outdir, { recursive: true });
+  const results = {};
+  for (const [name, entry] of Object.entries(AWS_FUNCTIONS)) {
+    if (only && !only.includes(name)) continue;
+    const outfile = join(outdir, `${name}.mjs`);
+    rmSync(`${outfile}.map`, { force: true });
+    const r = await esbuild.build({
+      absWorkingDir: root,
+      entryPoints: [join(root, entry)],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      // The SDK's ES module builds shake unused commands; their CommonJS builds carry them all.
+      mainFields: ['module', 'main'],
+      minify: true,
+      legalComments: 'none',
+      sourcemap: 'external',
+      metafile: true,
+      external: LAZY_EXTERNALS,
+      // Bundled CommonJS packages still call require() for Node's built-in modules.
+      banner: {
+        js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
+      },
+      plugins: [rekeyPlugin(root)],
+      logLevel: 'warning',
+    });
+    const key = relative(root, outfile);
+    const bad = Object.keys(r.metafile.inputs).filter((p) =>
+      FORBIDDEN.some((re) => re.test(/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(p)?.[1] ?? '')),
+    );
+    const imports = r.metafile.outputs[key]?.imports ?? [];
+    const badImports = imports.filter((i) => FORBIDDEN.some((re) => re.test(i.path)));
+    if (bad.length || badImports.length) {
+      throw new Error(
+        `dist/aws/${name}.mjs would carry ${[...bad, ...badImports.map((i) => i.path)].slice(0, 5).join(', ')}`,
+      );
+    }
+    writeFileSync(join(outdir, `${name}.meta.json`), JSON.stringify(r.metafile));
+    const bytes = statSync(outfile).size;
+    results[name] = { file: outfile, bytes, byPackage: sizesByPackage(r.metafile, key) };
+    if (!quiet) console.log(`dist/aws/${name}.mjs ${(bytes / 1024).toFixed(1)} KB`);
+  }
+  return results;
+}
