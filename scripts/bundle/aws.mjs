@@ -91,7 +91,7 @@ function rekeyPlugin(root) {
         const lines = [
           `import { ConfigError } from ${JSON.stringify(errorsModule)};`,
           `const why = ${JSON.stringify(why)};`,
-          'const missing = (name) => { const fail = () => { throw new ConfigError(`${name}: ${why}`); };',
+          'const missing = (name) => { const fail = () => { throw new ConfigError(name + ": " + why); };',
           '  return new Proxy(function () {}, { apply: fail, construct: fail, get: (t, p) => (typeof p === "symbol" ? t[p] : fail()) }); };',
           ...names.map((n) => `export const ${n} = missing(${JSON.stringify(n)});`),
         ];
