@@ -1,4 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
@@ -40,6 +41,7 @@ async function run(event: ScheduledEvent): Promise<CostsResult> {
   };
   for (const f of r.findings) logger.warn('cost finding', { ...f });
   for (const e of r.inventoryErrors) logger.warn('provider missing from the inventory', { ...e });
+  metrics.addMetric('rekey.costs.runs', MetricUnit.Count, 1);
   logger.info('costs reported', { scheduledAt: event.time, ...result });
   return result;
 }
