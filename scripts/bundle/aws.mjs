@@ -101,10 +101,19 @@ function rekeyPlugin(root) {
       build.onResolve({ filter: /^yaml$/ }, () => ({ path: yamlEsm }));
       // `import { z } from 'zod'` binds the whole namespace object, which esbuild cannot shake
       // (every locale and the JSON Schema converters come along); a namespace import can.
+      // Error classes keep their names through minification: RekeyError subclasses name
+      // themselves after their class (ValidationError, ProviderError...), and the logs show it.
+      // A static block defines the name; esbuild's keepNames would cost 45 KB of helpers.
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path.includes('node_modules')) return undefined;
         const text = readFileSync(args.path, 'utf8');
-        const contents = text.replace(/^import \{ z \} from 'zod';$/m, "import * as z from 'zod';");
+        const contents = text
+          .replace(/^import \{ z \} from 'zod';$/m, "import * as z from 'zod';")
+          .replace(
+            /^((?:export )?class (\w+) extends \w*(?:Error|Violation)\b[^{\n]*\{)$/gm,
+            (_, head, name) =>
+              `${head} static { Object.defineProperty(this, 'name', { value: '${name}' }); }`,
+          );
         return { contents, loader: 'ts' };
       });
     },

@@ -212,7 +212,8 @@ export async function startStack(
       await deks.close();
       kms.destroy();
       sqs.destroy();
-      await dyn.stop();
+      // A test may have stopped DynamoDB already (fault tests).
+      await dyn.stop().catch(() => undefined);
       await emu.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -288,14 +289,20 @@ export async function queueDepth(stack: AwsStack): Promise<number> {
   );
 }
 
-/** Captures what is written to stdout (Powertools writes logs and EMF there) until stopped. */
+/**
+ * Captures what is written to stdout and stderr (Powertools writes logs and EMF there; Lambda
+ * sends both to CloudWatch Logs) until stopped.
+ */
 export function captureStdout(): { lines: () => string[]; stop: () => void } {
   const chunks: string[] = [];
-  const original = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stdout.write;
+  const streams = [process.stdout, process.stderr];
+  const originals = streams.map((s) => s.write.bind(s));
+  streams.forEach((s, i) => {
+    s.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+      return (originals[i] as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof s.write;
+  });
   return {
     lines: () =>
       chunks
@@ -303,7 +310,9 @@ export function captureStdout(): { lines: () => string[]; stop: () => void } {
         .split('\n')
         .filter((l) => l.trim().length > 0),
     stop: () => {
-      process.stdout.write = original;
+      streams.forEach((s, i) => {
+        s.write = originals[i] as typeof s.write;
+      });
     },
   };
 }
