@@ -1,0 +1,215 @@
+/**
+ * `serverless package` (Serverless Framework v3) runs offline and writes the CloudFormation
+ * template this checks: the resources are there, each function has its own least-privilege
+ * role, and every function's zip holds its bundle, the price catalog and the config.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './helpers.js';
+
+type Json = Record<string, unknown>;
+interface Resource {
+  Type: string;
+  Properties: Json;
+}
+interface Statement {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Json;
+}
+
+const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs'] as const;
+const CONFIG = 'examples/rekey.yaml';
+let out: string;
+let resources: Record<string, Resource>;
+
+/** File names in a zip archive, from its central directory. */
+function zipEntries(zip: Buffer): string[] {
+  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (eocd < 0) throw new Error('not a zip archive');
+  const count = zip.readUInt16LE(eocd + 10);
+  let at = zip.readUInt32LE(eocd + 16);
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (zip.readUInt32LE(at) !== 0x02014b50) throw new Error('bad central directory entry');
+    const nameLen = zip.readUInt16LE(at + 28);
+    const extraLen = zip.readUInt16LE(at + 30);
+    const commentLen = zip.readUInt16LE(at + 32);
+    names.push(zip.toString('utf8', at + 46, at + 46 + nameLen));
+    at += 46 + nameLen + extraLen + commentLen;
+  }
+  return names;
+}
+
+/** Whether this machine lets us cut the network off for a child process (a new net namespace). */
+function canIsolateNetwork(): boolean {
+  return spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
+}
+
+beforeAll(() => {
+  for (const fn of FUNCTIONS) {
+    if (!existsSync(join(ROOT, 'dist/aws', `${fn}.mjs`)))
+      throw new Error(`dist/aws/${fn}.mjs is missing: run \`npm run build\` (npm test does)`);
+  }
+  out = mkdtempSync(join(tmpdir(), 'rekey-sls-'));
+  const sls = join(ROOT, 'node_modules/serverless/bin/serverless.js');
+  const args = [
+    sls,
+    'package',
+    '--stage',
+    'test',
+    '--region',
+    'us-east-1',
+    '--package',
+    out,
+    `--param=config=${CONFIG}`,
+  ];
+  const env = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? tmpdir(),
+    // What keeps Serverless v3 off the network: no telemetry, no notifications, no update checks.
+    SLS_TELEMETRY_DISABLED: '1',
+    SLS_NOTIFICATIONS_MODE: 'off',
+    SLS_DISABLE_AUTO_UPDATE: '1',
+    // Packaging needs no real credentials; nothing of this machine's AWS setup is read.
+    AWS_ACCESS_KEY_ID: 'AKIAPACKAGEONLY00000',
+    AWS_SECRET_ACCESS_KEY: 'package-only',
+    AWS_CONFIG_FILE: join(out, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(out, 'no-aws-credentials'),
+  };
+  const [cmd, cmdArgs] = canIsolateNetwork()
+    ? ['unshare', ['-n', process.execPath, ...args]]
+    : [process.execPath, args];
+  execFileSync(cmd as string, cmdArgs as string[], { cwd: ROOT, env, stdio: 'pipe', timeout: 60_000 });
+  const template = JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
+  resources = template.Resources;
+}, 90_000);
+
+afterAll(() => {
+  if (out) rmSync(out, { recursive: true, force: true });
+});
+
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const fnResource = (fn: string) => resources[`${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`]!;
+const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+function statements(role: string): Statement[] {
+  const policies = (resources[role]!.Properties.Policies ?? []) as {
+    PolicyDocument: { Statement: Statement[] };
+  }[];
+  return policies.flatMap((p) => p.PolicyDocument.Statement);
+}
+const kmsActions = (role: string) =>
+  new Set(
+    statements(role)
+      .flatMap(actions)
+      .filter((a) => a.startsWith('kms:')),
+  );
+
+describe('serverless package (offline)', () => {
+  it('declares the functions, their triggers, the queue with its dead-letter queue and the tables', () => {
+    for (const fn of FUNCTIONS) {
+      expect(fnResource(fn)).toMatchObject({
+        Type: 'AWS::Lambda::Function',
+        Properties: { Handler: `dist/aws/${fn}.handler`, Runtime: 'nodejs20.x', Architectures: ['arm64'] },
+      });
+      expect((fnResource(fn).Properties.Environment as Json).Variables).toMatchObject({
+        REKEY_CONFIG: CONFIG,
+      });
+    }
+    const schedules = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.ScheduleExpression);
+    expect(schedules).toHaveLength(2);
+    const kmsRule = ofType('AWS::Events::Rule').find(([, r]) => r.Properties.EventPattern)!;
+    expect(kmsRule[1].Properties.EventPattern).toEqual({
+      source: ['aws.kms'],
+      'detail-type': ['KMS CMK Rotation', 'KMS Imported Key Material Expiration', 'KMS CMK Deletion'],
+    });
+    const [, mapping] = ofType('AWS::Lambda::EventSourceMapping')[0]!;
+    expect(mapping.Properties).toMatchObject({
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      EventSourceArn: { 'Fn::GetAtt': ['ShardQueue', 'Arn'] },
+    });
+    expect(resources.ShardQueue!.Properties.RedrivePolicy).toEqual({
+      deadLetterTargetArn: { 'Fn::GetAtt': ['ShardDeadLetterQueue', 'Arn'] },
+      maxReceiveCount: 5,
+    });
+    expect(resources.ShardDeadLetterQueue!.Type).toBe('AWS::SQS::Queue');
+    expect(resources.StateTable!.Properties.KeySchema).toEqual([
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ]);
+    expect(resources.IdempotencyTable!.Properties).toMatchObject({
+      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true },
+    });
+    expect(resources.EventBus!.Type).toBe('AWS::Events::EventBus');
+    expect(ofType('AWS::Lambda::EventInvokeConfig')[0]![1].Properties).toMatchObject({
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'Arn'] } } },
+    });
+  });
+
+  it('gives each function its own role, never kms:* and never "*" for key operations', () => {
+    expect(resources.IamRoleLambdaExecution).toBeUndefined();
+    for (const fn of FUNCTIONS) {
+      const role = `${fn[0]!.toUpperCase()}${fn.slice(1)}Role`;
+      expect(fnResource(fn).Properties.Role).toEqual({ 'Fn::GetAtt': [role, 'Arn'] });
+      for (const s of statements(role)) {
+        expect(s.Effect).toBe('Allow');
+        for (const a of actions(s)) expect(a).not.toMatch(/(^\*$|:\*$)/);
+        const kms = actions(s).filter((a) => a.startsWith('kms:'));
+        if (kms.length === 0) continue;
+        if (s.Resource === '*') {
+          // Only listing, which KMS cannot scope to keys.
+          expect(kms.sort()).toEqual(['kms:ListAliases', 'kms:ListKeys']);
+        } else {
+          expect(JSON.stringify(s.Resource)).toMatch(/:kms:\*:\$\{AWS::AccountId\}:key\/\*/);
+          expect(s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/rekey-managed': 'true' } });
+        }
+      }
+    }
+  });
+
+  it('each role holds only the KMS actions its function calls', () => {
+    const read = [
+      'kms:DescribeKey',
+      'kms:ListResourceTags',
+      'kms:GetKeyRotationStatus',
+      'kms:ListKeyRotations',
+    ];
+    const crypto = ['kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:Decrypt', 'kms:Encrypt'];
+    const list = ['kms:ListKeys', 'kms:ListAliases'];
+    const manage = [
+      'kms:RotateKeyOnDemand',
+      'kms:EnableKeyRotation',
+      'kms:DisableKeyRotation',
+      'kms:DisableKey',
+      'kms:ScheduleKeyDeletion',
+    ];
+    expect(kmsActions('SchedulerRole')).toEqual(new Set([...list, ...read, ...manage]));
+    expect(kmsActions('WorkerRole')).toEqual(new Set([...read, ...crypto]));
+    expect(kmsActions('EventsRole')).toEqual(new Set([...read, ...crypto, 'kms:RotateKeyOnDemand']));
+    expect(kmsActions('CostsRole')).toEqual(new Set([...list, ...read]));
+    // Queue, bus and tables: each function reaches only what it uses.
+    const all = (role: string) => new Set(statements(role).flatMap(actions));
+    expect(all('SchedulerRole')).toContain('sqs:SendMessage');
+    expect(all('WorkerRole')).not.toContain('sqs:SendMessage');
+    expect(all('WorkerRole')).toContain('sqs:ReceiveMessage');
+    expect(all('CostsRole')).not.toContain('events:PutEvents');
+    const idempotency = (role: string) =>
+      statements(role).some((s) => JSON.stringify(s.Resource).includes('IdempotencyTable'));
+    expect(FUNCTIONS.filter((fn) => idempotency(`${fn[0]!.toUpperCase()}${fn.slice(1)}Role`))).toEqual([
+      'events',
+    ]);
+  });
+
+  it('packages each function with its bundle, the price catalog and the config, nothing else', () => {
+    for (const fn of FUNCTIONS) {
+      const listing = zipEntries(readFileSync(join(out, `${fn}.zip`))).sort();
+      expect(listing).toEqual(['data/prices/catalog.json', `dist/aws/${fn}.mjs`, CONFIG].sort());
+    }
+  });
+});
