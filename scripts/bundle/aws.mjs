@@ -131,9 +131,12 @@ export function sizesByPackage(metafile, outfile) {
   return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
 }
 
-export async function bundle({ root, only, quiet = false }) {
+/**
+ * Builds the bundles. `only` limits the functions; `outdir` and `external` (more packages left
+ * to the runtime) are for comparisons such as the functions benchmark.
+ */
+export async function bundle({ root, only, quiet = false, outdir = join(root, 'dist', 'aws'), external = [] }) {
   const esbuild = createRequire(join(root, 'package.json'))('esbuild');
-  const outdir = join(root, 'dist', 'aws');
   await mkdir(outdir, { recursive: true });
   const results = {};
   for (const [name, entry] of Object.entries(AWS_FUNCTIONS)) {
@@ -154,7 +157,7 @@ export async function bundle({ root, only, quiet = false }) {
       legalComments: 'none',
       sourcemap: 'external',
       metafile: true,
-      external: LAZY_EXTERNALS,
+      external: [...LAZY_EXTERNALS, ...external],
       // Bundled CommonJS packages still call require() for Node's built-in modules.
       banner: {
         js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
@@ -170,13 +173,13 @@ export async function bundle({ root, only, quiet = false }) {
     const badImports = imports.filter((i) => FORBIDDEN.some((re) => re.test(i.path)));
     if (bad.length || badImports.length) {
       throw new Error(
-        `dist/aws/${name}.mjs would carry ${[...bad, ...badImports.map((i) => i.path)].slice(0, 5).join(', ')}`,
+        `${key} would carry ${[...bad, ...badImports.map((i) => i.path)].slice(0, 5).join(', ')}`,
       );
     }
     writeFileSync(join(outdir, `${name}.meta.json`), JSON.stringify(r.metafile));
     const bytes = statSync(outfile).size;
     results[name] = { file: outfile, bytes, byPackage: sizesByPackage(r.metafile, key) };
-    if (!quiet) console.log(`dist/aws/${name}.mjs ${(bytes / 1024).toFixed(1)} KB`);
+    if (!quiet) console.log(`${relative(root, outfile)} ${(bytes / 1024).toFixed(1)} KB`);
   }
   return results;
 }
