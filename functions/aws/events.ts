@@ -1,11 +1,11 @@
-import { IdempotencyConfig } from '@aws-lambda-powertools/idempotency';
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
-import { makeHandlerIdempotent } from '@aws-lambda-powertools/idempotency/middleware';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import middy, { type MiddlewareObj } from '@middy/core';
-import type { EventBridgeEvent } from 'aws-lambda';
+import middy from '@middy/core';
+import type { Context, EventBridgeEvent } from 'aws-lambda';
+import type { KeyEvent } from '../../shared/core/domain/keyEvent.js';
 import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
@@ -13,15 +13,17 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
  * EventBridge rule -> provider key events. AWS KMS `KMS CMK Rotation` and `KMS Imported Key
- * Material Expiration` go to handleKeyEvent (re-wrap to the new material, or rotate); a
- * `KMS CMK Deletion` is logged and counted. Each event id is processed once (Powertools
- * idempotency on DynamoDB): a redelivered event gets the first result back. A malformed event
- * is rejected and not retried; other failures throw, so Lambda retries the event and then
- * hands it to the function's failure destination.
+ * Material Expiration` go to handleKeyEvent (re-wrap to the new material, or rotate), once per
+ * event id (Powertools idempotency on DynamoDB: a redelivered event gets the first result
+ * back). A `KMS CMK Deletion` is logged and counted. A malformed event is rejected and not
+ * retried; other failures throw, so Lambda retries the event and then hands it to the
+ * function's failure destination.
  */
 const logger = makeLogger('events');
 const metrics = makeMetrics();
 const runtime = awsRuntime({ idempotency: true });
+
+type KmsEventBridgeEvent = EventBridgeEvent<string, unknown>;
 
 export interface EventResult {
   eventId: string;
@@ -32,15 +34,51 @@ export interface EventResult {
   rewrapped?: number;
 }
 
-async function run(event: EventBridgeEvent<string, unknown>): Promise<EventResult> {
-  const eventId = typeof event?.id === 'string' ? event.id : '(none)';
+/** Handles one key event; the raw event comes first, its `id` keys the idempotency record. */
+async function onKeyEvent(raw: KmsEventBridgeEvent, event: KeyEvent): Promise<EventResult> {
+  const ctx = await runtime.context();
+  const out = await handleKeyEvent(ctx, event);
+  const result: EventResult = {
+    eventId: raw.id,
+    outcome: out.outcome,
+    keyRef: out.keyRef,
+    reason: out.reason,
+    ...(out.rotatedTo ? { rotatedTo: out.rotatedTo } : {}),
+    rewrapped: out.jobs.reduce((n, j) => n + j.counts.rewrapped, 0),
+  };
+  logger.info('key event handled', { kind: event.kind, ...result });
+  return result;
+}
+
+type Once = { handle: typeof onKeyEvent; config: IdempotencyConfig };
+let once: Once | undefined;
+
+/** onKeyEvent made idempotent on the event id, built on first use (its table is a setting). */
+function idempotentOnKeyEvent(): Once {
+  if (!once) {
+    const config = new IdempotencyConfig({
+      eventKeyJmesPath: 'id',
+      throwOnNoIdempotencyKey: true,
+      // EventBridge retries for at most 24 hours; a week covers any redelivery.
+      expiresAfterSeconds: 7 * 86_400,
+    });
+    const persistenceStore = new DynamoDBPersistenceLayer({
+      tableName: runtime.settings().idempotencyTable!,
+    });
+    once = { handle: makeIdempotent(onKeyEvent, { persistenceStore, config, dataIndexArgument: 0 }), config };
+  }
+  return once;
+}
+
+async function run(raw: KmsEventBridgeEvent, context: Context): Promise<EventResult> {
+  const eventId = typeof raw?.id === 'string' ? raw.id : '(none)';
   let notice: ReturnType<typeof parseKmsEvent>;
   try {
-    notice = parseKmsEvent(event);
+    notice = parseKmsEvent(raw);
   } catch (e) {
     if (!(e instanceof ValidationError)) throw e;
     metrics.addMetric('rekey.events.rejected', MetricUnit.Count, 1);
-    logger.error('event rejected', { eventId, source: String(event?.source), ...errorFields(e) });
+    logger.error('event rejected', { eventId, source: String(raw?.source), ...errorFields(e) });
     return { eventId, outcome: 'rejected', reason: e.message };
   }
   if (notice.kind === 'key_deleted') {
@@ -53,45 +91,16 @@ async function run(event: EventBridgeEvent<string, unknown>): Promise<EventResul
       reason: 'the key was deleted by AWS KMS',
     };
   }
-  const ctx = await runtime.context();
-  const out = await handleKeyEvent(ctx, notice.event);
-  const result: EventResult = {
-    eventId,
-    outcome: out.outcome,
-    keyRef: out.keyRef,
-    reason: out.reason,
-    ...(out.rotatedTo ? { rotatedTo: out.rotatedTo } : {}),
-    rewrapped: out.jobs.reduce((n, j) => n + j.counts.rewrapped, 0),
-  };
-  metrics.addMetric(`rekey.events.${out.outcome}`, MetricUnit.Count, 1);
-  logger.info('key event handled', { kind: notice.event.kind, ...result });
+  const { handle, config } = idempotentOnKeyEvent();
+  config.registerLambdaContext(context);
+  const result = await handle(raw, notice.event);
+  metrics.addMetric(`rekey.events.${result.outcome}`, MetricUnit.Count, 1);
   return result;
-}
-
-/** The idempotency middleware, built on first use: its table comes from the settings. */
-function idempotentByEventId(): MiddlewareObj {
-  let mw: MiddlewareObj | undefined;
-  const get = (): MiddlewareObj =>
-    (mw ??= makeHandlerIdempotent({
-      persistenceStore: new DynamoDBPersistenceLayer({ tableName: runtime.settings().idempotencyTable! }),
-      config: new IdempotencyConfig({
-        eventKeyJmesPath: 'id',
-        throwOnNoIdempotencyKey: true,
-        // EventBridge retries for at most 24 h; a week covers any redelivery.
-        expiresAfterSeconds: 7 * 86_400,
-      }),
-    }) as MiddlewareObj);
-  return {
-    before: (request) => get().before?.(request),
-    after: (request) => get().after?.(request),
-    onError: (request) => get().onError?.(request),
-  };
 }
 
 export const handler = middy(run)
   .use(injectLambdaContext(logger))
   .use(logMetrics(metrics, { captureColdStartMetric: true }))
-  .use(idempotentByEventId())
   .onError((request) => {
     logger.error('event handling failed', {
       eventId: (request.event as { id?: unknown })?.id,
