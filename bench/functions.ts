@@ -7,6 +7,10 @@
  * baseline per function imports every SDK client that function carries, to show what rekey
  * itself adds on top of the clients it cannot do without.
  *
+ * The functions bundle the SDK at its pinned version. The `runtime-sdk` variant, built here,
+ * leaves every @aws-sdk and @smithy package to the one the Lambda runtime ships: smaller, but
+ * loaded from node_modules as many files; its figures show that trade.
+ *
  *   node dist/bench/functions.js [--runs 5] [--json]     (after `npm run build`)
  *
  * Targets: each bundle <= 600 KB and cold load <= 1.3x the SDK-only baseline. For a bundle
@@ -27,6 +31,12 @@ interface BundleScript {
   AWS_FUNCTIONS: Record<string, string>;
   LAZY_EXTERNALS: string[];
   sizesByPackage(metafile: unknown, outfile: string): Record<string, number>;
+  bundle(opts: {
+    root: string;
+    outdir?: string;
+    external?: string[];
+    quiet?: boolean;
+  }): Promise<Record<string, { file: string; bytes: number }>>;
 }
 
 /** The SDK clients each function bundles (its baseline for "what rekey adds"). */
@@ -130,6 +140,15 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       );
       files[fn] = join(ROOT, 'dist/aws', `${fn}.mjs`);
     }
+    // Inside the package, so the packages it leaves out resolve from node_modules as in Lambda.
+    const variantDir = join(ROOT, '.tmp', `bench-runtime-sdk-${process.pid}`);
+    const variant = await script.bundle({
+      root: ROOT,
+      outdir: variantDir,
+      external: ['@aws-sdk/*', '@smithy/*'],
+      quiet: true,
+    });
+    for (const fn of fns) files[`${fn}-runtime-sdk`] = variant[fn]!.file;
     // Warm the file cache, then take every file in turn, `runs` rounds.
     for (const f of Object.values(files)) loadOnce(f);
     const wall: Record<string, number[]> = {};
@@ -173,9 +192,11 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       baseline: figure('sdk-only'),
       baselinesWithTheirClients: fns.map((fn) => figure(`${fn}-clients`)),
       bundles,
+      runtimeSdkVariant: fns.map((fn) => figure(`${fn}-runtime-sdk`)),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(join(ROOT, '.tmp', `bench-runtime-sdk-${process.pid}`), { recursive: true, force: true });
   }
 }
 
@@ -194,6 +215,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       console.log(
         `${f.bundle.padEnd(10)} ${String(f.kb).padStart(6)} KB ${f.sizeOk ? 'ok ' : 'OVER'}  cold load ${f.loadRatio}x ${f.loadOk ? 'ok' : 'OVER'} (import ${f.importRatio}x); ${f.loadRatioToItsClients}x its SDK clients alone`,
       );
+      const v = result.runtimeSdkVariant.find((x) => x.bundle === `${f.bundle}-runtime-sdk`);
+      if (v) console.log(`           with the runtime's SDK instead: ${v.kb} KB, cold load ${v.loadRatio}x`);
       if (f.largest)
         console.log(
           `           largest: ${Object.entries(f.largest)
