@@ -41,6 +41,7 @@ export const LEFT_OUT = {
   'shared/stores/sqlite/SqliteDekStore.ts': 'SQLite stores',
   'shared/stores/sqlite/SqliteStateStore.ts': 'SQLite state',
   'shared/providers/pkcs11/Pkcs11Provider.ts': 'the PKCS#11 provider',
+  'shared/providers/pkcs11/export.ts': 'BYOK material from a PKCS#11 token',
   'shared/providers/gcp/GcpKmsProvider.ts': 'the Google Cloud KMS provider',
   'shared/providers/azure/AzureKeyVaultProvider.ts': 'the Azure Key Vault provider',
   'shared/stores/postgres/PostgresDekStore.ts': 'PostgreSQL stores',
@@ -135,7 +136,13 @@ export function sizesByPackage(metafile, outfile) {
  * Builds the bundles. `only` limits the functions; `outdir` and `external` (more packages left
  * to the runtime) are for comparisons such as the functions benchmark.
  */
-export async function bundle({ root, only, quiet = false, outdir = join(root, 'dist', 'aws'), external = [] }) {
+export async function bundle({
+  root,
+  only,
+  quiet = false,
+  outdir = join(root, 'dist', 'aws'),
+  external = [],
+}) {
   const esbuild = createRequire(join(root, 'package.json'))('esbuild');
   await mkdir(outdir, { recursive: true });
   const results = {};
