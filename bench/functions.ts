@@ -1,7 +1,8 @@
 /**
  * Function bundles: size and cold load of each dist/aws/<fn>.mjs, against a baseline bundle
  * built in the same run with the same esbuild settings that only imports the cloud's SDK
- * client (for AWS, the KMS client). Cold load is the median wall time of fresh
+ * client (for AWS, the KMS client), and the same client bundled with esbuild's defaults (the
+ * SDK's CommonJS builds, what a plain bundle of it weighs). Cold load is the median wall time of fresh
  * `node -e "import(bundle)"` processes, bundles and baseline taken in turn; the import alone
  * (timed inside the process, without Node's own start-up) is reported beside it. A second
  * baseline per function imports every SDK client that function carries, to show what rekey
@@ -62,6 +63,8 @@ export interface BundleFigures {
   /** Cold load / the SDK-only baseline's. */
   loadRatio: number;
   importRatio: number;
+  /** Cold load / the KMS client bundled with esbuild's default settings. */
+  loadRatioToPlainSdk?: number;
   /** Cold load / a bundle of only the SDK clients this function carries. */
   loadRatioToItsClients?: number;
   sizeOk?: boolean;
@@ -70,13 +73,20 @@ export interface BundleFigures {
   largest?: Record<string, number>;
 }
 
-async function buildBaseline(name: string, clients: string[], dir: string, script: BundleScript) {
+async function buildBaseline(
+  name: string,
+  clients: string[],
+  dir: string,
+  script: BundleScript,
+  opts: { plain?: boolean } = {},
+) {
   const esbuild = createRequire(join(ROOT, 'package.json'))('esbuild') as typeof import('esbuild');
   const src = clients.map((c, i) => `import { ${EXPORTED[c]} as C${i} } from '@aws-sdk/${c}';`).join('\n');
   const entry = join(dir, `${name}.ts`);
   writeFileSync(entry, `${src}\nexport const clients = [${clients.map((_, i) => `C${i}`).join(', ')}];\n`);
   const outfile = join(dir, `${name}.mjs`);
-  // The same settings as scripts/bundle/aws.mjs, so only the contents differ.
+  // The same settings as scripts/bundle/aws.mjs, so only the contents differ; `plain` is what
+  // esbuild does by default (the SDK's CommonJS builds, every credential source inside).
   await esbuild.build({
     absWorkingDir: ROOT,
     entryPoints: [entry],
@@ -85,10 +95,9 @@ async function buildBaseline(name: string, clients: string[], dir: string, scrip
     platform: 'node',
     target: 'node20',
     format: 'esm',
-    mainFields: ['module', 'main'],
+    ...(opts.plain ? {} : { mainFields: ['module', 'main'], legalComments: 'none' as const }),
     minify: true,
-    legalComments: 'none',
-    external: script.LAZY_EXTERNALS,
+    external: opts.plain ? [] : script.LAZY_EXTERNALS,
     banner: {
       js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
     },
@@ -130,6 +139,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
   try {
     const files: Record<string, string> = {
       'sdk-only': await buildBaseline('sdk-only', ['client-kms'], dir, script),
+      'sdk-only-plain': await buildBaseline('sdk-only-plain', ['client-kms'], dir, script, { plain: true }),
     };
     for (const fn of fns) {
       files[`${fn}-clients`] = await buildBaseline(
@@ -175,6 +185,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
     const bundles = fns.map((fn) => {
       const f = figure(fn);
       f.loadRatioToItsClients = round(median(wall[fn]!) / median(wall[`${fn}-clients`]!));
+      f.loadRatioToPlainSdk = round(median(wall[fn]!) / median(wall['sdk-only-plain']!));
       f.sizeOk = f.kb <= SIZE_TARGET_KB;
       f.loadOk = f.loadRatio <= LOAD_TARGET;
       if (!f.sizeOk) {
@@ -190,6 +201,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       runs,
       targets: { kb: SIZE_TARGET_KB, loadRatio: LOAD_TARGET },
       baseline: figure('sdk-only'),
+      plainBaseline: figure('sdk-only-plain'),
       baselinesWithTheirClients: fns.map((fn) => figure(`${fn}-clients`)),
       bundles,
       runtimeSdkVariant: fns.map((fn) => figure(`${fn}-runtime-sdk`)),
@@ -208,12 +220,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     const b = result.baseline;
+    const p = result.plainBaseline;
     console.log(
-      `baseline (KMS client only): ${b.kb} KB, cold load ${b.coldLoadMs} ms (import ${b.importMs} ms)`,
+      `baseline (KMS client only): ${b.kb} KB, cold load ${b.coldLoadMs} ms (import ${b.importMs} ms); ` +
+        `with esbuild's defaults: ${p.kb} KB, ${p.coldLoadMs} ms`,
     );
     for (const f of result.bundles) {
       console.log(
-        `${f.bundle.padEnd(10)} ${String(f.kb).padStart(6)} KB ${f.sizeOk ? 'ok ' : 'OVER'}  cold load ${f.loadRatio}x ${f.loadOk ? 'ok' : 'OVER'} (import ${f.importRatio}x); ${f.loadRatioToItsClients}x its SDK clients alone`,
+        `${f.bundle.padEnd(10)} ${String(f.kb).padStart(6)} KB ${f.sizeOk ? 'ok ' : 'OVER'}  cold load ${f.loadRatio}x ${f.loadOk ? 'ok' : 'OVER'} (import ${f.importRatio}x); ${f.loadRatioToPlainSdk}x the default-built KMS client; ${f.loadRatioToItsClients}x its SDK clients alone`,
       );
       const v = result.runtimeSdkVariant.find((x) => x.bundle === `${f.bundle}-runtime-sdk`);
       if (v) console.log(`           with the runtime's SDK instead: ${v.kb} KB, cold load ${v.loadRatio}x`);
