@@ -3,6 +3,7 @@ import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDr } from './commands/dr.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerReport(program, globals);
   registerCost(program, globals);
+  registerDr(program, globals);
   return program;
 }
 

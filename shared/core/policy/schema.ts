@@ -148,6 +148,9 @@ const SqliteStore = z.strictObject({
   path: z.string().min(1).describe('database file, relative to the config file'),
   table: sqlIdent.default('data_keys'),
   columns: Columns,
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
 });
 const PostgresColumns = z
   .strictObject({
@@ -166,6 +169,9 @@ const PostgresStore = z.strictObject({
   url: secret,
   table: sqlTable.default('data_keys'),
   columns: PostgresColumns,
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
   idType: z
     .enum(['text', 'uuid', 'bigint'])
     .optional()
@@ -195,6 +201,9 @@ const DynamoDbStore = z.strictObject({
   index: dynamoName.default('by_kek_version').describe('GSI on (key, versionId)'),
   attributes: DynamoAttributes,
   region: nonBlank.optional(),
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live; default: region; disaster-recovery checks compare it with where keys can be recovered'),
   endpoint: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
     .optional()

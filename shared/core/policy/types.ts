@@ -61,6 +61,8 @@ export interface SqliteStoreConfig {
   path: string;
   table: string;
   columns: DekColumns;
+  /** Where the DEKs live (region or site), for disaster-recovery checks. */
+  location?: string;
 }
 /** Like DekColumns, but the context column may be absent (null): every DEK's context is then {}. */
 export interface PostgresDekColumns {
@@ -81,6 +83,7 @@ export interface PostgresStoreConfig {
   columns: PostgresDekColumns;
   /** Type of the id column; when absent it is read from the catalog. */
   idType?: DekIdType;
+  location?: string;
 }
 /** Names of the DEK item's attributes in a DynamoDB table. */
 export interface DynamoDekAttributes {
@@ -102,6 +105,7 @@ export interface DynamoDbStoreConfig {
   index: string;
   attributes: DynamoDekAttributes;
   region?: string;
+  location?: string;
   /** Endpoint override (DynamoDB Local, dynalite, VPC endpoints). */
   endpoint?: string;
 }

@@ -65,6 +65,18 @@ export interface ImportParameters {
   expiresAt: string | null;
 }
 
+/** Where a key can be recovered from if the place it lives is lost (disaster recovery). */
+export interface RecoveryInfo {
+  /** Where the key material is served from: regions, locations, HSM tokens, files. */
+  locations: string[];
+  /** Independent copies outside those locations, or the way the service keeps them. */
+  copies: { kind: 'replica' | 'multi-region-location' | 'paired-region' | 'backup'; location: string; detail: string }[];
+  /** What protects the key from deletion (soft delete, waiting period), if anything. */
+  deletionProtection: string | null;
+  /** What rekey cannot see and an operator must confirm (out-of-band backups). */
+  notes: string[];
+}
+
 /** The HSM side of BYOK: wraps a key it holds for transport, without exposing it in clear. */
 export interface KeyMaterialSource {
   exportWrapped(
@@ -121,6 +133,8 @@ export interface KeyProvider {
   rewrapMany?(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]>;
   /** When the key was last used for a cryptographic operation, if the provider knows. */
   lastUsed?(ref: KeyRef): Promise<string | null>;
+  /** Recovery facts for disaster-recovery checks; absent when the provider cannot tell. */
+  recovery?(ref: KeyRef): Promise<RecoveryInfo>;
   /** BYOK, step 1: a wrapping key and token for importing material into `ref`. */
   prepareImport?(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters>;
   /**

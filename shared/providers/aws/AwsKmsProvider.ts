@@ -39,6 +39,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -692,6 +693,40 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       this.client(r.region).send(new GetKeyLastUsageCommand({ KeyId: arn })),
     );
     return out.KeyLastUsage?.Timestamp ? out.KeyLastUsage.Timestamp.toISOString() : null;
+  }
+
+  // ---- disaster recovery ----
+
+  /** Multi-Region replicas are the copies AWS keeps; a single-Region key has none. */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    const r = this.awsRef(ref);
+    const md = await this.describe(r.region, this.keyArn(r));
+    const mr = md.MultiRegionConfiguration;
+    const regionOf = (arn: string | undefined) => (arn ? arn.split(':')[3] : undefined);
+    const others = new Set<string>();
+    if (md.MultiRegion && mr) {
+      for (const k of [mr.PrimaryKey, ...(mr.ReplicaKeys ?? [])]) {
+        const region = k?.Region ?? regionOf(k?.Arn);
+        if (region && region !== r.region) others.add(region);
+      }
+    }
+    const notes: string[] = [];
+    if (md.Origin === 'EXTERNAL') {
+      notes.push(
+        'imported key material: AWS cannot export it, keep the original in your HSM to re-import after loss',
+      );
+    }
+    if (md.MultiRegion && others.size === 0) notes.push('multi-Region key without replicas yet');
+    return {
+      locations: [r.region],
+      copies: [...others].sort().map((region) => ({
+        kind: 'replica' as const,
+        location: region,
+        detail: `multi-Region ${region === regionOf(mr?.PrimaryKey?.Arn) ? 'primary' : 'replica'} key`,
+      })),
+      deletionProtection: 'ScheduleKeyDeletion waits 7-30 days before deleting',
+      notes,
+    };
   }
 
   // ---- creation ----

@@ -26,6 +26,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -293,6 +294,44 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
 
   async getKey(ref: KeyRef): Promise<AzureManagedKey> {
     return this.describe(this.refOf(ref));
+  }
+
+  /**
+   * Key Vault keeps vault contents in the vault's region and, where the region has a pair,
+   * replicates them to the paired region (read-only during a failover); Managed HSM pools stay in
+   * their region unless multi-region replication is set up, which the key API does not show.
+   */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    const r = this.refOf(ref);
+    const client = await this.keys(r.host);
+    const key = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+    const level = key.properties.recoveryLevel;
+    const days = key.properties.recoverableDays;
+    const protection = level?.startsWith('Recoverable')
+      ? `soft delete${days ? ` for ${days} days` : ''} (${level})${level.includes('Purgeable') ? '' : ', purge protection on'}`
+      : null;
+    const notes = [
+      'a key backup (backupKey) restores only into a vault of the same Azure geography and subscription',
+    ];
+    if (r.kind === 'managedhsm')
+      notes.push(
+        "Managed HSM: check the pool's multi-region replication and security-domain backup out of band",
+      );
+    return {
+      locations: [r.host],
+      copies:
+        r.kind === 'vault'
+          ? [
+              {
+                kind: 'paired-region',
+                location: 'paired region',
+                detail: 'Key Vault replicates vault contents to the paired region',
+              },
+            ]
+          : [],
+      deletionProtection: protection,
+      notes,
+    };
   }
 
   private async describe(ref: AzureKvRef): Promise<AzureManagedKey> {
