@@ -79,7 +79,7 @@ export class Pusher {
   private request(
     d: Delivery,
     push: NonNullable<SubscriptionState['push']>,
-  ): { headers: Record<string, string>; body: Buffer | string } {
+  ): { headers: Record<string, string>; body: ArrayBuffer | string } {
     const m = d.message;
     const publishTime = new Date(m.publishTimeMs).toISOString();
     const headers: Record<string, string> = { 'user-agent': USER_AGENT, from: 'noreply@google.com' };
@@ -92,7 +92,10 @@ export class Pusher {
         if (m.orderingKey) headers['x-goog-pubsub-ordering-key'] = m.orderingKey;
         for (const [k, v] of Object.entries(m.attributes)) headers[k] = v;
       }
-      return { headers, body: m.data };
+      return {
+        headers,
+        body: m.data.buffer.slice(m.data.byteOffset, m.data.byteOffset + m.data.length) as ArrayBuffer,
+      };
     }
     headers['content-type'] = 'application/json';
     const attempt = this.state.deliveryAttempt(this.sub, d);
