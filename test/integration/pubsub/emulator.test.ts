@@ -202,6 +202,16 @@ describe('publish and pull', () => {
     expect(emu.stats(sub.name)!.nacked).toBeGreaterThanOrEqual(1);
     await sub.delete();
   });
+  it('ends a stream on a subscription that does not exist with NOT_FOUND', async () => {
+    const sub = ps.subscription('never-created');
+    const err = await new Promise<Error & { code?: number }>((resolve) => {
+      sub.on('error', resolve);
+      sub.on('message', () => undefined);
+    });
+    await sub.close();
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(err.message).toMatch(/Resource not found \(resource=never-created\)/);
+  });
 });
 
 describe('push delivery', () => {
@@ -277,6 +287,29 @@ describe('push delivery', () => {
     await subClient.close();
     await sub.delete();
     await failing.close();
+  });
+
+  it('with noWrapper, POSTs the bare data and, asked to, the metadata as headers', async () => {
+    const ep = await pushEndpoint(() => 204);
+    const t = id('bare');
+    const [topic] = await ps.createTopic(t);
+    const [sub] = await topic.createSubscription(id('bare-sub'), {
+      pushConfig: { pushEndpoint: `${ep.url}/bare`, noWrapper: { writeMetadata: true } },
+    });
+    const msgId = await topic.publishMessage({
+      data: Buffer.from('raw bytes'),
+      attributes: { color: 'blue' },
+    });
+    await until(() => ep.received.length === 1, 5_000, 'one push');
+    const r = ep.received[0]!;
+    expect(r.body).toBe('raw bytes');
+    expect(r.headers).toMatchObject({
+      'x-goog-pubsub-message-id': msgId,
+      'x-goog-pubsub-subscription-name': sub.name,
+      color: 'blue',
+    });
+    await sub.delete();
+    await ep.close();
   });
 
   it('keeps ordering keys in order: the next message of a key waits until the previous one is acked', async () => {
