@@ -112,8 +112,6 @@ export async function bundle({ root }) {
   const catalog = join(root, 'data', 'prices', 'catalog.json');
   mkdirSync(join(out, 'data', 'prices'), { recursive: true });
   copyFileSync(catalog, join(out, 'data', 'prices', 'catalog.json'));
-  if (process.env.REKEY_BUNDLE_META)
-    writeFileSync(process.env.REKEY_BUNDLE_META, JSON.stringify(result.metafile));
   const bytes = result.metafile.outputs[relative(root, join(out, 'index.js'))]?.bytes ?? 0;
   console.log(`gcp: dist/gcp/index.js ${(bytes / 1024).toFixed(0)} KB; config ${relative(root, config)}`);
 }

@@ -433,4 +433,31 @@ describe('deployment settings', () => {
       await f.stop();
     }
   });
+
+  it('a config naming an adapter the GCP build leaves out fails with a message saying so', async () => {
+    const config = join(dir, 'aws.yaml');
+    writeFileSync(
+      config,
+      `version: 1
+providers:
+  aws: { type: aws-kms, regions: [eu-west-1] }
+policies:
+  - name: all
+    match: {}
+    rotate: { every: P90D }
+`,
+    );
+    const f = await startFunction('rekeyCycle', { ...env, REKEY_CONFIG: config });
+    try {
+      const res = await postCloudEvent(f.url, messagePublished(topic('rekey-cycle'), '{}'));
+      expect(res.status).toBe(500);
+      await until(
+        () => f.text.some((t) => /aws-kms is not part of the Google Cloud Functions build of rekey/.test(t)),
+        5_000,
+        'the error',
+      );
+    } finally {
+      await f.stop();
+    }
+  });
 });
