@@ -94,6 +94,7 @@ export async function composeFrom(
             regions: pc.regions,
             ...(pc.endpoint ? { endpoint: pc.endpoint } : {}),
             ...(pc.profile ? { profile: pc.profile } : {}),
+            ...(pc.rotateByNewKey ? { rotateByNewKey: pc.rotateByNewKey } : {}),
           });
           providers.set(id, p);
           closers.push(() => p.close?.());

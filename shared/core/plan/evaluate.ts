@@ -21,6 +21,8 @@ export interface EvaluationInput {
   census: DekCensus;
   /** Capabilities per configured provider id. */
   capabilities: Record<string, ProviderCapabilities>;
+  /** Capabilities per key ref, for keys whose provider says they differ from its own. */
+  keyCapabilities?: Record<string, ProviderCapabilities>;
   inventoryId: string;
   /** Prices: each action then carries its cost delta. */
   catalog?: PriceCatalog;
@@ -144,7 +146,7 @@ function evaluateKey(
   actions: PlanAction[],
 ): void {
   const { now, census } = input;
-  const caps = input.capabilities[key.providerId];
+  const caps = input.keyCapabilities?.[key.ref] ?? input.capabilities[key.providerId];
   const base = { keyRef: key.ref, provider: key.providerId, policy: policy.name };
 
   if (!key.enabled) {

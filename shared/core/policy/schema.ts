@@ -104,6 +104,13 @@ const AwsKmsProvider = z.strictObject({
   regions: z.array(pattern(AWS_REGION_PATTERN, 'must be an AWS region such as us-east-1')).min(1),
   endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   profile: z.string().min(1).optional(),
+  rotateByNewKey: z
+    .array(glob)
+    .min(1)
+    .optional()
+    .describe(
+      'alias name globs (without alias/) whose symmetric keys rotate by a new key and an alias swap instead of new key material',
+    ),
 });
 const GcpKmsProvider = z.strictObject({
   type: z.literal('gcp-kms'),

@@ -21,6 +21,8 @@ export interface AwsKmsProviderConfig {
   regions: string[];
   endpoint?: string;
   profile?: string;
+  /** Alias name globs whose symmetric keys rotate by a new key and an alias swap. */
+  rotateByNewKey?: string[];
 }
 export interface GcpKmsProviderConfig {
   type: 'gcp-kms';

@@ -96,6 +96,12 @@ export interface KeyProvider {
   readonly id: string;
   readonly type: ProviderType;
   capabilities(): ProviderCapabilities;
+  /**
+   * Capabilities for one key, where they differ from the provider's (an AWS alias chain can
+   * retire versions one by one, imported material has no native schedule...). Optional: absent,
+   * every key has capabilities().
+   */
+  capabilitiesFor?(key: ManagedKey): ProviderCapabilities;
   listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>>;
   getKey(ref: KeyRef): Promise<ManagedKey>;
   /** Creates a new version and makes it primary. */

@@ -101,6 +101,8 @@ export interface EmulatedKey {
   onDemandCount: number;
   onDemandStartedAt?: number;
   lastUsage?: { operation: string; at: number; requestId: string };
+  /** The key policy document (JSON text), as CreateKey set it or the default one. */
+  policy: string;
 }
 
 interface Alias {
@@ -270,6 +272,8 @@ export class KmsService {
         return this.generateDataKey(ctx, body, false);
       case 'GetKeyLastUsage':
         return this.keyLastUsage(ctx, body);
+      case 'GetKeyPolicy':
+        return this.keyPolicy(ctx, body);
       default:
         throw new AwsError('UnknownOperationException', `The emulator does not implement TrentService.${op}`);
     }
@@ -367,6 +371,7 @@ export class KmsService {
       multiRegion: boolean;
       description: string;
       manager: 'CUSTOMER' | 'AWS';
+      policy?: string;
     },
   ): EmulatedKey {
     const id = p.multiRegion ? `mrk-${randomBytes(16).toString('hex')}` : randomUUID();
@@ -386,6 +391,7 @@ export class KmsService {
       tags: new Map(),
       materials: [],
       onDemandCount: 0,
+      policy: p.policy ?? defaultPolicy(this.account),
     };
     // Only symmetric encryption keys get emulated material; EXTERNAL keys wait for an import that
     // this emulator does not implement, so they stay PendingImport.
@@ -416,10 +422,19 @@ export class KmsService {
       );
     }
     const description = optString(body, 'Description', 0, 8192) ?? '';
-    optString(body, 'Policy', 1, 131072);
+    const policy = optString(body, 'Policy', 1, 32768);
+    if (policy !== undefined) checkPolicyDocument(policy);
     const multiRegion = optBool(body, 'MultiRegion') ?? false;
     const tags = readTags(body.Tags);
-    const k = this.newKey(ctx.region, { spec, usage, origin, multiRegion, description, manager: 'CUSTOMER' });
+    const k = this.newKey(ctx.region, {
+      spec,
+      usage,
+      origin,
+      multiRegion,
+      description,
+      manager: 'CUSTOMER',
+      ...(policy !== undefined ? { policy } : {}),
+    });
     for (const [key, value] of tags) k.tags.set(key, value);
     return { KeyMetadata: this.metadata(k) };
   }
@@ -523,9 +538,10 @@ export class KmsService {
     if (!a) throw new AwsError('NotFoundException', `Alias ${this.aliasArn(ctx.region, name)} is not found.`);
     const k = this.aliasTarget(ctx, body);
     const old = ctx.r.keys.get(a.target);
-    if (old && (old.spec !== k.spec || old.usage !== k.usage)) {
+    // Same type (symmetric, asymmetric or HMAC) and same usage; the spec itself may differ.
+    if (old && (keyType(old.spec) !== keyType(k.spec) || old.usage !== k.usage)) {
       throw validationError(
-        `${k.arn} cannot replace ${old.arn} under ${name}: the new key must have the same key spec and key usage.`,
+        `${k.arn} cannot replace ${old.arn} under ${name}: the new key must be the same type (${keyType(old.spec)}) with the same key usage (${old.usage}).`,
       );
     }
     a.target = k.id;
@@ -896,6 +912,14 @@ export class KmsService {
     return out;
   }
 
+  private keyPolicy(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.resolve(ctx, reqString(body, 'KeyId'), false);
+    const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
+    if (name !== 'default')
+      throw new AwsError('NotFoundException', `Policy ${name} does not exist on ${k.arn}`);
+    return { Policy: k.policy, PolicyName: 'default' };
+  }
+
   private keyLastUsage(ctx: Ctx, body: Record<string, unknown>) {
     const k = this.resolve(ctx, reqString(body, 'KeyId'), false);
     const u = k.lastUsage;
@@ -929,6 +953,46 @@ function addMaterial(k: EmulatedKey, at: number, rotationType?: 'AUTOMATIC' | 'O
     createdAt: at,
     rotationType,
   });
+}
+
+/** symmetric, asymmetric or HMAC: what UpdateAlias compares. */
+function keyType(spec: KeySpec): 'symmetric' | 'asymmetric' | 'hmac' {
+  if (spec === 'SYMMETRIC_DEFAULT') return 'symmetric';
+  return spec.startsWith('HMAC_') ? 'hmac' : 'asymmetric';
+}
+
+/** The key policy KMS gives a key created without one: the account root may do everything. */
+function defaultPolicy(account: string): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Id: 'key-default-1',
+    Statement: [
+      {
+        Sid: 'Enable IAM User Permissions',
+        Effect: 'Allow',
+        Principal: { AWS: `arn:aws:iam::${account}:root` },
+        Action: 'kms:*',
+        Resource: '*',
+      },
+    ],
+  });
+}
+
+/** Policies are stored, not evaluated; they must at least be JSON objects with statements. */
+function checkPolicyDocument(text: string): void {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new AwsError('MalformedPolicyDocumentException', 'The key policy is not valid JSON.');
+  }
+  const st = (doc as { Statement?: unknown } | null)?.Statement;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || st === undefined) {
+    throw new AwsError(
+      'MalformedPolicyDocumentException',
+      'The key policy must be an object with a Statement.',
+    );
+  }
 }
 
 function wipe(k: EmulatedKey): void {
