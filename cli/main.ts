@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerByok } from './commands/byok.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
 import { registerMisc } from './commands/misc.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerReport(program, globals);
   registerCost(program, globals);
+  registerByok(program, globals);
   return program;
 }
 

@@ -305,6 +305,24 @@ const PolicySchema = z.strictObject({
     })
     .optional(),
   retire: Retire.optional(),
+  byok: z
+    .strictObject({
+      source: id('provider').describe(
+        'pkcs11 provider whose HSM makes and exports new material when an imported key rotates',
+      ),
+      algorithm: z
+        .enum(['rsa-aes-kwp-sha1', 'rsa-oaep-sha1'])
+        .optional()
+        .describe('wrapping scheme; default: the first the target provider accepts'),
+      expiresAfter: positiveDuration
+        .optional()
+        .describe('imported material expires this long after its import (AWS ValidTo); default: never'),
+      warnBefore: duration
+        .prefault('P30D')
+        .describe('imported material that expires within this becomes a plan finding'),
+    })
+    .optional()
+    .describe('keys with imported (BYOK) material: where new material comes from, and expiry'),
   budget: z
     .strictObject({
       perKeyMonthly: parsed(parseMoney, {

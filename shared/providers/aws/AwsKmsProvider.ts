@@ -39,6 +39,8 @@ import {
 } from '../../core/errors.js';
 import { globMatcher } from '../../core/policy/glob.js';
 import type {
+  ImportParameters,
+  ImportWrapAlgorithm,
   KeyCreator,
   KeyProvider,
   ListScope,
@@ -58,6 +60,12 @@ import {
   walkChain,
 } from './aliasChain.js';
 import { toRekeyError, unsupported } from './errors.js';
+import {
+  importedVersion,
+  importMaterial as importInto,
+  prepareImport as prepareImportInto,
+  type WrappingKeySpec,
+} from './importMaterial.js';
 
 export interface AwsKmsProviderOptions {
   /** Configured provider id, e.g. `aws-prod`. */
@@ -86,6 +94,11 @@ export interface AwsKmsProviderOptions {
    * rotate that way; see docs/aws.md.
    */
   rotateByNewKey?: string[];
+  /**
+   * RSA wrapping key GetParametersForImport asks for (BYOK). Default RSA_4096, the longest,
+   * which AWS recommends; smaller ones make faster test runs.
+   */
+  importWrappingKeySpec?: WrappingKeySpec;
 }
 
 /** AWS-specific facts kept beside the neutral key model. */
@@ -219,6 +232,7 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     this.access = {
       providerId: opts.id,
       client: (region) => this.client(region),
+      call: (what, run) => this.call(what, run),
       describe: (region, keyId) => this.describe(region, keyId),
       tags: (region, arn) => this.tagsOf(region, arn),
       aliases: (region, keyId) => this.aliasesOf(region, keyId),
@@ -1241,6 +1255,54 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       this.client(r.region).send(new GetKeyLastUsageCommand({ KeyId: arn })),
     );
     return out.KeyLastUsage?.Timestamp ? out.KeyLastUsage.Timestamp.toISOString() : null;
+  }
+
+  // ---- BYOK: importing material (docs/byok.md) ----
+
+  async prepareImport(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters> {
+    const r = this.awsRef(ref);
+    if (await this.isChain(r)) {
+      throw unsupported(
+        this.id,
+        `key ${ref.uri} is an alias chain; import into one key, addressed by its key ARN`,
+      );
+    }
+    const md = await this.describeRef(r);
+    return prepareImportInto(this.access, r, md, algorithm, this.opts.importWrappingKeySpec ?? 'RSA_4096');
+  }
+
+  /**
+   * Imports into a key with EXTERNAL origin: its first material, the material it had again
+   * (when expiry or deletion left it PendingImport, or with `reimport` to change the expiry),
+   * or new material that RotateKeyOnDemand makes the new primary version.
+   */
+  async importMaterial(
+    ref: KeyRef,
+    params: ImportParameters,
+    wrappedMaterial: Uint8Array,
+    opts: { expiresAt?: string; reimport?: boolean },
+  ): Promise<KeyVersion> {
+    const r = this.awsRef(ref);
+    if (await this.isChain(r)) {
+      throw unsupported(
+        this.id,
+        `key ${ref.uri} is an alias chain; import into one key, addressed by its key ARN`,
+      );
+    }
+    const md = await this.describeRef(r);
+    const { materialId, plan, validTo } = await importInto(this.access, r, md, params, wrappedMaterial, opts);
+    if (plan.rotate) {
+      const v = await this.rotateOnDemand(r.region, md);
+      if (v.id !== materialId) {
+        throw new IntegrityError(
+          `key ${md.Arn}: imported material ${materialId}, but the rotation made ${v.id} current`,
+        );
+      }
+      return v;
+    }
+    const entry = (await this.materials(r.region, md.Arn!)).find((m) => m.KeyMaterialId === materialId);
+    const v = importedVersion(md, materialId, validTo);
+    return entry?.RotationDate ? { ...v, createdAt: entry.RotationDate.toISOString() } : v;
   }
 
   // ---- creation ----

@@ -27,6 +27,8 @@ const KEY_ARN = /^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key\/(.+)$/;
 export interface KmsAccess {
   readonly providerId: string;
   client(region: string): KMSClient;
+  /** Runs one SDK call, translating its failure into the core's errors. */
+  call<T>(what: string, run: () => Promise<T>): Promise<T>;
   describe(region: string, keyId: string): Promise<KeyMetadata>;
   tags(region: string, arn: string): Promise<Record<string, string>>;
   aliases(region: string, keyId: string): Promise<string[]>;
