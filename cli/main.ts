@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerByok } from './commands/byok.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDr } from './commands/dr.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerReport(program, globals);
   registerCost(program, globals);
   registerDr(program, globals);
+  registerByok(program, globals);
   return program;
 }
 

@@ -104,6 +104,13 @@ const AwsKmsProvider = z.strictObject({
   regions: z.array(pattern(AWS_REGION_PATTERN, 'must be an AWS region such as us-east-1')).min(1),
   endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   profile: z.string().min(1).optional(),
+  rotateByNewKey: z
+    .array(glob)
+    .min(1)
+    .optional()
+    .describe(
+      'alias name globs (without alias/) whose symmetric keys rotate by a new key and an alias swap instead of new key material',
+    ),
 });
 const GcpKmsProvider = z.strictObject({
   type: z.literal('gcp-kms'),
@@ -307,6 +314,24 @@ const PolicySchema = z.strictObject({
     })
     .optional(),
   retire: Retire.optional(),
+  byok: z
+    .strictObject({
+      source: id('provider').describe(
+        'pkcs11 provider whose HSM makes and exports new material when an imported key rotates',
+      ),
+      algorithm: z
+        .enum(['rsa-aes-kwp-sha1', 'rsa-oaep-sha1'])
+        .optional()
+        .describe('wrapping scheme; default: the first the target provider accepts'),
+      expiresAfter: positiveDuration
+        .optional()
+        .describe('imported material expires this long after its import (AWS ValidTo); default: never'),
+      warnBefore: duration
+        .prefault('P30D')
+        .describe('imported material that expires within this becomes a plan finding'),
+    })
+    .optional()
+    .describe('keys with imported (BYOK) material: where new material comes from, and expiry'),
   budget: z
     .strictObject({
       perKeyMonthly: parsed(parseMoney, {

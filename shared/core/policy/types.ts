@@ -1,5 +1,6 @@
 import type { Duration } from '../domain/duration.js';
 import type { Algorithm, Protection } from '../domain/key.js';
+import type { ImportWrapAlgorithm } from '../ports/KeyProvider.js';
 
 /**
  * The validated, resolved form of a rekey config file. The loader (load.ts) turns YAML into
@@ -21,6 +22,8 @@ export interface AwsKmsProviderConfig {
   regions: string[];
   endpoint?: string;
   profile?: string;
+  /** Alias name globs whose symmetric keys rotate by a new key and an alias swap. */
+  rotateByNewKey?: string[];
 }
 export interface GcpKmsProviderConfig {
   type: 'gcp-kms';
@@ -176,6 +179,16 @@ export interface Policy {
     approvals: number;
   };
   budget?: { perKeyMonthly?: Money };
+  /** Keys with imported material (BYOK): where rotation gets new material, and expiry. */
+  byok?: {
+    /** Provider id of the material source (a pkcs11 provider). */
+    source: string;
+    algorithm?: ImportWrapAlgorithm;
+    /** Material imported by rekey expires this long after the import. */
+    expiresAfter?: Duration;
+    /** Material expiring within this is a finding. Default P30D. */
+    warnBefore: Duration;
+  };
 }
 
 export type StateConfig =

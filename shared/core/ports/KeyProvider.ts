@@ -84,6 +84,12 @@ export interface KeyMaterialSource {
     wrappingPublicKey: Uint8Array,
     algorithm: ImportWrapAlgorithm,
   ): Promise<Uint8Array>;
+  /**
+   * Makes new exportable AES-256 material inside the source, named `label`, and returns its
+   * ref. Optional: a source without it can export existing material only (rotation of an
+   * imported key needs it).
+   */
+  generateMaterial?(spec: { label: string }): Promise<KeyRef>;
 }
 
 export interface Page<T> {
@@ -108,6 +114,12 @@ export interface KeyProvider {
   readonly id: string;
   readonly type: ProviderType;
   capabilities(): ProviderCapabilities;
+  /**
+   * Capabilities for one key, where they differ from the provider's (an AWS alias chain can
+   * retire versions one by one, imported material has no native schedule...). Optional: absent,
+   * every key has capabilities().
+   */
+  capabilitiesFor?(key: ManagedKey): ProviderCapabilities;
   listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>>;
   getKey(ref: KeyRef): Promise<ManagedKey>;
   /** Creates a new version and makes it primary. */
@@ -140,13 +152,14 @@ export interface KeyProvider {
   /**
    * BYOK, step 2: imports wrapped material into `ref` as its first material or a new version
    * (which becomes primary); returns that version. `expiresAt` sets material expiry where the
-   * provider supports it.
+   * provider supports it. `reimport`: the material is one the key already has (AWS: restore
+   * expired or deleted material, or change its expiry); the version it belongs to is returned.
    */
   importMaterial?(
     ref: KeyRef,
     params: ImportParameters,
     wrappedMaterial: Uint8Array,
-    opts: { expiresAt?: string },
+    opts: { expiresAt?: string; reimport?: boolean },
   ): Promise<KeyVersion>;
   close?(): Promise<void>;
 }

@@ -327,6 +327,20 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     }
   }
 
+  /** The label of the token this provider serves. */
+  get tokenLabel(): string {
+    return this.opts.token;
+  }
+
+  /**
+   * Runs `fn` on a logged-in session of this provider's token, module errors translated. For
+   * companions that work with other objects on the same token (BYOK export, export.ts). `fn`
+   * must be synchronous and clean up its own session objects: it may run twice.
+   */
+  async onToken<T>(what: string, fn: (p: Pkcs11, s: Handle) => T): Promise<T> {
+    return this.run(what, fn);
+  }
+
   // ---- refs and metadata -------------------------------------------------------------------
 
   private nameOf(ref: KeyRef): string {
