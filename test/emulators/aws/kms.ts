@@ -151,6 +151,11 @@ export interface EmulatedKey {
   lastUsage?: { operation: string; at: number; requestId: string };
   /** The key policy document (JSON text), as CreateKey set it or the default one. */
   policy: string;
+  /**
+   * Multi-Region keys: the ARNs of every related key, the primary first. Shared by the primary
+   * and its replicas (the same array), like their key material, which rotates for all of them.
+   */
+  related?: string[];
 }
 
 interface Alias {
@@ -341,6 +346,8 @@ export class KmsService {
         return this.importKeyMaterial(ctx, body);
       case 'DeleteImportedKeyMaterial':
         return this.deleteImportedMaterial(ctx, body);
+      case 'ReplicateKey':
+        return this.replicateKey(ctx, body);
       default:
         throw new AwsError('UnknownOperationException', `The emulator does not implement TrentService.${op}`);
     }
@@ -538,10 +545,12 @@ export class KmsService {
       if (imported.validTo !== undefined) md.ValidTo = epoch(imported.validTo);
     }
     if (k.multiRegion) {
+      const related = k.related ?? [k.arn];
+      const regionOf = (arn: string) => arn.split(':')[3]!;
       md.MultiRegionConfiguration = {
-        MultiRegionKeyType: 'PRIMARY',
-        PrimaryKey: { Arn: k.arn, Region: k.region },
-        ReplicaKeys: [],
+        MultiRegionKeyType: related[0] === k.arn ? 'PRIMARY' : 'REPLICA',
+        PrimaryKey: { Arn: related[0], Region: regionOf(related[0]!) },
+        ReplicaKeys: related.slice(1).map((arn) => ({ Arn: arn, Region: regionOf(arn) })),
       };
     }
     if (k.state === 'PendingDeletion') {
@@ -551,6 +560,62 @@ export class KmsService {
     const current = k.materials[k.materials.length - 1];
     if (current) md.CurrentKeyMaterialId = current.id;
     return md;
+  }
+
+  /**
+   * ReplicateKey: a replica of a multi-Region primary key in another Region of the same
+   * partition, with the same key id and the same (shared) key material.
+   */
+  private replicateKey(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.customerKey(ctx, body);
+    const replicaRegion = reqString(body, 'ReplicaRegion');
+    if (!/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(replicaRegion)) {
+      throw validationError(`ReplicaRegion ${replicaRegion} is not a valid AWS Region.`);
+    }
+    if (!k.multiRegion) {
+      throw new AwsError('UnsupportedOperationException', `${k.arn} is not a multi-Region key.`);
+    }
+    if (!k.related) k.related = [k.arn];
+    const related = k.related;
+    if (related[0] !== k.arn) {
+      throw new AwsError('UnsupportedOperationException', `${k.arn} is not a multi-Region primary key.`);
+    }
+    if (k.state !== 'Enabled' && k.state !== 'Disabled') {
+      throw new AwsError('KMSInvalidStateException', `${k.arn} is ${k.state}.`);
+    }
+    if (replicaRegion === ctx.region || related.some((arn) => arn.split(':')[3] === replicaRegion)) {
+      throw new AwsError(
+        'AlreadyExistsException',
+        `A key with id ${k.id} already exists in ${replicaRegion}.`,
+      );
+    }
+    const description = optString(body, 'Description', 0, 8192) ?? k.description;
+    const policy = optString(body, 'Policy', 1, 32768);
+    if (policy !== undefined) checkPolicyDocument(policy);
+    const tags = readTags(body.Tags);
+    const now = this.clock.nowMs();
+    const replica: EmulatedKey = {
+      ...k,
+      arn: this.keyArn(replicaRegion, k.id),
+      region: replicaRegion,
+      createdAt: now,
+      description,
+      tags: new Map(tags),
+      policy: policy ?? k.policy,
+      onDemandCount: 0,
+      related,
+    };
+    delete replica.lastUsage;
+    delete replica.rotation;
+    delete replica.deletionDate;
+    delete replica.pendingWindowDays;
+    related.push(replica.arn);
+    this.region(replicaRegion).keys.set(k.id, replica);
+    return {
+      ReplicaKeyMetadata: this.metadata(replica),
+      ReplicaPolicy: replica.policy,
+      ReplicaTags: [...replica.tags].map(([TagKey, TagValue]) => ({ TagKey, TagValue })),
+    };
   }
 
   private listKeys(ctx: Ctx, body: Record<string, unknown>) {

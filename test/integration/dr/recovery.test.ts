@@ -1,4 +1,4 @@
-import { CreateAliasCommand, CreateKeyCommand } from '@aws-sdk/client-kms';
+import { CreateAliasCommand, CreateKeyCommand, ReplicateKeyCommand } from '@aws-sdk/client-kms';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseKeyRef } from '../../../shared/core/domain/keyRef.js';
 import { evaluateDr } from '../../../shared/core/dr/check.js';
@@ -38,6 +38,35 @@ describe('recovery facts from each cloud, through its official client and emulat
     const multi = await p.recovery(parseKeyRef(`aws-kms://${made.KeyMetadata!.Arn}`));
     expect(multi.copies).toEqual([]);
     expect(multi.notes.join(' ')).toContain('without replicas');
+
+    // A replica in another Region is a copy, seen from either side.
+    const rep = await kms.send(
+      new ReplicateKeyCommand({ KeyId: made.KeyMetadata!.KeyId!, ReplicaRegion: 'us-east-1' }),
+    );
+    expect(rep.ReplicaKeyMetadata?.MultiRegionConfiguration?.MultiRegionKeyType).toBe('REPLICA');
+    const replicated = await p.recovery(parseKeyRef(`aws-kms://${made.KeyMetadata!.Arn}`));
+    expect(replicated.copies).toEqual([expect.objectContaining({ kind: 'replica', location: 'us-east-1' })]);
+    const east = new AwsKmsProvider({
+      id: 'aws-east',
+      regions: ['us-east-1'],
+      endpoint: emu.endpoint,
+      credentials: aws.CREDENTIALS,
+      maxAttempts: 1,
+    });
+    cleanup.push(() => east.close?.());
+    const fromReplica = await east.recovery(parseKeyRef(`aws-kms://${rep.ReplicaKeyMetadata!.Arn}`));
+    expect(fromReplica.copies).toEqual([
+      expect.objectContaining({ kind: 'replica', location: aws.REGION, detail: 'multi-Region primary key' }),
+    ]);
+    // Only a multi-Region primary can be replicated, once per Region.
+    const again = await aws.rejectionOf(
+      kms.send(new ReplicateKeyCommand({ KeyId: made.KeyMetadata!.KeyId!, ReplicaRegion: 'us-east-1' })),
+    );
+    expect(again.name).toBe('AlreadyExistsException');
+    const plain = await aws.rejectionOf(
+      kms.send(new ReplicateKeyCommand({ KeyId: single.ref.split('/').pop()!, ReplicaRegion: 'us-east-1' })),
+    );
+    expect(plain.name).toBe('UnsupportedOperationException');
   });
 
   it('GCP: a regional key ring has no copy, a multi-regional location is one', async () => {
