@@ -7,11 +7,19 @@ import { IntegrityError, ValidationError } from '../../core/errors.js';
  * anything, so those characters, and `~` (the escape) and `%` (which some URL layers decode),
  * are written as `~XX`. Every other id keeps its own text and its own order.
  */
-const NEEDS_ESCAPE = /[\u0000-\u001f\u007f-\u009f#/\\?~%]/g;
+const SPECIAL = new Set(['#', '/', '\\', '?', '~', '%']);
 export const MAX_KEY_CHARS = 512;
 
+/** True for a character a key may not hold as it is. */
+export function needsEscape(c: string): boolean {
+  const code = c.charCodeAt(0);
+  return code <= 0x1f || (code >= 0x7f && code <= 0x9f) || SPECIAL.has(c);
+}
+
 export function escapeKey(text: string): string {
-  return text.replace(NEEDS_ESCAPE, (c) => `~${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  let out = '';
+  for (const c of text) out += needsEscape(c) ? `~${c.charCodeAt(0).toString(16).padStart(2, '0')}` : c;
+  return out;
 }
 
 export function unescapeKey(key: string): string {
