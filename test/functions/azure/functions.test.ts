@@ -348,3 +348,43 @@ describe('rekey on Azure Functions (built bundle)', () => {
     expect(lines(foreign, 'event refused')[0]).toMatchObject({ eventType: 'Microsoft.Storage.BlobCreated' });
   });
 });
+
+describe('app settings and config problems at cold start', () => {
+  async function coldStart(env: Record<string, string>) {
+    const h = await startFunctionsHost(app.dir, {
+      ...SETTINGS,
+      REKEY_STORAGE: azurite.connectionString,
+      ORDERS_DATABASE_URL: pg.url,
+      ...env,
+    });
+    try {
+      return await h.invoke('scheduledCycle', timer);
+    } finally {
+      await h.stop();
+    }
+  }
+
+  it('fail the invocation with an error naming the setting or file, and change nothing', async () => {
+    const auditBefore = (await state.auditTail())?.seq;
+    const noTable = await coldStart({ REKEY_STATE_TABLE: '' });
+    expect(noTable.ok).toBe(false);
+    expect(noTable.error?.message).toBe('app setting REKEY_STATE_TABLE is not set');
+    expect(lines(noTable, 'invocation failed')[0]).toMatchObject({ code: 'CONFIG' });
+
+    const badShards = await coldStart({ REKEY_SHARDS: 'many' });
+    expect(badShards.error?.message).toMatch(/REKEY_SHARDS must be an integer 1-256, got "many"/);
+
+    const noConfig = await coldStart({ REKEY_CONFIG: join(app.dir, 'missing.yaml') });
+    expect(noConfig.error?.message).toMatch(/cannot read config file .*missing\.yaml/);
+
+    const badPolicy = join(app.dir, 'bad.yaml');
+    writeFileSync(
+      badPolicy,
+      'version: 1\nproviders: {}\npolicies:\n  - name: x\n    rotate: { every: soon }\n',
+    );
+    const invalid = await coldStart({ REKEY_CONFIG: badPolicy });
+    expect(invalid.error?.message).toMatch(/bad\.yaml:\d+:\d+/);
+
+    expect((await state.auditTail())?.seq).toBe(auditBefore);
+  });
+});
