@@ -46,6 +46,16 @@ type Stored = TableEntityResult<Entity>;
 
 type TimedKind = 'inventory' | 'plan' | 'run';
 
+/** One stored item as a backup carries it (the StateStore port's backup entry). */
+export type AzureStateEntry =
+  | { t: 'inventory'; v: InventorySnapshot }
+  | { t: 'plan'; v: Plan }
+  | { t: 'run'; v: ApplyRun }
+  | { t: 'action'; v: ActionRecord }
+  | { t: 'job'; v: RewrapJob }
+  | { t: 'audit'; v: AuditRecord }
+  | { t: 'record'; v: StateRecord };
+
 function positiveInt(n: unknown, field: string): number {
   if (!Number.isSafeInteger(n) || (n as number) < 1) {
     throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
@@ -485,6 +495,51 @@ export class AzureTableStateStore implements StateStore {
       : odata`PartitionKey eq ${pk}`;
     const items = await guarded(`listing records ${kind}`, () => this.query(filter, opts.limit));
     return items.map((i) => this.toRecord(kind, i));
+  }
+
+  // --- backup --------------------------------------------------------------------------------
+
+  /** Bodies of one kind, oldest first (the time index read backwards). */
+  private async allTimed<T>(kind: TimedKind): Promise<T[]> {
+    const index = await this.query(odata`PartitionKey eq ${`${kind}:bytime`}`);
+    const out: T[] = [];
+    for (const entry of index.reverse()) {
+      const body = await this.readTimed<T>(kind, String(entry.id));
+      if (body !== null) out.push(body);
+    }
+    return out;
+  }
+
+  /** Entities whose PartitionKey starts with `prefix:` (a range over partitions: backups only). */
+  private byPartitionPrefix(prefix: string): Promise<Stored[]> {
+    return this.query(odata`PartitionKey ge ${`${prefix}:`} and PartitionKey lt ${`${prefix};`}`);
+  }
+
+  /**
+   * Every entry, for a backup: inventories, plans, runs and their actions, jobs, records, then
+   * the audit log in sequence order. Leases are transient and left out.
+   */
+  async *exportEntries(): AsyncIterable<AzureStateEntry> {
+    const read = <T>(what: string, fn: () => Promise<T>) => guarded(`reading ${what} for a backup`, fn);
+    for (const v of await read('inventories', () => this.allTimed<InventorySnapshot>('inventory')))
+      yield { t: 'inventory', v };
+    const plans = await read('plans', () => this.allTimed<Plan>('plan'));
+    for (const v of plans) yield { t: 'plan', v };
+    for (const v of await read('runs', () => this.allTimed<ApplyRun>('run'))) yield { t: 'run', v };
+    for (const p of plans) for (const v of await this.getActionRecords(p.id)) yield { t: 'action', v };
+    const jobs = await read('re-wrap jobs', () => this.byPartitionPrefix('job'));
+    for (const j of jobs) yield { t: 'job', v: unpackSmall<RewrapJob>(j, `rewrap job ${j.partitionKey}`) };
+    const records = await read('records', () => this.byPartitionPrefix('record'));
+    for (const r of records) {
+      yield { t: 'record', v: this.toRecord(unescapeKey(r.partitionKey!.slice('record:'.length)), r) };
+    }
+    let from = 1;
+    for (;;) {
+      const page = await this.auditRead(from, 1000);
+      for (const v of page) yield { t: 'audit', v };
+      if (page.length < 1000) break;
+      from = page.at(-1)!.seq + 1;
+    }
   }
 
   async close(): Promise<void> {
