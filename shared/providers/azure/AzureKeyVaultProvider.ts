@@ -87,6 +87,33 @@ const CACHE_LIMIT = 10_000;
 interface CryptoEntry {
   client: CryptographyClient;
   algorithm: string;
+  /** The client has completed a request (its authentication challenge is done). */
+  ready?: boolean;
+  /** Settles when the request running alone (see firstAlone) is done. */
+  first?: Promise<void>;
+}
+
+/**
+ * A fresh client's first request carries Key Vault's authentication challenge, and the SDK puts
+ * that request's body back only if no other request completed the challenge first: concurrent
+ * first requests can go out with an empty body (400 "Property 'alg' is required"). So requests
+ * through a client run one at a time until one has succeeded.
+ */
+async function firstAlone<T>(entry: CryptoEntry, fn: () => Promise<T>): Promise<T> {
+  while (!entry.ready && entry.first) await entry.first;
+  if (entry.ready) return fn();
+  let done!: () => void;
+  entry.first = new Promise<void>((r) => {
+    done = r;
+  });
+  try {
+    const out = await fn();
+    entry.ready = true;
+    return out;
+  } finally {
+    entry.first = undefined;
+    done();
+  }
 }
 
 /** Captures the nextLink of list responses, so a listing can resume from a cursor. */
@@ -579,7 +606,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       const latest = await this.latestKey(r);
       const entry = await this.cryptoFor(r, latest);
       const result = await this.call(`wrap under ${r.uri}`, () =>
-        entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload),
+        firstAlone(entry, () => entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload)),
       );
       return { version: latest.properties.version!, ciphertext: Uint8Array.from(result.result) };
     } finally {
@@ -603,7 +630,9 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     }
     const e = entry;
     const result = await this.call(`unwrap under ${r.uri} version ${wrapped.version}`, () =>
-      e.client.unwrapKey(e.algorithm as 'RSA-OAEP-256', Uint8Array.from(wrapped.ciphertext)),
+      firstAlone(e, () =>
+        e.client.unwrapKey(e.algorithm as 'RSA-OAEP-256', Uint8Array.from(wrapped.ciphertext)),
+      ),
     );
     const decoded = decodePayload(Buffer.from(result.result), ctx, `unwrap under ${r.uri}`);
     result.result.fill(0);
