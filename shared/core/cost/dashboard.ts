@@ -171,9 +171,9 @@ export function buildCostDashboard(input: CostDashboardInput): CostDashboard {
         addTo(byPolicy, policyName.get(k.ref)!, n, i, m.knownTotal, m.total === null);
       });
     }
-    proj.monthly.forEach((m) =>
-      totals.push({ period: m.period, kind: 'forecast', known: m.currentKnown, total: m.current }),
-    );
+    for (const m of proj.monthly) {
+      totals.push({ period: m.period, kind: 'forecast', known: m.currentKnown, total: m.current });
+    }
     forecastKnown = proj.total.currentKnown;
   }
   const report = currentReport!;

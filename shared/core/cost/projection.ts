@@ -222,7 +222,7 @@ function priceScenario(
   const out: ForecastMonth[][] = sims.map(() => []);
   for (const period of periods) {
     const model = new CostModel(noFree, period, input.pools ?? []);
-    sims.forEach((k) => model.observe(k, usageOf(k.ref, period)));
+    for (const k of sims) model.observe(k, usageOf(k.ref, period));
     sims.forEach((k, i) => {
       const kc = model.priceKey(k, usageOf(k.ref, period));
       out[i]!.push({
