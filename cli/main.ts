@@ -3,6 +3,7 @@ import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
+import { registerInventory } from './commands/inventory.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerReport(program, globals);
   registerCost(program, globals);
+  registerInventory(program, globals);
   return program;
 }
 
