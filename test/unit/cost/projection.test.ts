@@ -106,7 +106,9 @@ describe('projectCosts', () => {
       months: 12,
     });
     expect(p.keys[0]!.policy).toBe('gcp-monthly');
-    p.keys[0]!.current.months.forEach((m, i) => expect(m.total).toBeCloseTo(f.months[i]!.total!, 12));
+    p.keys[0]!.current.months.forEach((m, i) => {
+      expect(m.total).toBeCloseTo(f.months[i]!.total!, 12);
+    });
     // The hand-checked figure of the forecast tests: 12 versions and 120 of 744 h of a 13th.
     expect(p.monthly[11]!.current).toBeCloseTo(12 + 120 / 744, 12);
     expect(p.keys[0]!.proposed).toBeUndefined();
