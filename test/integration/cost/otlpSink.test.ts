@@ -63,7 +63,7 @@ type Body = {
 
 const attrs = (kvs: KV[] = []) =>
   Object.fromEntries(kvs.map((a) => [a.key, a.value.stringValue ?? a.value.intValue ?? a.value.doubleValue]));
-const valueOf = (p: DataPoint) => (p.asDouble !== undefined ? p.asDouble : Number(p.asInt));
+const pointValue = (p: DataPoint) => (p.asDouble !== undefined ? p.asDouble : Number(p.asInt));
 
 function decode(r: Received): { resource: Record<string, unknown>; metrics: Map<string, OtlpMetric> } {
   const body = JSON.parse(r.body) as Body;
@@ -156,22 +156,22 @@ describe('OtlpMetricsSink', () => {
     expect(monthly.gauge).toBeDefined();
     const byPolicy = new Map(monthly.gauge!.dataPoints.map((p) => [attrs(p.attributes).policy, p]));
     expect(byPolicy.size).toBe(2);
-    expect(valueOf(byPolicy.get('pci')!)).toBeCloseTo(4.75, 12);
+    expect(pointValue(byPolicy.get('pci')!)).toBeCloseTo(4.75, 12);
     expect(attrs(byPolicy.get('pci')!.attributes)).toEqual(AWS);
-    expect(valueOf(byPolicy.get('none')!)).toBe(2);
+    expect(pointValue(byPolicy.get('none')!)).toBe(2);
     const keys = metrics.get('rekey.keys')!;
     expect(keys.unit).toBe('{count}');
-    expect(keys.gauge!.dataPoints.map(valueOf).sort()).toEqual([1, 2]);
+    expect(keys.gauge!.dataPoints.map(pointValue).sort()).toEqual([1, 2]);
     // Ages combine by maximum: the oldest primary among the keys.
     const age = metrics.get('rekey.key.primary_age_days')!;
-    expect(age.gauge!.dataPoints.map(valueOf).sort((a, b) => a - b)).toEqual([5, 40]);
+    expect(age.gauge!.dataPoints.map(pointValue).sort((a, b) => a - b)).toEqual([5, 40]);
 
     const rewrapped = metrics.get('rekey.rewrap.rewrapped')!;
     expect(rewrapped.sum?.isMonotonic).toBe(true);
     expect(rewrapped.description).toContain('DEKs moved');
     expect(rewrapped.sum!.dataPoints).toHaveLength(1);
     expect(attrs(rewrapped.sum!.dataPoints[0]!.attributes)).toEqual({ store: 'orders', provider: 'aws-kms' });
-    expect(valueOf(rewrapped.sum!.dataPoints[0]!)).toBe(500);
+    expect(pointValue(rewrapped.sum!.dataPoints[0]!)).toBe(500);
     expect(metrics.get('rekey.rewrap.rate')!.unit).toBe('{count}/s');
     expect(warnings.join('\n')).toContain(
       'dimension "keyRef" of rekey.rewrap.rewrapped is not a low-cardinality dimension',
@@ -194,7 +194,7 @@ describe('OtlpMetricsSink', () => {
     expect(received).toHaveLength(2);
     expect(received[0]!.headers.authorization).toBe('Bearer test-token');
     const values = received.map((r) =>
-      valueOf(decode(r).metrics.get('rekey.rewrap.failed')!.sum!.dataPoints[0]!),
+      pointValue(decode(r).metrics.get('rekey.rewrap.failed')!.sum!.dataPoints[0]!),
     );
     expect(values).toEqual([3, 7]);
     await sink.close();
