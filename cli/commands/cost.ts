@@ -172,7 +172,8 @@ function printProjection(out: Output, p: Projection): void {
       (p.whatIfs.length ? `; what-if: ${p.whatIfs.join(', ')}` : ''),
   );
   out.line();
-  const name = (k: Projection['keys'][number]) => (k.name ? `${k.name} (${k.ref})` : k.ref);
+  // Names keep the table readable; --json has every ref.
+  const name = (k: Projection['keys'][number]) => k.name ?? k.ref;
   if (p.whatIfs.length === 0) {
     out.line(
       table(
@@ -186,7 +187,7 @@ function printProjection(out: Output, p: Projection): void {
             money(m.total, m.knownTotal),
           ];
         }),
-        90,
+        70,
       ),
     );
   } else {
@@ -204,7 +205,7 @@ function printProjection(out: Output, p: Projection): void {
             k.whatIfs.join(', ') || (k.proposed ? '(shared pool or tier)' : '-'),
           ];
         }),
-        90,
+        70,
       ),
     );
   }
