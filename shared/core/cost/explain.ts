@@ -254,12 +254,6 @@ export function explainKey(
   };
 }
 
-const SECTION_TITLES: [keyof Pick<KeyCostExplanation, 'storage' | 'requests' | 'hsm'>, string][] = [
-  ['storage', 'key storage'],
-  ['requests', 'requests by class'],
-  ['hsm', 'HSM pool share'],
-];
-
 /** The explanation as text: a heading, then one block per section, each figure with its arithmetic. */
 export function explanationLines(x: KeyCostExplanation): string[] {
   const money = (n: number | null) => (n === null ? 'unknown' : fmtMoney(n, x.currency));
@@ -295,11 +289,12 @@ export function explanationLines(x: KeyCostExplanation): string[] {
     }
     return out;
   };
-  for (const [field, title] of SECTION_TITLES.slice(0, 1)) {
+  const section = (title: string, figures: ExplainedFigure[]) => {
     lines.push(`  ${title}:`);
-    if (x[field].length === 0) lines.push('    none');
-    for (const f of x[field]) lines.push(...fig(f));
-  }
+    if (figures.length === 0) lines.push('    none');
+    for (const f of figures) lines.push(...fig(f));
+  };
+  section('key storage', x.storage);
   lines.push(`  billed versions: ${x.versions.billable} of ${x.versions.list.length}`);
   for (const f of x.versions.figures) lines.push(...fig(f));
   for (const v of x.versions.list) {
@@ -311,11 +306,7 @@ export function explanationLines(x: KeyCostExplanation): string[] {
     `  rotations: ${x.rotations.inPeriod} in ${x.period}, ${x.rotations.sinceCreation} since creation`,
   );
   for (const f of x.rotations.figures) lines.push(...fig(f));
-  for (const [field, title] of SECTION_TITLES.slice(1, 2)) {
-    lines.push(`  ${title}:`);
-    if (x[field].length === 0) lines.push('    none');
-    for (const f of x[field]) lines.push(...fig(f));
-  }
+  section('requests by class', x.requests);
   lines.push('  free tier:');
   if (x.freeTier.length === 0) lines.push('    none');
   for (const t of x.freeTier) {
@@ -324,11 +315,7 @@ export function explanationLines(x: KeyCostExplanation): string[] {
         `shared over its ${fmtQty(t.accountQuantity)} requests: ${fmtQty(t.keyShare)}${t.requestClass ? ` ${t.requestClass}` : ''} requests of this key are free (${money(t.saved)})`,
     );
   }
-  for (const [field, title] of SECTION_TITLES.slice(2)) {
-    lines.push(`  ${title}:`);
-    if (x[field].length === 0) lines.push('    none');
-    for (const f of x[field]) lines.push(...fig(f));
-  }
+  section('HSM pool share', x.hsm);
   for (const n of x.notes) lines.push(`  note: ${n}`);
   return lines;
 }
