@@ -1,4 +1,4 @@
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { inventoryFile } from '../../shared/core/cost/fromInventory.js';
@@ -29,6 +29,8 @@ export function registerInventory(program: Command, globals: () => GlobalOptions
       false,
     )
     .action(async (o: { out?: string; latest: boolean; lastUsed: boolean }) => {
+      // Checked before the providers are listed: a bad --out changes nothing, not even the snapshots.
+      if (o.out) checkWritableFile(resolve(o.out), '--out');
       await withSession(globals(), async (ctx, out) => {
         let keys: Awaited<ReturnType<typeof liveInventory>>['keys'];
         let takenAt: string;
@@ -87,4 +89,19 @@ export function writeAtomically(path: string, text: string): void {
       cause: e,
     });
   }
+}
+
+/** The file's folder exists and can be written, and the file itself is not a folder. */
+export function checkWritableFile(path: string, flag: string): void {
+  const dir = dirname(path);
+  try {
+    if (!statSync(dir).isDirectory()) throw new ConfigError(`${flag} ${path}: ${dir} is not a folder`);
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(
+      `${flag} ${path}: cannot write in ${dir} (${(e as NodeJS.ErrnoException).code ?? e})`,
+    );
+  }
+  if (existsSync(path) && statSync(path).isDirectory()) throw new ConfigError(`${flag} ${path} is a folder`);
 }

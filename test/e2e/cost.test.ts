@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CreateKeyCommand, KMSClient, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
+import { CreateKeyCommand, EncryptCommand, KMSClient, RotateKeyOnDemandCommand } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FOCUS_MANDATORY } from '../../shared/cost/focus.js';
 import { type AwsEmulator, startAwsEmulator } from '../emulators/aws/index.js';
@@ -211,6 +211,7 @@ describe('rekey inventory export', () => {
     const a = (await kms.send(new CreateKeyCommand({ Description: 'a' }))).KeyMetadata!.Arn!;
     emu.clock.set('2026-10-01T00:00:00.000Z');
     await kms.send(new RotateKeyOnDemandCommand({ KeyId: a }));
+    await kms.send(new EncryptCommand({ KeyId: a, Plaintext: Buffer.from('last use') }));
     await kms.send(new CreateKeyCommand({ Description: 'b' }));
     emu.clock.set('2026-10-20T00:00:00.000Z');
     kms.destroy();
@@ -221,18 +222,48 @@ describe('rekey inventory export', () => {
     );
     const env = { AWS_ACCESS_KEY_ID: 'AKIAEMULATOR00000000', AWS_SECRET_ACCESS_KEY: 'emulator-secret' };
     const out = join(dir, 'inventory.json');
+    // A bad --out is refused before anything is listed or recorded.
+    const bad = await rekeyAsync(
+      [
+        '--config',
+        config,
+        '--state',
+        join(dir, 'state.db'),
+        'inventory',
+        'export',
+        '--out',
+        join(dir, 'no/such/dir/x.json'),
+      ],
+      env,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--out');
+    expect(existsSync(join(dir, 'state.db'))).toBe(false);
     const exp = await rekeyAsync(
-      ['--config', config, '--state', join(dir, 'state.db'), 'inventory', 'export', '--out', out],
+      [
+        '--config',
+        config,
+        '--state',
+        join(dir, 'state.db'),
+        'inventory',
+        'export',
+        '--out',
+        out,
+        '--last-used',
+      ],
       env,
     );
     expect(exp.code, exp.stderr).toBe(0);
     const file = JSON.parse(readFileSync(out, 'utf8')) as {
       format: string;
-      keys: { ref: string; versions: unknown[] }[];
+      keys: { ref: string; versions: unknown[]; lastUsedAt?: string }[];
     };
     expect(file.format).toBe('rekey-inventory/1');
     expect(file.keys).toHaveLength(2);
-    expect(file.keys.find((k) => k.ref === `aws-kms://${a}`)!.versions).toHaveLength(2);
+    const keyA = file.keys.find((k) => k.ref === `aws-kms://${a}`)!;
+    expect(keyA.versions).toHaveLength(2);
+    expect(keyA.lastUsedAt).toBe('2026-10-01T00:00:00.000Z');
+    expect(file.keys.find((k) => k.ref !== `aws-kms://${a}`)!.lastUsedAt).toBeUndefined();
     // October: each key bills a full key-month ($1), the rotation of key a adds one ($1).
     const est = rekey('cost', 'estimate', '--inventory', out, '--period', '2026-10', '--format', 'json');
     expect(est.status, est.stderr).toBe(0);
