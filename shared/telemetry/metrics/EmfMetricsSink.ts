@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import {
   lowCardinality,
@@ -66,6 +66,7 @@ export class EmfMetricsSink implements MetricsSink {
   private readonly perKey: boolean;
   private readonly warned = new Set<string>();
   private readonly warn: (message: string) => void;
+  private fd: number | undefined;
 
   constructor(opts: EmfSinkOptions) {
     if (!opts.namespace.trim()) throw new RangeError('EMF namespace must not be empty');
@@ -92,7 +93,11 @@ export class EmfMetricsSink implements MetricsSink {
           ? (line) => process.stdout.write(`${line}\n`)
           : out === 'stderr'
             ? (line) => process.stderr.write(`${line}\n`)
-            : (line) => appendFileSync(out.file, `${line}\n`, { mode: 0o644 });
+            : (line) => {
+                // Opened once, in append mode: every document is one write of a whole line.
+                this.fd ??= openSync(out.file, 'a', 0o644);
+                writeSync(this.fd, `${line}\n`);
+              };
   }
 
   record(points: MetricPoint[]): void {
@@ -175,7 +180,13 @@ export class EmfMetricsSink implements MetricsSink {
     }
   }
 
+  /** Documents are written as they are recorded: nothing is buffered. */
   async flush(): Promise<void> {}
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (this.fd !== undefined) {
+      closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
 }

@@ -218,11 +218,12 @@ describe('EmfMetricsSink', () => {
     expect(lines.every((l) => !l.includes('\n'))).toBe(true);
   });
 
-  it('appends JSON lines to a file the CloudWatch agent can tail', () => {
+  it('appends JSON lines to a file the CloudWatch agent can ship', async () => {
     const file = join(dir, 'metrics.jsonl');
     const s = new EmfMetricsSink({ namespace: 'rekey', output: { file }, onWarning: () => {} });
     s.record(costPoints(KEY, 'pci', 1, 1));
     s.record(costPoints(KEY2, 'none', 2, 2));
+    await s.close();
     const docs = readFileSync(file, 'utf8')
       .trim()
       .split('\n')
