@@ -5,6 +5,7 @@ import { registerByok } from './commands/byok.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDr } from './commands/dr.js';
+import { registerInventory } from './commands/inventory.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerCost(program, globals);
   registerDr(program, globals);
   registerByok(program, globals);
+  registerInventory(program, globals);
   return program;
 }
 

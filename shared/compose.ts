@@ -11,6 +11,7 @@ import { type Clock, systemClock } from './core/ports/Clock.js';
 import type { DekStore } from './core/ports/DekStore.js';
 import type { EventBus } from './core/ports/EventBus.js';
 import type { KeyMaterialSource, KeyProvider } from './core/ports/KeyProvider.js';
+import type { MetricsSink } from './core/ports/MetricsSink.js';
 import type { StateStore } from './core/ports/StateStore.js';
 import type { WorkQueue } from './core/ports/WorkQueue.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
@@ -198,6 +199,16 @@ export async function composeFrom(
         ...(config.events.endpoint ? { endpoint: config.events.endpoint } : {}),
       });
     }
+    let metrics: MetricsSink | undefined;
+    if (config.metrics) {
+      const { metricsSinkFromConfig } = await import('./telemetry/metrics/fromConfig.js');
+      const sink = await metricsSinkFromConfig(config.metrics, {
+        baseDir,
+        secret: (ref, what) => secretText(ref, baseDir, what),
+      });
+      metrics = sink;
+      closers.push(() => sink.close?.());
+    }
     return {
       config,
       baseDir,
@@ -209,6 +220,7 @@ export async function composeFrom(
       catalog: loadCatalog(),
       ...(events ? { events } : {}),
       ...(opts.queue ? { queue: opts.queue } : {}),
+      ...(metrics ? { metrics } : {}),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
       instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,

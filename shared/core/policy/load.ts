@@ -110,6 +110,7 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     stores: out.stores,
     ...(out.state ? { state: out.state } : {}),
     ...(out.events ? { events: out.events } : {}),
+    ...(out.metrics ? { metrics: out.metrics } : {}),
     policies: out.policies.map((p, index) => ({ ...p, index })),
   };
 }

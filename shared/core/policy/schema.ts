@@ -3,6 +3,7 @@ import { type Duration, durationDays, isZero, parseDuration } from '../domain/du
 import { ALGORITHMS, PROTECTIONS } from '../domain/key.js';
 import { parseKeyRef } from '../domain/keyRef.js';
 import { ValidationError } from '../errors.js';
+import { METRIC_DIMENSIONS } from '../ports/MetricsSink.js';
 import { globMatcher } from './glob.js';
 import {
   AWS_REGION_PATTERN,
@@ -251,6 +252,52 @@ const StateSchema = z
   ])
   .describe("rekey's own state; default: SQLite state.db beside the config file");
 
+/** Where rekey's metrics go (docs/metrics.md). */
+const MetricsSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('emf'),
+      namespace: pattern('^[^:].{0,254}$', 'must be 1-255 characters, not starting with ":"')
+        .default('rekey')
+        .describe('CloudWatch namespace'),
+      service: nonBlank.default('rekey').describe('value of the service dimension'),
+      output: z
+        .string()
+        .min(1)
+        .default('stdout')
+        .describe('stdout, stderr, or a file (relative to the config file) the CloudWatch agent tails'),
+      perKey: z
+        .boolean()
+        .default(true)
+        .describe('one document per key with the key ref as metadata; false sums keys that share dimensions'),
+      rollups: z
+        .array(z.array(z.enum(METRIC_DIMENSIONS)))
+        .default([])
+        .describe('extra dimension sets, e.g. [[provider], []]'),
+    }),
+    z.strictObject({
+      type: z.literal('otlp'),
+      endpoint: z
+        .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+        .optional()
+        .describe(
+          'OTLP/HTTP metrics URL, e.g. http://127.0.0.1:4318/v1/metrics; default: OTEL_EXPORTER_OTLP_* variables',
+        ),
+      headers: z
+        .record(pattern('^[A-Za-z0-9-]{1,100}$', 'must be an HTTP header name'), secret)
+        .optional()
+        .describe('header values are env:NAME or file:PATH (they often hold tokens)'),
+      intervalSeconds: z.int().min(1).max(3600).default(60).describe('how often metrics are exported'),
+      timeoutSeconds: z.int().min(1).max(120).default(10),
+      temporality: z.enum(['cumulative', 'delta']).default('cumulative'),
+      resource: z
+        .record(nonBlank, z.string())
+        .default({})
+        .describe('resource attributes, e.g. deployment.environment: prod'),
+    }),
+  ])
+  .describe("where rekey's metrics go; default: nowhere");
+
 const Match = z.strictObject({
   provider: z.array(id('provider')).min(1).optional(),
   tags: z.record(z.string().min(1), glob).optional().describe('every tag must be present; values are globs'),
@@ -352,6 +399,7 @@ export const ConfigSchema = z
     stores: z.record(id('store'), StoreSchema).default({}),
     state: StateSchema.optional(),
     events: EventsSchema.optional(),
+    metrics: MetricsSchema.optional(),
     policies: z.array(PolicySchema).default([]),
   })
   .meta({ title: 'rekey config' });

@@ -196,6 +196,28 @@ export type StateConfig =
   | { type: 'postgres'; url: SecretRef; schema: string }
   | { type: 'dynamodb'; table: string; region?: string; endpoint?: string };
 
+/** Where rekey's metrics go (docs/metrics.md); absent: nowhere. */
+export type MetricsConfig =
+  | {
+      type: 'emf';
+      namespace: string;
+      service: string;
+      /** `stdout`, `stderr` or a file path (relative to the config file). */
+      output: string;
+      perKey: boolean;
+      rollups: string[][];
+    }
+  | {
+      type: 'otlp';
+      endpoint?: string;
+      /** Header name -> secret ref (env:NAME, file:PATH). */
+      headers?: Record<string, SecretRef>;
+      intervalSeconds: number;
+      timeoutSeconds: number;
+      temporality: 'cumulative' | 'delta';
+      resource: Record<string, string>;
+    };
+
 export interface RekeyConfig {
   version: 1;
   /** The file it was loaded from (for messages and relative paths). */
@@ -208,5 +230,7 @@ export interface RekeyConfig {
   state?: StateConfig;
   /** Where rekey publishes its events; absent: nowhere. */
   events?: { type: 'eventbridge'; bus: string; region?: string; endpoint?: string };
+  /** Where rekey's metrics go; absent: nowhere. */
+  metrics?: MetricsConfig;
   policies: Policy[];
 }
