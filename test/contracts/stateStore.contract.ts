@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../shared/core/audit/auditLog.js';
 import type { ManagedKey } from '../../shared/core/domain/key.js';
 import type { ActionRecord, Plan } from '../../shared/core/plan/types.js';
 import type {
@@ -8,6 +9,7 @@ import type {
   RewrapJob,
   StateStore,
 } from '../../shared/core/ports/StateStore.js';
+import { backupLines, restoreBackup, verifyBackup } from '../../shared/core/usecases/stateBackup.js';
 
 /** What every StateStore adapter must do. `setup` returns an empty store. */
 export interface StateStoreFixture {
@@ -340,6 +342,62 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
         /expectedRev/,
       );
       expect(await store.getRecord('k', 'x')).toBeNull();
+    });
+
+    it('a backup holds every entry and restores into an empty store; a changed byte is refused', async () => {
+      if (!store.exportEntries) return;
+      const at = '2026-05-01T00:00:00.000Z';
+      await store.saveInventory(snapshot('inv-1', at));
+      await store.savePlan(plan('plan-1', at));
+      await store.saveRun(run('run-1', at, 'completed'));
+      await store.putActionRecord(action('plan-1', 0, 'done'));
+      await store.putActionRecord(action('plan-1', 1, 'failed'));
+      await store.createRewrapJob(job('job-1', 5));
+      await store.putRecord({ kind: 'approval', id: 'a1', body: { quorum: 2 }, updatedAt: at }, 0);
+      const log = new AuditLog(store, { now: () => new Date(at) });
+      for (const a of ['plan.created', 'key.rotated', 'apply.finished']) {
+        await log.append({ actor: 'tester', action: a, target: KEY.ref, details: { n: a.length } });
+      }
+      const collect = async (it: AsyncIterable<string>) => {
+        const out: string[] = [];
+        for await (const l of it) out.push(l);
+        return out;
+      };
+      async function* replay(lines: string[]) {
+        yield* lines;
+      }
+      const lines = await collect(backupLines(store, { source: name, now: new Date(at) }));
+      const summary = await verifyBackup(replay(lines));
+      expect(summary.byKind).toEqual({
+        inventory: 1,
+        plan: 1,
+        run: 1,
+        action: 2,
+        job: 1,
+        record: 1,
+        audit: 3,
+      });
+
+      const target = await setup();
+      try {
+        // A damaged copy is refused before anything is written.
+        const at4 = lines.findIndex((l) => l.includes('"status":"done"'));
+        expect(at4).toBeGreaterThan(0);
+        const damaged = lines.map((l, i) => (i === at4 ? l.replace('"status":"done"', '"status":"dune"') : l));
+        await expect(restoreBackup(target.store, () => replay(damaged))).rejects.toThrow(/digest/);
+        expect(await target.store.auditTail()).toBeNull();
+        await expect(restoreBackup(target.store, () => replay(lines.slice(0, -1)))).rejects.toThrow(
+          /truncated/,
+        );
+
+        await restoreBackup(target.store, () => replay(lines));
+        const again = await collect(backupLines(target.store, { source: name, now: new Date(at) }));
+        expect(again).toEqual(lines);
+        // Never over existing state.
+        await expect(restoreBackup(target.store, () => replay(lines))).rejects.toThrow(/not empty/);
+      } finally {
+        await target.cleanup();
+      }
     });
   });
 }

@@ -89,6 +89,16 @@ export interface StateRecord {
   updatedAt: string;
 }
 
+/** One stored item, as a backup carries it. Leases are not backed up (they are transient). */
+export type StateEntry =
+  | { t: 'inventory'; v: InventorySnapshot }
+  | { t: 'plan'; v: Plan }
+  | { t: 'run'; v: ApplyRun }
+  | { t: 'action'; v: ActionRecord }
+  | { t: 'job'; v: RewrapJob }
+  | { t: 'audit'; v: AuditRecord }
+  | { t: 'record'; v: StateRecord };
+
 /**
  * rekey's own state. Every write that can race is conditional: a lease, an audit append, a
  * job checkpoint.
@@ -136,6 +146,12 @@ export interface StateStore {
   getRecord(kind: string, id: string): Promise<StateRecord | null>;
   /** Records of one kind in id order, starting after `afterId`. */
   listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]>;
+
+  /**
+   * Every entry, for a backup: inventories, plans, runs and actions, jobs, records, then the audit
+   * log in sequence order. Restores go through the ordinary writes above, so any store can take one.
+   */
+  exportEntries?(): AsyncIterable<StateEntry>;
 
   close?(): Promise<void>;
 }

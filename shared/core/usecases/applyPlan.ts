@@ -5,6 +5,7 @@ import { ConfigError, errorMessage, RekeyError } from '../errors.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
 import type { WorkMessage } from '../ports/WorkQueue.js';
+import { rotateImportedKey } from './byok.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
 import { prepareRewrapJob, settleRewrapJob, sumCounts, workJobs, workOnRewrapJob } from './rewrap.js';
@@ -298,11 +299,14 @@ async function executeAction(
           result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion },
         };
       }
-      const v = await provider.rotate(ref);
+      // Imported material: the new version is new material from the policy's BYOK source.
+      const imported = action.byok ? await rotateImportedKey(ctx, provider, key, action.byok) : undefined;
+      const v = imported ? imported.version : await provider.rotate(ref);
       await audit('key.rotated', {
         previousPrimary: action.expectPrimary,
         primary: v.id,
         policy: action.policy,
+        ...(imported ? { source: imported.sourceRef, algorithm: imported.algorithm } : {}),
       });
       await publishEvents(ctx, [
         {

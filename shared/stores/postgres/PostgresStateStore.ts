@@ -5,13 +5,14 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateEntry,
   StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
 import { checkRecordWrite, type RecordWrite } from '../common/records.js';
 import { IDENTIFIER } from '../sqlite/identifiers.js';
 import { parseStored, requireString, toMillis } from '../sqlite/json.js';
-import { createPool, guarded, type PgPool, type PgPoolOptions } from './connection.js';
+import { createPool, guarded, inTransaction, type PgPool, type PgPoolOptions } from './connection.js';
 import { migratePg, PG_MIGRATIONS, type PgMigration } from './migrations.js';
 
 export type PostgresStateStoreOptions = {
@@ -343,6 +344,31 @@ export class PostgresStateStore implements StateStore {
       this.pool.query<RecordRow>(this.q.listRecords, [kind, opts.afterId ?? '', opts.limit]),
     );
     return r.rows.map(toRecord);
+  }
+
+  async *exportEntries(): AsyncIterable<StateEntry> {
+    const s = `"${this.schema}"`;
+    // One REPEATABLE READ transaction: every table is read from the same snapshot.
+    const snapshot = await inTransaction(this.pool, 'reading state for a backup', async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const bodies = async (sql: string) => (await c.query<{ body: string }>(sql)).rows.map((r) => r.body);
+      return {
+        inventory: await bodies(
+          `SELECT body::text AS body FROM ${s}.inventory_snapshots ORDER BY taken_at_ms, row_seq`,
+        ),
+        plan: await bodies(`SELECT body::text AS body FROM ${s}.plans ORDER BY created_at_ms, row_seq`),
+        run: await bodies(`SELECT body::text AS body FROM ${s}.runs ORDER BY started_at_ms, row_seq`),
+        action: await bodies(`SELECT body::text AS body FROM ${s}.action_records ORDER BY plan_id, idx`),
+        job: await bodies(`SELECT body::text AS body FROM ${s}.rewrap_jobs ORDER BY id`),
+        record: (await c.query<RecordRow>(`SELECT * FROM ${s}.records ORDER BY kind, id COLLATE "C"`)).rows,
+        audit: (await c.query<AuditRow>(`SELECT * FROM ${s}.audit ORDER BY seq`)).rows,
+      };
+    });
+    for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
+      for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
+    }
+    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 
   async close(): Promise<void> {

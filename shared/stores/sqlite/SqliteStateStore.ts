@@ -5,6 +5,7 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateEntry,
   StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
@@ -333,6 +334,29 @@ export class SqliteStateStore implements StateStore {
       this.q.listRecords.all(kind, opts.afterId ?? '', opts.limit),
     ) as RecordRow[];
     return rows.map(toRecord);
+  }
+
+  async *exportEntries(): AsyncIterable<StateEntry> {
+    // Read inside one transaction so the backup is a consistent snapshot of the file.
+    const bodies = (sql: string) => (this.db.prepare(sql).all() as { body: string }[]).map((r) => r.body);
+    const snapshot = guarded('reading state for a backup', () =>
+      this.db
+        .transaction(() => ({
+          inventory: bodies('SELECT body FROM inventory_snapshots ORDER BY taken_at_ms, rowid'),
+          plan: bodies('SELECT body FROM plans ORDER BY created_at_ms, rowid'),
+          run: bodies('SELECT body FROM runs ORDER BY started_at_ms, rowid'),
+          action: bodies('SELECT body FROM action_records ORDER BY plan_id, idx'),
+          job: bodies('SELECT body FROM rewrap_jobs ORDER BY id'),
+          record: this.db.prepare('SELECT * FROM records ORDER BY kind, id').all() as RecordRow[],
+          audit: this.db.prepare('SELECT * FROM audit ORDER BY seq').all() as AuditRow[],
+        }))
+        .deferred(),
+    );
+    for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
+      for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
+    }
+    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 
   async close(): Promise<void> {
