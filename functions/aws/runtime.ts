@@ -7,7 +7,7 @@ import { ConfigError, ProviderError } from '../../shared/core/errors.js';
 import type { WorkQueue } from '../../shared/core/ports/WorkQueue.js';
 import { DynamoStateStore } from '../../shared/stores/dynamodb/DynamoStateStore.js';
 import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
-import { PowertoolsMetricsSink } from './metricsSink.js';
+import { EmfMetricsSink } from '../../shared/telemetry/metrics/EmfMetricsSink.js';
 
 /**
  * What every rekey Lambda function shares: its settings from the environment (set in
@@ -119,7 +119,12 @@ export function awsRuntime(
     // gone here, leases expire instead.
     ctx.isOwnerGone = undefined;
     ctx.instanceId = `lambda:${process.env.AWS_LAMBDA_LOG_STREAM_NAME ?? 'local'}:${randomUUID().slice(0, 8)}`;
-    ctx.metrics = new PowertoolsMetricsSink(metricsOptions());
+    // EMF on stdout unless the config names a sink of its own.
+    ctx.metrics ??= new EmfMetricsSink({
+      namespace: metricsOptions().namespace,
+      service: metricsOptions().serviceName,
+      onWarning: (m) => process.stderr.write(`rekey: metrics: ${m}\n`),
+    });
     return ctx;
   };
   return {

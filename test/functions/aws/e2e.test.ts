@@ -164,11 +164,16 @@ describe('AWS functions, end to end', () => {
     const r = await costs(schedule(), lambdaContext('costs'));
     expect(r).toMatchObject({ keys: 2, currency: 'USD', period: new Date().toISOString().slice(0, 7) });
     expect(r.knownTotal).toBeGreaterThan(0);
-    const perKey = emfDocuments(out.lines()).filter((d) => 'rekey.cost.key_monthly' in d);
+    const perKey = emfDocuments(out.lines()).filter((d) => 'rekey.cost.monthly' in d);
     expect(perKey.map((d) => d.keyRef).sort()).toEqual(
       [parseKeyRef(orders).uri, parseKeyRef(logs).uri].sort(),
     );
     const pci = perKey.find((d) => d.keyRef === parseKeyRef(orders).uri)!;
-    expect(pci).toMatchObject({ provider: 'aws-kms', protection: 'hsm', policy: 'pci' });
+    expect(pci).toMatchObject({
+      provider: 'aws-kms',
+      protection: 'hsm',
+      policy: 'pci',
+      account: stack.emu.account,
+    });
   });
 });

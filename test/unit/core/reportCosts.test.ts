@@ -4,7 +4,11 @@ import { computeCosts } from '../../../shared/core/cost/model.js';
 import type { ManagedKey } from '../../../shared/core/domain/key.js';
 import { ConfigError, ValidationError } from '../../../shared/core/errors.js';
 import { loadConfig } from '../../../shared/core/policy/load.js';
-import { MemoryMetrics } from '../../../shared/core/ports/MetricsSink.js';
+import {
+  METRIC_DIMENSIONS,
+  MemoryMetrics,
+  metricDefinition,
+} from '../../../shared/core/ports/MetricsSink.js';
 import { reportCosts } from '../../../shared/core/usecases/reportCosts.js';
 import { loadCatalog } from '../../../shared/cost/catalogFile.js';
 import { type TestWorkspace, testWorkspace } from '../../support/workspace.js';
@@ -109,22 +113,22 @@ describe('reportCosts', () => {
     );
   });
 
-  it('emits a figure per key with the key as a property, never a dimension, and totals per provider', async () => {
+  it('emits the registered cost metrics per key, the key a property and never a dimension', async () => {
     const { w, metrics } = await workspace();
     const r = await reportCosts(w.ctx, { period: '2026-10' });
-    const perKey = metrics.points.filter((p) => p.name === 'rekey.cost.key_monthly');
-    expect(perKey).toHaveLength(2);
     for (const p of metrics.points) {
+      expect(metricDefinition(p.name), p.name).toBeDefined();
+      for (const d of Object.keys(p.dimensions)) expect(METRIC_DIMENSIONS).toContain(d);
       expect(Object.values(p.dimensions).join(' ')).not.toMatch(/arn:|projects\//);
-      expect(Object.keys(p.dimensions).length).toBeLessThanOrEqual(3);
     }
+    const perKey = metrics.points.filter((p) => p.name === 'rekey.cost.monthly');
+    expect(perKey).toHaveLength(2);
     const aws = perKey.find((p) => p.properties?.keyRef === AWS_REF)!;
-    expect(aws.dimensions).toEqual({ provider: 'aws-kms', protection: 'hsm', policy: 'pci' });
+    expect(aws.dimensions).toMatchObject({ provider: 'aws-kms', protection: 'hsm', policy: 'pci' });
     expect(aws.value).toBeCloseTo(3, 9);
-    expect(metrics.total('rekey.cost.total', { provider: 'aws-kms' })).toBeCloseTo(3, 6);
-    expect(metrics.total('rekey.cost.keys')).toBe(2);
-    expect(metrics.total('rekey.cost.total')).toBeCloseTo(r.knownTotal, 6);
-    expect(metrics.total('rekey.cost.findings', { kind: 'budget_breach' })).toBe(2);
+    expect(metrics.total('rekey.cost.monthly')).toBeCloseTo(r.knownTotal, 6);
+    expect(metrics.total('rekey.keys')).toBe(2);
+    expect(metrics.total('rekey.cost.findings', { finding: 'budget_breach' })).toBe(2);
   });
 
   it('takes an inventory when none is stored', async () => {
@@ -144,14 +148,12 @@ describe('reportCosts', () => {
     expect(metrics.points).toEqual([]);
   });
 
-  it('needs the config only for policies: keys no policy governs are reported under (none)', async () => {
+  it('keys no policy governs are reported under the policy "none"', async () => {
     const { w, metrics } = await workspace();
     w.ctx.config = loadConfig(YAML.replace(/policies:[\s\S]*$/, 'policies: []\n'), 'bare.yaml');
     await reportCosts(w.ctx);
     expect(
-      new Set(
-        metrics.points.filter((p) => p.name === 'rekey.cost.key_monthly').map((p) => p.dimensions.policy),
-      ),
-    ).toEqual(new Set(['(none)']));
+      new Set(metrics.points.filter((p) => p.name === 'rekey.cost.monthly').map((p) => p.dimensions.policy)),
+    ).toEqual(new Set(['none']));
   });
 });
