@@ -46,11 +46,20 @@ export const LEFT_OUT = {
   'shared/providers/azure/AzureKeyVaultProvider.ts': 'the Azure Key Vault provider',
   'shared/stores/postgres/PostgresDekStore.ts': 'PostgreSQL stores',
   'shared/stores/postgres/PostgresStateStore.ts': 'PostgreSQL state',
-  'shared/telemetry/metrics/OtlpMetricsSink.ts': 'the OpenTelemetry metrics exporter (on AWS, metrics go out as EMF)',
+  'shared/telemetry/metrics/OtlpMetricsSink.ts':
+    'the OpenTelemetry metrics exporter (on AWS, metrics go out as EMF)',
 };
 
 /** Packages that must never end up in an AWS bundle (the build fails if one does). */
-const FORBIDDEN = [/^better-sqlite3$/, /^pkcs11js$/, /^@google-cloud\//, /^@azure\//, /^@grpc\//, /^pg$/, /^@opentelemetry\//];
+const FORBIDDEN = [
+  /^better-sqlite3$/,
+  /^pkcs11js$/,
+  /^@google-cloud\//,
+  /^@azure\//,
+  /^@grpc\//,
+  /^pg$/,
+  /^@opentelemetry\//,
+];
 
 /** Exported value names of a TypeScript module (types and interfaces are not values). */
 function exportedNames(source) {
