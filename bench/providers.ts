@@ -199,7 +199,12 @@ async function postgres(n: number) {
     const rawIds = (i: number, size: number) =>
       Array.from({ length: Math.min(size, n - i) }, (_, k) => i + k);
     const rawId = (k: number) => `d${String(k).padStart(8, '0')}`;
-    const rawTable = new PostgresDekStore({ id: 'raw', url: cluster.url, table: 'raw_indexed', columns: COLUMNS });
+    const rawTable = new PostgresDekStore({
+      id: 'raw',
+      url: cluster.url,
+      table: 'raw_indexed',
+      columns: COLUMNS,
+    });
     await rawTable.ensureTable();
     await rawTable.close();
     await client.query('CREATE TABLE raw_keys (id text PRIMARY KEY, kek text, ver text, blob bytea)');

@@ -383,7 +383,9 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
         // A damaged copy is refused before anything is written.
         const at4 = lines.findIndex((l) => l.includes('"status":"done"'));
         expect(at4).toBeGreaterThan(0);
-        const damaged = lines.map((l, i) => (i === at4 ? l.replace('"status":"done"', '"status":"dune"') : l));
+        const damaged = lines.map((l, i) =>
+          i === at4 ? l.replace('"status":"done"', '"status":"dune"') : l,
+        );
         await expect(restoreBackup(target.store, () => replay(damaged))).rejects.toThrow(/digest/);
         expect(await target.store.auditTail()).toBeNull();
         await expect(restoreBackup(target.store, () => replay(lines.slice(0, -1)))).rejects.toThrow(

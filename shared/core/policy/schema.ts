@@ -158,7 +158,9 @@ const SqliteStore = z.strictObject({
   columns: Columns,
   location: nonBlank
     .optional()
-    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
+    .describe(
+      'where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered',
+    ),
 });
 const PostgresColumns = z
   .strictObject({
@@ -179,7 +181,9 @@ const PostgresStore = z.strictObject({
   columns: PostgresColumns,
   location: nonBlank
     .optional()
-    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
+    .describe(
+      'where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered',
+    ),
   idType: z
     .enum(['text', 'uuid', 'bigint'])
     .optional()
@@ -211,7 +215,9 @@ const DynamoDbStore = z.strictObject({
   region: nonBlank.optional(),
   location: nonBlank
     .optional()
-    .describe('where the DEKs live; default: region; disaster-recovery checks compare it with where keys can be recovered'),
+    .describe(
+      'where the DEKs live; default: region; disaster-recovery checks compare it with where keys can be recovered',
+    ),
   endpoint: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
     .optional()

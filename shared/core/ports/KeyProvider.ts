@@ -70,7 +70,11 @@ export interface RecoveryInfo {
   /** Where the key material is served from: regions, locations, HSM tokens, files. */
   locations: string[];
   /** Independent copies outside those locations, or the way the service keeps them. */
-  copies: { kind: 'replica' | 'multi-region-location' | 'paired-region' | 'backup'; location: string; detail: string }[];
+  copies: {
+    kind: 'replica' | 'multi-region-location' | 'paired-region' | 'backup';
+    location: string;
+    detail: string;
+  }[];
   /** What protects the key from deletion (soft delete, waiting period), if anything. */
   deletionProtection: string | null;
   /** What rekey cannot see and an operator must confirm (out-of-band backups). */
