@@ -905,6 +905,16 @@ export class Vault {
     this.live(name).managed = true;
   }
 
+  /**
+   * Tests: a copy of an oct key version's secret (the latest without `version`), null if it
+   * has none, so a test can prove an import brought exactly the bytes it wrapped.
+   */
+  materialOf(name: string, version?: string): Buffer | null {
+    const k = this.keys.get(name.toLowerCase());
+    const v = version ? k?.versions.find((x) => x.version === version.toLowerCase()) : k?.versions.at(-1);
+    return v?.secret ? Buffer.from(v.secret) : null;
+  }
+
   /** Versions of a key (tests inspect counts without going through HTTP). */
   versionCount(name: string): number {
     return this.keys.get(name.toLowerCase())?.versions.length ?? 0;

@@ -391,6 +391,16 @@ export class KmsState {
 
   // ---- import ----
 
+  /**
+   * Tests: a copy of the material a version holds (null when it holds none), so a test can
+   * prove an import brought exactly the bytes it wrapped. Not an RPC: Cloud KMS never reveals it.
+   */
+  materialOf(versionName: string): Buffer | null {
+    const n = parseVersion('name', versionName);
+    const v = this.keys.get(n.keyName)?.versions.find((x) => x.id === n.version);
+    return v?.material ? Buffer.from(v.material) : null;
+  }
+
   /** Tests: keep new import jobs PENDING_GENERATION (true) until released (false). */
   holdImportJobGeneration(on: boolean): void {
     this.importJobs.holdGeneration(on);

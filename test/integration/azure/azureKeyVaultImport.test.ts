@@ -129,6 +129,7 @@ describe('importMaterial', () => {
     const r = hsmRef('first');
     const material = randomBytes(32);
     const { version } = await importFresh(r, material);
+    expect(emu.vaults.get(HSM)!.materialOf(r.name, version)?.equals(material)).toBe(true);
     const key = await p.getKey(r);
     expect(key).toMatchObject({
       primaryVersion: version,

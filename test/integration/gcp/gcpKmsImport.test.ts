@@ -137,8 +137,10 @@ describe('prepareImport', () => {
 describe('importMaterial', () => {
   it('imports the first material as version 1, primary, and it serves wrap and unwrap', async () => {
     const r = fresh('first');
-    const { version } = await importFresh(r);
+    const material = randomBytes(32);
+    const { version } = await importFresh(r, material);
     expect(version).toBe('1');
+    expect(emu.kms.materialOf(`${r.name}/cryptoKeyVersions/1`)?.equals(material)).toBe(true);
     const key = await p.getKey(r);
     expect(key).toMatchObject({
       primaryVersion: '1',
