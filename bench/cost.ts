@@ -2,7 +2,8 @@
  * Cost model throughput: N keys with 3 versions and a month of usage each, priced in two
  * streaming passes (no result is kept), against a raw loop that sums the same quantities
  * times the same prices with none of the model's work (lookups, allocation, explanations).
- * Not wired into run.ts yet: call `costBench(keys)` from there.
+ * Runs in its own process with its peak RSS: `node --expose-gc dist/bench/scenarios.js cost
+ * 1000000`, or as part of `npm run bench -- --all` (`--cost-keys N`).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

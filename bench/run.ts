@@ -93,4 +93,6 @@ if (json) {
   console.log(row(plan, `${plan.actions} actions`));
   for (const r of [rate, aimd])
     console.log(row(r, `${r.ofQuota}x of quota, ${(Number(r.throttledShare) * 100).toFixed(2)}% throttled`));
+  if (providers)
+    console.log(row(providers.cost, `${providers.cost.ratioToRaw}x of a raw loop summing the same numbers`));
 }

@@ -1,8 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerByok } from './commands/byok.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDr } from './commands/dr.js';
+import { registerInventory } from './commands/inventory.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -34,6 +37,9 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerReport(program, globals);
   registerCost(program, globals);
+  registerDr(program, globals);
+  registerByok(program, globals);
+  registerInventory(program, globals);
   return program;
 }
 

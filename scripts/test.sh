@@ -8,6 +8,8 @@ need=()
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Debian's Chromium: the cost report test opens the HTML page in it (headless, offline).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""

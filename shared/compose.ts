@@ -10,8 +10,10 @@ import type { RekeyConfig } from './core/policy/types.js';
 import { type Clock, systemClock } from './core/ports/Clock.js';
 import type { DekStore } from './core/ports/DekStore.js';
 import type { EventBus } from './core/ports/EventBus.js';
-import type { KeyProvider } from './core/ports/KeyProvider.js';
+import type { KeyMaterialSource, KeyProvider } from './core/ports/KeyProvider.js';
+import type { MetricsSink } from './core/ports/MetricsSink.js';
 import type { StateStore } from './core/ports/StateStore.js';
+import type { WorkQueue } from './core/ports/WorkQueue.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
 import { loadCatalog } from './cost/catalogFile.js';
 import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
@@ -33,6 +35,13 @@ export interface ComposeOptions {
   createStores?: boolean;
   /** Ready-made providers by id, used instead of building them from the config (demo, tests). */
   providerOverrides?: Map<string, KeyProvider>;
+  /**
+   * Adapters a runtime builds from its own deployment settings (function environment), used
+   * instead of what the config names: the state store, the event bus, the re-wrap work queue.
+   */
+  state?: StateStore;
+  events?: EventBus;
+  queue?: WorkQueue;
 }
 
 export interface Composed extends RekeyContext {
@@ -63,6 +72,7 @@ export async function composeFrom(
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const clock = opts.clock ?? systemClock;
   const providers = new Map<string, KeyProvider>();
+  const materialSources = new Map<string, KeyMaterialSource>();
   const stores = new Map<string, DekStore>();
   const closers: (() => Promise<void> | void)[] = [];
   try {
@@ -94,6 +104,7 @@ export async function composeFrom(
             regions: pc.regions,
             ...(pc.endpoint ? { endpoint: pc.endpoint } : {}),
             ...(pc.profile ? { profile: pc.profile } : {}),
+            ...(pc.rotateByNewKey ? { rotateByNewKey: pc.rotateByNewKey } : {}),
           });
           providers.set(id, p);
           closers.push(() => p.close?.());
@@ -132,6 +143,9 @@ export async function composeFrom(
           const p = await Pkcs11Provider.open({ id, module: pc.module, token: pc.token, pin, clock });
           providers.set(id, p);
           closers.push(() => p.close());
+          // The HSM is also where BYOK material comes from (rekey byok, policies' byok.source).
+          const { createByokSource } = await import('./providers/pkcs11/export.js');
+          materialSources.set(id, createByokSource(p));
           break;
         }
         default:
@@ -173,10 +187,11 @@ export async function composeFrom(
         }
       }
     }
-    const state = await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores));
+    const state =
+      opts.state ?? (await openState(config, opts.statePath, at, baseDir, Boolean(opts.createStores)));
     closers.push(() => state.close?.());
-    let events: EventBus | undefined;
-    if (config.events?.type === 'eventbridge') {
+    let events: EventBus | undefined = opts.events;
+    if (!events && config.events?.type === 'eventbridge') {
       const { EventBridgeEventBus } = await import('./telemetry/eventbridge/EventBridgeEventBus.js');
       events = new EventBridgeEventBus({
         eventBusName: config.events.bus,
@@ -184,15 +199,28 @@ export async function composeFrom(
         ...(config.events.endpoint ? { endpoint: config.events.endpoint } : {}),
       });
     }
+    let metrics: MetricsSink | undefined;
+    if (config.metrics) {
+      const { metricsSinkFromConfig } = await import('./telemetry/metrics/fromConfig.js');
+      const sink = await metricsSinkFromConfig(config.metrics, {
+        baseDir,
+        secret: (ref, what) => secretText(ref, baseDir, what),
+      });
+      metrics = sink;
+      closers.push(() => sink.close?.());
+    }
     return {
       config,
       baseDir,
       providers,
+      ...(materialSources.size > 0 ? { materialSources } : {}),
       stores,
       state,
       audit: new AuditLog(state, clock),
       catalog: loadCatalog(),
       ...(events ? { events } : {}),
+      ...(opts.queue ? { queue: opts.queue } : {}),
+      ...(metrics ? { metrics } : {}),
       clock,
       actor: opts.actor ?? process.env.REKEY_ACTOR ?? `cli:${process.env.USER ?? 'unknown'}`,
       instanceId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,

@@ -4,9 +4,13 @@ import { parse as parseYaml } from 'yaml';
 import { buildCatalog, type PriceCatalog } from '../core/cost/catalog.js';
 import { ConfigError, ValidationError } from '../core/errors.js';
 
-/** The shipped catalog, from the source tree or from dist/ after a build. */
+/** The shipped catalog, from the source tree, from dist/ after a build, or beside a function bundle. */
 export function defaultCatalogPath(): string {
-  for (const rel of ['../../data/prices/catalog.json', '../../../data/prices/catalog.json']) {
+  for (const rel of [
+    '../../data/prices/catalog.json',
+    '../../../data/prices/catalog.json',
+    './data/prices/catalog.json',
+  ]) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }

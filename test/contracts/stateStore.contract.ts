@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../shared/core/audit/auditLog.js';
 import type { ManagedKey } from '../../shared/core/domain/key.js';
 import type { ActionRecord, Plan } from '../../shared/core/plan/types.js';
 import type {
@@ -8,6 +9,7 @@ import type {
   RewrapJob,
   StateStore,
 } from '../../shared/core/ports/StateStore.js';
+import { backupLines, restoreBackup, verifyBackup } from '../../shared/core/usecases/stateBackup.js';
 
 /** What every StateStore adapter must do. `setup` returns an empty store. */
 export interface StateStoreFixture {
@@ -269,6 +271,133 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
       const [stored] = await store.auditRead(2, 1);
       expect(['x', 'y', 'z']).toContain(stored!.hash);
       expect((await store.auditTail())!.seq).toBe(2);
+    });
+
+    it('putRecord inserts once (rev 0), then updates only from the stored rev', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      expect(await store.getRecord('approval', 'a1')).toBeNull();
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 1 }, updatedAt: at }, 0)).toBe(
+        true,
+      );
+      // Already there: a second insert loses and changes nothing.
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 9 }, updatedAt: at }, 0)).toBe(
+        false,
+      );
+      expect(await store.getRecord('approval', 'a1')).toEqual({
+        kind: 'approval',
+        id: 'a1',
+        rev: 1,
+        body: { n: 1 },
+        updatedAt: at,
+      });
+      // A stale rev loses; the current one wins and bumps rev.
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 2 }, updatedAt: at }, 2)).toBe(
+        false,
+      );
+      expect(await store.putRecord({ kind: 'approval', id: 'a1', body: { n: 2 }, updatedAt: at }, 1)).toBe(
+        true,
+      );
+      expect((await store.getRecord('approval', 'a1'))!).toMatchObject({ rev: 2, body: { n: 2 } });
+      // Updating a record that does not exist writes nothing.
+      expect(await store.putRecord({ kind: 'approval', id: 'zz', body: {}, updatedAt: at }, 1)).toBe(false);
+      expect(await store.getRecord('approval', 'zz')).toBeNull();
+      // Kinds are separate namespaces.
+      expect(await store.getRecord('event', 'a1')).toBeNull();
+    });
+
+    it('listRecords pages one kind in id order', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      for (const id of ['c', 'a', 'b', 'd']) {
+        await store.putRecord({ kind: 'event', id, body: { id }, updatedAt: at }, 0);
+      }
+      await store.putRecord({ kind: 'other', id: 'a0', body: {}, updatedAt: at }, 0);
+      const first = await store.listRecords('event', { limit: 3 });
+      expect(first.map((r) => r.id)).toEqual(['a', 'b', 'c']);
+      const next = await store.listRecords('event', { afterId: 'c', limit: 3 });
+      expect(next.map((r) => r.id)).toEqual(['d']);
+      expect(await store.listRecords('none', { limit: 5 })).toEqual([]);
+    });
+
+    it('concurrent inserts of one record: exactly one wins', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      const results = await Promise.all(
+        ['x', 'y', 'z'].map((w) =>
+          store.putRecord({ kind: 'event', id: 'evt-1', body: { w }, updatedAt: at }, 0),
+        ),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const stored = await store.getRecord('event', 'evt-1');
+      expect(stored!.rev).toBe(1);
+    });
+
+    it('putRecord refuses a malformed write with a clear error', async () => {
+      const at = '2026-11-01T00:00:00.000Z';
+      await expect(store.putRecord({ kind: '', id: 'x', body: {}, updatedAt: at }, 0)).rejects.toThrow(
+        /kind/,
+      );
+      await expect(store.putRecord({ kind: 'k', id: 'x', body: {}, updatedAt: 'soon' }, 0)).rejects.toThrow(
+        /updatedAt/,
+      );
+      await expect(store.putRecord({ kind: 'k', id: 'x', body: {}, updatedAt: at }, -1)).rejects.toThrow(
+        /expectedRev/,
+      );
+      expect(await store.getRecord('k', 'x')).toBeNull();
+    });
+
+    it('a backup holds every entry and restores into an empty store; a changed byte is refused', async () => {
+      if (!store.exportEntries) return;
+      const at = '2026-05-01T00:00:00.000Z';
+      await store.saveInventory(snapshot('inv-1', at));
+      await store.savePlan(plan('plan-1', at));
+      await store.saveRun(run('run-1', at, 'completed'));
+      await store.putActionRecord(action('plan-1', 0, 'done'));
+      await store.putActionRecord(action('plan-1', 1, 'failed'));
+      await store.createRewrapJob(job('job-1', 5));
+      await store.putRecord({ kind: 'approval', id: 'a1', body: { quorum: 2 }, updatedAt: at }, 0);
+      const log = new AuditLog(store, { now: () => new Date(at) });
+      for (const a of ['plan.created', 'key.rotated', 'apply.finished']) {
+        await log.append({ actor: 'tester', action: a, target: KEY.ref, details: { n: a.length } });
+      }
+      const collect = async (it: AsyncIterable<string>) => {
+        const out: string[] = [];
+        for await (const l of it) out.push(l);
+        return out;
+      };
+      async function* replay(lines: string[]) {
+        yield* lines;
+      }
+      const lines = await collect(backupLines(store, { source: name, now: new Date(at) }));
+      const summary = await verifyBackup(replay(lines));
+      expect(summary.byKind).toEqual({
+        inventory: 1,
+        plan: 1,
+        run: 1,
+        action: 2,
+        job: 1,
+        record: 1,
+        audit: 3,
+      });
+
+      const target = await setup();
+      try {
+        // A damaged copy is refused before anything is written.
+        const at4 = lines.findIndex((l) => l.includes('"status":"done"'));
+        expect(at4).toBeGreaterThan(0);
+        const damaged = lines.map((l, i) => (i === at4 ? l.replace('"status":"done"', '"status":"dune"') : l));
+        await expect(restoreBackup(target.store, () => replay(damaged))).rejects.toThrow(/digest/);
+        expect(await target.store.auditTail()).toBeNull();
+        await expect(restoreBackup(target.store, () => replay(lines.slice(0, -1)))).rejects.toThrow(
+          /truncated/,
+        );
+
+        await restoreBackup(target.store, () => replay(lines));
+        const again = await collect(backupLines(target.store, { source: name, now: new Date(at) }));
+        expect(again).toEqual(lines);
+        // Never over existing state.
+        await expect(restoreBackup(target.store, () => replay(lines))).rejects.toThrow(/not empty/);
+      } finally {
+        await target.cleanup();
+      }
     });
   });
 }

@@ -1,10 +1,8 @@
-import type { ManagedKey } from '../domain/key.js';
-import type { ProviderType } from '../domain/keyRef.js';
 import type { DekCensus } from '../plan/evaluate.js';
-import { matchesPolicy } from '../policy/match.js';
 import type { Policy } from '../policy/types.js';
 import type { PriceCatalog } from './catalog.js';
 import { fmtMoney } from './format.js';
+import { policyForCostKey } from './fromInventory.js';
 import type { CostKey, KeyCost, UsageCounter } from './types.js';
 
 /**
@@ -51,23 +49,6 @@ export interface CostFindingsInput {
 
 const DAY_MS = 86_400_000;
 
-function asManaged(k: CostKey): ManagedKey {
-  const providerType: ProviderType = k.provider === 'azure-managed-hsm' ? 'azure-kv' : k.provider;
-  return {
-    ref: k.ref,
-    providerType,
-    providerId: k.providerId ?? k.provider,
-    name: k.name ?? k.ref,
-    tags: k.tags ?? {},
-    protection: k.protection,
-    algorithm: k.algorithm,
-    enabled: true,
-    primaryVersion: k.versions[k.versions.length - 1]?.id ?? '',
-    versions: [],
-    createdAt: k.createdAt,
-  };
-}
-
 function dekTotal(census: DekCensus, ref: string, version?: string): number {
   const perStore = census.get(ref);
   if (!perStore) return 0;
@@ -90,7 +71,7 @@ export function costFindings(input: CostFindingsInput): CostFinding[] {
     const c = costByRef.get(ref);
     return c ? c.total : null;
   };
-  const policyOf = (k: CostKey) => input.policies?.find((p) => matchesPolicy(p, asManaged(k)));
+  const policyOf = (k: CostKey) => policyForCostKey(input.policies ?? [], k);
 
   // Idle keys.
   const usedRecently = new Set<string>();

@@ -1,11 +1,24 @@
 /** Number formatting for explanations: exact enough to check by hand, short when it can be. */
 
+function group(int: string): string {
+  // Most amounts and quantities are below 1,000: no grouping to do.
+  return int.length > (int[0] === '-' ? 4 : 3) ? int.replace(/\B(?=(\d{3})+(?!\d))/g, ',') : int;
+}
+
 function trimmed(n: number, maxDecimals: number, minDecimals: number): string {
+  // Whole numbers (hours, request counts, whole dollars) are the common case: skip toFixed.
+  if (Number.isInteger(n) && Math.abs(n) < 1e15) {
+    const int = group(String(n));
+    return minDecimals > 0 ? `${int}.${'0'.repeat(minDecimals)}` : int;
+  }
   const s = n.toFixed(maxDecimals);
-  const [int, dec = ''] = s.split('.');
-  let d = dec.replace(/0+$/, '');
+  const dot = s.indexOf('.');
+  const int = dot < 0 ? s : s.slice(0, dot);
+  let end = s.length;
+  while (end > dot + 1 && s.charCodeAt(end - 1) === 48) end--;
+  let d = dot < 0 ? '' : s.slice(dot + 1, end);
   if (d.length < minDecimals) d = d.padEnd(minDecimals, '0');
-  const grouped = int!.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const grouped = group(int);
   return d.length ? `${grouped}.${d}` : grouped;
 }
 

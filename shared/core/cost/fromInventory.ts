@@ -1,6 +1,8 @@
 import type { ManagedKey } from '../domain/key.js';
-import { parseKeyRef } from '../domain/keyRef.js';
-import type { CostKey, CostKeyVersion, CostProvider } from './types.js';
+import { type ProviderType, parseKeyRef } from '../domain/keyRef.js';
+import { matchesPolicy } from '../policy/match.js';
+import type { Policy } from '../policy/types.js';
+import type { CostKey, CostKeyVersion, CostProvider, HsmPool } from './types.js';
 
 /**
  * A CostKey from rekey's own inventory. The inventory holds each version's current state, not
@@ -60,4 +62,58 @@ export function costKeyFromManaged(
   if (region && !out.region) out.region = region;
   if (extra.account) out.account = extra.account;
   return out;
+}
+
+/**
+ * The ManagedKey fields policy matching looks at (provider id, name, tags, protection, ref), for
+ * a key known only from a cost inventory. A key without a provider id matches by provider type.
+ */
+export function managedView(k: CostKey): ManagedKey {
+  const providerType: ProviderType = k.provider === 'azure-managed-hsm' ? 'azure-kv' : k.provider;
+  return {
+    ref: k.ref,
+    providerType,
+    providerId: k.providerId ?? k.provider,
+    name: k.name ?? k.ref,
+    tags: k.tags ?? {},
+    protection: k.protection,
+    algorithm: k.algorithm,
+    enabled: true,
+    primaryVersion: k.versions[k.versions.length - 1]?.id ?? '',
+    versions: [],
+    createdAt: k.createdAt,
+  };
+}
+
+/** The policy that governs a cost key: the first match in file order, as for live keys. */
+export function policyForCostKey(policies: readonly Policy[], k: CostKey): Policy | undefined {
+  const view = managedView(k);
+  return policies.find((p) => matchesPolicy(p, view));
+}
+
+/** The `rekey-inventory/1` file (docs/cost.md), as `rekey inventory export` writes it. */
+export interface InventoryFile {
+  format: 'rekey-inventory/1';
+  exportedAt: string;
+  keys: CostKey[];
+  pools: HsmPool[];
+}
+
+/**
+ * rekey's inventory as the file `rekey cost estimate` reads. `lastUsed` adds the last use the
+ * provider reported, by key ref.
+ */
+export function inventoryFile(
+  keys: readonly ManagedKey[],
+  opts: { exportedAt: string; lastUsed?: ReadonlyMap<string, string>; pools?: HsmPool[] },
+): InventoryFile {
+  return {
+    format: 'rekey-inventory/1',
+    exportedAt: opts.exportedAt,
+    keys: keys.map((k) => {
+      const used = opts.lastUsed?.get(k.ref);
+      return costKeyFromManaged(k, used ? { lastUsedAt: used } : {});
+    }),
+    pools: opts.pools ?? [],
+  };
 }

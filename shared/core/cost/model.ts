@@ -57,7 +57,8 @@ interface RawPart {
 const BILLABLE_DEFAULT = ['enabled', 'disabled', 'destroy_scheduled'];
 const ADVANCED_ALGOS = new Set(['RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384']);
 
-function refineClass(cls: RequestClass, key: CostKey): RequestClass {
+/** The class a counter is priced at: cryptographic classes follow the key's algorithm. */
+export function refineClass(cls: RequestClass, key: CostKey): RequestClass {
   if (cls === 'gdkp_ecc' || cls === 'gdkp_rsa' || cls === 'management') return cls;
   if (key.algorithm === 'RSA_2048') return 'rsa_2048';
   if (ADVANCED_ALGOS.has(key.algorithm)) return 'asymmetric';
@@ -517,6 +518,15 @@ export class CostModel {
           listUnitPrice: unitPrice === null ? null : listRate(price, q),
           cost: unitPrice === null ? null : q * unitPrice,
           status: unitPrice === null ? 'unknown' : 'priced',
+          allocation: {
+            kind: 'hsm_pool',
+            pool: pool.id,
+            hsms: pool.hsms,
+            poolHsmHours: hsmHours,
+            keyHours: r.poolWeightHours!,
+            totalKeyHours: w?.hours ?? r.poolWeightHours!,
+            keys: w?.keys ?? 1,
+          },
           explanation:
             `HSM pool ${pool.id}: ${pool.hsms} HSM(s) x ${fmtQty(hsmHours / pool.hsms)} h = ${fmtQty(hsmHours)} HSM-hours` +
             (unitPrice === null ? '' : ` x ${money(unitPrice)} = ${money(hsmHours * unitPrice)}`) +
@@ -530,6 +540,7 @@ export class CostModel {
         const a = this.allowanceFor(r.sku);
         let free = 0;
         let freeNote = '';
+        let allocation: CostPart['allocation'];
         if (a) {
           const total = this.allowanceTotals.get(`${a.id}|${key.account}`) ?? r.quantity;
           const pool = Math.min(total, a.quantity);
@@ -537,6 +548,14 @@ export class CostModel {
           freeNote =
             `; free allowance ${fmtQty(a.quantity)} requests/month for account ${key.account} ` +
             `(account total ${fmtQty(total)}) shared in proportion to requests: this key gets ${fmtQty(free)} free`;
+          allocation = {
+            kind: 'free_allowance',
+            allowance: a.id,
+            account: key.account,
+            allowanceQuantity: a.quantity,
+            accountQuantity: total,
+            keyShare: free,
+          };
         }
         const billed = r.quantity - free;
         const q = billed / price.unitSize;
@@ -545,7 +564,7 @@ export class CostModel {
           ...base,
           unit: price.unit,
           quantity: q,
-          ...(a ? { freeQuantity: free / price.unitSize } : {}),
+          ...(a ? { freeQuantity: free / price.unitSize, allocation } : {}),
           unitPrice,
           listUnitPrice: listRate(price, q),
           cost: q * unitPrice,

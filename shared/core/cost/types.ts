@@ -136,7 +136,38 @@ export interface CostPart {
   frequency: 'Recurring' | 'Usage-Based' | 'One-Time';
   explanation: string;
   source?: string;
+  /** How a shared quantity was split to reach this part (free allowance, HSM pool). */
+  allocation?: CostAllocation;
 }
+
+/**
+ * A share of something that belongs to an account or a pool, not to one key.
+ *  - `free_allowance`: the account's free requests, split in proportion to requests;
+ *  - `hsm_pool`: the pool's HSM-hours, split in proportion to the hours each key existed.
+ */
+export type CostAllocation =
+  | {
+      kind: 'free_allowance';
+      allowance: string;
+      account: string;
+      /** Free requests a month for the whole account. */
+      allowanceQuantity: number;
+      /** Requests of the account the allowance applies to, this key's included. */
+      accountQuantity: number;
+      /** Free requests that fell to this key. */
+      keyShare: number;
+    }
+  | {
+      kind: 'hsm_pool';
+      pool: string;
+      hsms: number;
+      /** HSM-hours of the pool in the period. */
+      poolHsmHours: number;
+      /** Hours this key existed in the period, and the sum over the pool's keys. */
+      keyHours: number;
+      totalKeyHours: number;
+      keys: number;
+    };
 
 export interface VersionCost {
   id: string;

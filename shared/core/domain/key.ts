@@ -41,6 +41,11 @@ export interface KeyVersion {
   compromised?: boolean;
   /** Set when state is destroy_scheduled. */
   destroyAt?: string;
+  /**
+   * Imported (BYOK) material only: when the provider deletes this version's material, after
+   * which it cannot be used until the same material is imported again.
+   */
+  expiresAt?: string;
 }
 
 export interface AutoRotation {
@@ -64,6 +69,11 @@ export interface ManagedKey {
   versions: KeyVersion[];
   createdAt: string;
   autoRotation?: AutoRotation;
+  /**
+   * The key material was brought in from outside the provider (BYOK). The provider cannot make
+   * new material itself: a rotation imports material from a source (a policy's `byok`).
+   */
+  imported?: boolean;
 }
 
 export function versionOf(key: ManagedKey, id: string): KeyVersion | undefined {

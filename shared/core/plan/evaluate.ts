@@ -9,7 +9,7 @@ import type { Policy, RekeyConfig } from '../policy/types.js';
 import { inWindow, nextWindowOpen } from '../policy/window.js';
 import type { ProviderCapabilities } from '../ports/KeyProvider.js';
 import { canonicalJson } from '../util/canonicalJson.js';
-import type { Finding, Plan, PlanAction, RewrapAction } from './types.js';
+import type { Finding, Plan, PlanAction, RewrapAction, RotateAction } from './types.js';
 
 /** DEK counts per key ref, per store id, per version. */
 export type DekCensus = Map<string, Record<string, Record<string, number>>>;
@@ -21,6 +21,8 @@ export interface EvaluationInput {
   census: DekCensus;
   /** Capabilities per configured provider id. */
   capabilities: Record<string, ProviderCapabilities>;
+  /** Capabilities per key ref, for keys whose provider says they differ from its own. */
+  keyCapabilities?: Record<string, ProviderCapabilities>;
   inventoryId: string;
   /** Prices: each action then carries its cost delta. */
   catalog?: PriceCatalog;
@@ -144,8 +146,11 @@ function evaluateKey(
   actions: PlanAction[],
 ): void {
   const { now, census } = input;
-  const caps = input.capabilities[key.providerId];
+  const caps = input.keyCapabilities?.[key.ref] ?? input.capabilities[key.providerId];
   const base = { keyRef: key.ref, provider: key.providerId, policy: policy.name };
+
+  // Before the disabled check: expired imported material is what disables such a key.
+  materialExpiry(key, policy, now, base, findings);
 
   if (!key.enabled) {
     findings.push({
@@ -225,19 +230,29 @@ function evaluateKey(
           message: `rotation is due (primary ${key.primaryVersion} is ${age} days old) but waits for the window "${window.text}", next opening ${nextWindowOpen(window, now).toISOString()}`,
         });
       } else {
-        rotating = true;
+        const byok = key.imported ? byokRotation(policy, caps) : { ok: true as const };
         findings.push({
           ...base,
           kind: 'rotation_due',
           severity: age > 2 * durationDays(policy.rotate.every) ? 'critical' : 'warning',
           message: `primary version ${key.primaryVersion} is ${age} days old; policy rotates every ${policy.rotate.every.text}`,
         });
-        actions.push({
-          ...base,
-          type: 'rotate',
-          expectPrimary: key.primaryVersion,
-          reason: `primary version ${key.primaryVersion} is ${age} days old, due since ${dueAt.toISOString().slice(0, 10)} (every ${policy.rotate.every.text}${strategy.native ? '' : `; rekey rotates on demand: ${strategy.why}`})`,
-        });
+        if (!byok.ok) {
+          findings.push({ ...base, kind: 'byok_source_missing', severity: 'warning', message: byok.why });
+        } else {
+          rotating = true;
+          const action: RotateAction = {
+            ...base,
+            type: 'rotate',
+            expectPrimary: key.primaryVersion,
+            reason: `primary version ${key.primaryVersion} is ${age} days old, due since ${dueAt.toISOString().slice(0, 10)} (every ${policy.rotate.every.text}${strategy.native ? '' : `; rekey rotates on demand: ${strategy.why}`})`,
+          };
+          if (byok.rotation) {
+            action.byok = byok.rotation;
+            action.reason += `; new material from ${byok.rotation.source}, imported with ${byok.rotation.algorithm}`;
+          }
+          actions.push(action);
+        }
       }
     }
     // After any rotation, so a native schedule counts from the fresh primary.
@@ -378,6 +393,67 @@ function evaluateKey(
   // Every disable before any destruction: a plan cut short never leaves a version destroyed
   // while an older one is still live.
   actions.push(...destroys);
+}
+
+/** Imported material that has expired, or expires within the policy's warning period. */
+function materialExpiry(
+  key: ManagedKey,
+  policy: Policy,
+  now: Date,
+  base: { keyRef: string; provider: string; policy: string },
+  findings: Finding[],
+): void {
+  const horizon = policy.byok
+    ? addDuration(now, policy.byok.warnBefore)
+    : new Date(now.getTime() + 30 * DAY_MS);
+  for (const v of key.versions) {
+    if (!v.expiresAt || v.state === 'destroyed') continue;
+    const at = Date.parse(v.expiresAt);
+    if (at > horizon.getTime()) continue;
+    const day = v.expiresAt.slice(0, 10);
+    const expired = at <= now.getTime();
+    findings.push({
+      ...base,
+      kind: 'material_expiring',
+      severity: expired ? 'critical' : 'warning',
+      version: v.id,
+      message: expired
+        ? `imported material of version ${v.id} expired on ${day}: it cannot be used until the same material is imported again`
+        : `imported material of version ${v.id} expires on ${day}, in ${Math.ceil((at - now.getTime()) / DAY_MS)} day(s): import it again with a later expiry, or rotate`,
+    });
+  }
+}
+
+/** Whether (and how) a key with imported material can be rotated under this policy. */
+function byokRotation(
+  policy: Policy,
+  caps: ProviderCapabilities | undefined,
+): { ok: true; rotation?: NonNullable<RotateAction['byok']> } | { ok: false; why: string } {
+  const offered = caps?.import?.algorithms ?? [];
+  if (!policy.byok) {
+    return {
+      ok: false,
+      why: `rotation is due, but the key's material is imported and policy ${policy.name} names no byok source to make new material`,
+    };
+  }
+  if (offered.length === 0) {
+    return { ok: false, why: 'rotation is due, but the provider cannot import material for this key' };
+  }
+  const algorithm = policy.byok.algorithm ?? offered[0]!;
+  if (!offered.includes(algorithm)) {
+    return {
+      ok: false,
+      why: `rotation is due, but the provider does not accept ${algorithm} (it accepts ${offered.join(', ')})`,
+    };
+  }
+  return {
+    ok: true,
+    rotation: {
+      source: policy.byok.source,
+      algorithm,
+      ...(policy.byok.expiresAfter ? { expiresAfter: policy.byok.expiresAfter.text } : {}),
+    },
+  };
 }
 
 export function summarizePlan(plan: Plan): Record<PlanAction['type'], number> {

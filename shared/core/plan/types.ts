@@ -1,4 +1,5 @@
 import type { Duration } from '../domain/duration.js';
+import type { ImportWrapAlgorithm } from '../ports/KeyProvider.js';
 
 /** What evaluation found about a key, before anything is decided. */
 export type FindingKind =
@@ -16,7 +17,9 @@ export type FindingKind =
   | 'shadowed_policy'
   | 'key_disabled'
   | 'compromised_version'
-  | 'version_limit';
+  | 'version_limit'
+  | 'material_expiring'
+  | 'byok_source_missing';
 
 export type Severity = 'info' | 'warning' | 'critical';
 
@@ -56,6 +59,17 @@ export interface RotateAction extends ActionBase {
   type: 'rotate';
   /** Precondition: the primary when the plan was made. If it changed, the rotation already happened. */
   expectPrimary: string;
+  /**
+   * The key's material is imported: the new version is new material from this source,
+   * imported (BYOK), rather than material the provider makes.
+   */
+  byok?: {
+    /** Provider id of the material source. */
+    source: string;
+    algorithm: ImportWrapAlgorithm;
+    /** ISO-8601 duration: the new material expires this long after its import. */
+    expiresAfter?: string;
+  };
 }
 
 /** Set the provider's native schedule. */
@@ -117,6 +131,8 @@ export type ActionStatus =
   | 'already_done'
   | 'skipped'
   | 'awaiting_approval'
+  /** Re-wrap queued for workers; this and the key's later actions resume on a later apply. */
+  | 'awaiting_rewrap'
   | 'failed';
 
 export interface ActionRecord {

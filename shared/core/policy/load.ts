@@ -110,6 +110,7 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     stores: out.stores,
     ...(out.state ? { state: out.state } : {}),
     ...(out.events ? { events: out.events } : {}),
+    ...(out.metrics ? { metrics: out.metrics } : {}),
     policies: out.policies.map((p, index) => ({ ...p, index })),
   };
 }
@@ -303,6 +304,21 @@ function crossReferences(data: Record<string, unknown>): Described[] {
     if (isObject(p.match))
       refs(p.match.provider, providers, 'provider', ['policies', i, 'match', 'provider']);
     if (isObject(p.rewrap)) refs(p.rewrap.stores, stores, 'store', ['policies', i, 'rewrap', 'stores']);
+    if (isObject(p.byok) && typeof p.byok.source === 'string' && providers) {
+      const src = p.byok.source;
+      const pc = (data.providers as Record<string, unknown>)[src];
+      if (!providers.includes(src)) {
+        out.push({
+          path: ['policies', i, 'byok', 'source'],
+          message: `unknown provider "${src}" (configured: ${providers.join(', ') || 'none'})`,
+        });
+      } else if (isObject(pc) && typeof pc.type === 'string' && pc.type !== 'pkcs11') {
+        out.push({
+          path: ['policies', i, 'byok', 'source'],
+          message: `provider "${src}" is ${pc.type}; a BYOK source is a pkcs11 provider (its HSM makes and exports the material)`,
+        });
+      }
+    }
   });
   return out;
 }

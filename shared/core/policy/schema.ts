@@ -3,6 +3,7 @@ import { type Duration, durationDays, isZero, parseDuration } from '../domain/du
 import { ALGORITHMS, PROTECTIONS } from '../domain/key.js';
 import { parseKeyRef } from '../domain/keyRef.js';
 import { ValidationError } from '../errors.js';
+import { METRIC_DIMENSIONS } from '../ports/MetricsSink.js';
 import { globMatcher } from './glob.js';
 import {
   AWS_REGION_PATTERN,
@@ -104,6 +105,13 @@ const AwsKmsProvider = z.strictObject({
   regions: z.array(pattern(AWS_REGION_PATTERN, 'must be an AWS region such as us-east-1')).min(1),
   endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   profile: z.string().min(1).optional(),
+  rotateByNewKey: z
+    .array(glob)
+    .min(1)
+    .optional()
+    .describe(
+      'alias name globs (without alias/) whose symmetric keys rotate by a new key and an alias swap instead of new key material',
+    ),
 });
 const GcpKmsProvider = z.strictObject({
   type: z.literal('gcp-kms'),
@@ -148,6 +156,9 @@ const SqliteStore = z.strictObject({
   path: z.string().min(1).describe('database file, relative to the config file'),
   table: sqlIdent.default('data_keys'),
   columns: Columns,
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
 });
 const PostgresColumns = z
   .strictObject({
@@ -166,6 +177,9 @@ const PostgresStore = z.strictObject({
   url: secret,
   table: sqlTable.default('data_keys'),
   columns: PostgresColumns,
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live (a cloud region or site); disaster-recovery checks compare it with where keys can be recovered'),
   idType: z
     .enum(['text', 'uuid', 'bigint'])
     .optional()
@@ -195,6 +209,9 @@ const DynamoDbStore = z.strictObject({
   index: dynamoName.default('by_kek_version').describe('GSI on (key, versionId)'),
   attributes: DynamoAttributes,
   region: nonBlank.optional(),
+  location: nonBlank
+    .optional()
+    .describe('where the DEKs live; default: region; disaster-recovery checks compare it with where keys can be recovered'),
   endpoint: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
     .optional()
@@ -234,6 +251,52 @@ const StateSchema = z
     }),
   ])
   .describe("rekey's own state; default: SQLite state.db beside the config file");
+
+/** Where rekey's metrics go (docs/metrics.md). */
+const MetricsSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('emf'),
+      namespace: pattern('^[^:].{0,254}$', 'must be 1-255 characters, not starting with ":"')
+        .default('rekey')
+        .describe('CloudWatch namespace'),
+      service: nonBlank.default('rekey').describe('value of the service dimension'),
+      output: z
+        .string()
+        .min(1)
+        .default('stdout')
+        .describe('stdout, stderr, or a file (relative to the config file) the CloudWatch agent tails'),
+      perKey: z
+        .boolean()
+        .default(true)
+        .describe('one document per key with the key ref as metadata; false sums keys that share dimensions'),
+      rollups: z
+        .array(z.array(z.enum(METRIC_DIMENSIONS)))
+        .default([])
+        .describe('extra dimension sets, e.g. [[provider], []]'),
+    }),
+    z.strictObject({
+      type: z.literal('otlp'),
+      endpoint: z
+        .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+        .optional()
+        .describe(
+          'OTLP/HTTP metrics URL, e.g. http://127.0.0.1:4318/v1/metrics; default: OTEL_EXPORTER_OTLP_* variables',
+        ),
+      headers: z
+        .record(pattern('^[A-Za-z0-9-]{1,100}$', 'must be an HTTP header name'), secret)
+        .optional()
+        .describe('header values are env:NAME or file:PATH (they often hold tokens)'),
+      intervalSeconds: z.int().min(1).max(3600).default(60).describe('how often metrics are exported'),
+      timeoutSeconds: z.int().min(1).max(120).default(10),
+      temporality: z.enum(['cumulative', 'delta']).default('cumulative'),
+      resource: z
+        .record(nonBlank, z.string())
+        .default({})
+        .describe('resource attributes, e.g. deployment.environment: prod'),
+    }),
+  ])
+  .describe("where rekey's metrics go; default: nowhere");
 
 const Match = z.strictObject({
   provider: z.array(id('provider')).min(1).optional(),
@@ -298,6 +361,24 @@ const PolicySchema = z.strictObject({
     })
     .optional(),
   retire: Retire.optional(),
+  byok: z
+    .strictObject({
+      source: id('provider').describe(
+        'pkcs11 provider whose HSM makes and exports new material when an imported key rotates',
+      ),
+      algorithm: z
+        .enum(['rsa-aes-kwp-sha1', 'rsa-oaep-sha1'])
+        .optional()
+        .describe('wrapping scheme; default: the first the target provider accepts'),
+      expiresAfter: positiveDuration
+        .optional()
+        .describe('imported material expires this long after its import (AWS ValidTo); default: never'),
+      warnBefore: duration
+        .prefault('P30D')
+        .describe('imported material that expires within this becomes a plan finding'),
+    })
+    .optional()
+    .describe('keys with imported (BYOK) material: where new material comes from, and expiry'),
   budget: z
     .strictObject({
       perKeyMonthly: parsed(parseMoney, {
@@ -318,6 +399,7 @@ export const ConfigSchema = z
     stores: z.record(id('store'), StoreSchema).default({}),
     state: StateSchema.optional(),
     events: EventsSchema.optional(),
+    metrics: MetricsSchema.optional(),
     policies: z.array(PolicySchema).default([]),
   })
   .meta({ title: 'rekey config' });

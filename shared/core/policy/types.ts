@@ -1,5 +1,6 @@
 import type { Duration } from '../domain/duration.js';
 import type { Algorithm, Protection } from '../domain/key.js';
+import type { ImportWrapAlgorithm } from '../ports/KeyProvider.js';
 
 /**
  * The validated, resolved form of a rekey config file. The loader (load.ts) turns YAML into
@@ -21,6 +22,8 @@ export interface AwsKmsProviderConfig {
   regions: string[];
   endpoint?: string;
   profile?: string;
+  /** Alias name globs whose symmetric keys rotate by a new key and an alias swap. */
+  rotateByNewKey?: string[];
 }
 export interface GcpKmsProviderConfig {
   type: 'gcp-kms';
@@ -61,6 +64,8 @@ export interface SqliteStoreConfig {
   path: string;
   table: string;
   columns: DekColumns;
+  /** Where the DEKs live (region or site), for disaster-recovery checks. */
+  location?: string;
 }
 /** Like DekColumns, but the context column may be absent (null): every DEK's context is then {}. */
 export interface PostgresDekColumns {
@@ -81,6 +86,7 @@ export interface PostgresStoreConfig {
   columns: PostgresDekColumns;
   /** Type of the id column; when absent it is read from the catalog. */
   idType?: DekIdType;
+  location?: string;
 }
 /** Names of the DEK item's attributes in a DynamoDB table. */
 export interface DynamoDekAttributes {
@@ -102,6 +108,7 @@ export interface DynamoDbStoreConfig {
   index: string;
   attributes: DynamoDekAttributes;
   region?: string;
+  location?: string;
   /** Endpoint override (DynamoDB Local, dynalite, VPC endpoints). */
   endpoint?: string;
 }
@@ -172,12 +179,44 @@ export interface Policy {
     approvals: number;
   };
   budget?: { perKeyMonthly?: Money };
+  /** Keys with imported material (BYOK): where rotation gets new material, and expiry. */
+  byok?: {
+    /** Provider id of the material source (a pkcs11 provider). */
+    source: string;
+    algorithm?: ImportWrapAlgorithm;
+    /** Material imported by rekey expires this long after the import. */
+    expiresAfter?: Duration;
+    /** Material expiring within this is a finding. Default P30D. */
+    warnBefore: Duration;
+  };
 }
 
 export type StateConfig =
   | { type: 'sqlite'; path: string }
   | { type: 'postgres'; url: SecretRef; schema: string }
   | { type: 'dynamodb'; table: string; region?: string; endpoint?: string };
+
+/** Where rekey's metrics go (docs/metrics.md); absent: nowhere. */
+export type MetricsConfig =
+  | {
+      type: 'emf';
+      namespace: string;
+      service: string;
+      /** `stdout`, `stderr` or a file path (relative to the config file). */
+      output: string;
+      perKey: boolean;
+      rollups: string[][];
+    }
+  | {
+      type: 'otlp';
+      endpoint?: string;
+      /** Header name -> secret ref (env:NAME, file:PATH). */
+      headers?: Record<string, SecretRef>;
+      intervalSeconds: number;
+      timeoutSeconds: number;
+      temporality: 'cumulative' | 'delta';
+      resource: Record<string, string>;
+    };
 
 export interface RekeyConfig {
   version: 1;
@@ -191,5 +230,7 @@ export interface RekeyConfig {
   state?: StateConfig;
   /** Where rekey publishes its events; absent: nowhere. */
   events?: { type: 'eventbridge'; bus: string; region?: string; endpoint?: string };
+  /** Where rekey's metrics go; absent: nowhere. */
+  metrics?: MetricsConfig;
   policies: Policy[];
 }

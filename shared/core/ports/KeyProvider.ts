@@ -65,6 +65,18 @@ export interface ImportParameters {
   expiresAt: string | null;
 }
 
+/** Where a key can be recovered from if the place it lives is lost (disaster recovery). */
+export interface RecoveryInfo {
+  /** Where the key material is served from: regions, locations, HSM tokens, files. */
+  locations: string[];
+  /** Independent copies outside those locations, or the way the service keeps them. */
+  copies: { kind: 'replica' | 'multi-region-location' | 'paired-region' | 'backup'; location: string; detail: string }[];
+  /** What protects the key from deletion (soft delete, waiting period), if anything. */
+  deletionProtection: string | null;
+  /** What rekey cannot see and an operator must confirm (out-of-band backups). */
+  notes: string[];
+}
+
 /** The HSM side of BYOK: wraps a key it holds for transport, without exposing it in clear. */
 export interface KeyMaterialSource {
   exportWrapped(
@@ -72,6 +84,12 @@ export interface KeyMaterialSource {
     wrappingPublicKey: Uint8Array,
     algorithm: ImportWrapAlgorithm,
   ): Promise<Uint8Array>;
+  /**
+   * Makes new exportable AES-256 material inside the source, named `label`, and returns its
+   * ref. Optional: a source without it can export existing material only (rotation of an
+   * imported key needs it).
+   */
+  generateMaterial?(spec: { label: string }): Promise<KeyRef>;
 }
 
 export interface Page<T> {
@@ -96,6 +114,12 @@ export interface KeyProvider {
   readonly id: string;
   readonly type: ProviderType;
   capabilities(): ProviderCapabilities;
+  /**
+   * Capabilities for one key, where they differ from the provider's (an AWS alias chain can
+   * retire versions one by one, imported material has no native schedule...). Optional: absent,
+   * every key has capabilities().
+   */
+  capabilitiesFor?(key: ManagedKey): ProviderCapabilities;
   listKeys(scope: ListScope, cursor: string | null): Promise<Page<ManagedKey>>;
   getKey(ref: KeyRef): Promise<ManagedKey>;
   /** Creates a new version and makes it primary. */
@@ -121,18 +145,21 @@ export interface KeyProvider {
   rewrapMany?(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]>;
   /** When the key was last used for a cryptographic operation, if the provider knows. */
   lastUsed?(ref: KeyRef): Promise<string | null>;
+  /** Recovery facts for disaster-recovery checks; absent when the provider cannot tell. */
+  recovery?(ref: KeyRef): Promise<RecoveryInfo>;
   /** BYOK, step 1: a wrapping key and token for importing material into `ref`. */
   prepareImport?(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters>;
   /**
    * BYOK, step 2: imports wrapped material into `ref` as its first material or a new version
    * (which becomes primary); returns that version. `expiresAt` sets material expiry where the
-   * provider supports it.
+   * provider supports it. `reimport`: the material is one the key already has (AWS: restore
+   * expired or deleted material, or change its expiry); the version it belongs to is returned.
    */
   importMaterial?(
     ref: KeyRef,
     params: ImportParameters,
     wrappedMaterial: Uint8Array,
-    opts: { expiresAt?: string },
+    opts: { expiresAt?: string; reimport?: boolean },
   ): Promise<KeyVersion>;
   close?(): Promise<void>;
 }

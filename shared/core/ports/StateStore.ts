@@ -60,6 +60,8 @@ export interface RewrapJob {
   counts: RewrapCounts;
   /** Ids and reasons of DEKs that failed (bounded). */
   failures: { id: string; error: string }[];
+  /** When the job was first prepared (absent on jobs written by older versions). */
+  createdAt?: string;
   updatedAt: string;
 }
 
@@ -73,6 +75,29 @@ export interface AuditRecord {
   prevHash: string;
   hash: string;
 }
+
+/**
+ * A small document rekey keeps besides its typed state: a processed event id, an approval
+ * request, an incident. Records are grouped by kind; every write is conditional on `rev`.
+ */
+export interface StateRecord {
+  kind: string;
+  id: string;
+  /** 1 on insert, +1 on every update. */
+  rev: number;
+  body: Record<string, unknown>;
+  updatedAt: string;
+}
+
+/** One stored item, as a backup carries it. Leases are not backed up (they are transient). */
+export type StateEntry =
+  | { t: 'inventory'; v: InventorySnapshot }
+  | { t: 'plan'; v: Plan }
+  | { t: 'run'; v: ApplyRun }
+  | { t: 'action'; v: ActionRecord }
+  | { t: 'job'; v: RewrapJob }
+  | { t: 'audit'; v: AuditRecord }
+  | { t: 'record'; v: StateRecord };
 
 /**
  * rekey's own state. Every write that can race is conditional: a lease, an audit append, a
@@ -109,6 +134,24 @@ export interface StateStore {
   /** Appends only if `rec.seq` is the next sequence number; false if someone else appended first. */
   auditAppend(rec: AuditRecord): Promise<boolean>;
   auditRead(fromSeq: number, limit: number): Promise<AuditRecord[]>;
+
+  /**
+   * Writes a record if the stored rev is `expectedRev` (0: the record must not exist yet), storing
+   * rev `expectedRev + 1`. Returns false, writing nothing, when someone else got there first.
+   */
+  putRecord(
+    rec: { kind: string; id: string; body: Record<string, unknown>; updatedAt: string },
+    expectedRev: number,
+  ): Promise<boolean>;
+  getRecord(kind: string, id: string): Promise<StateRecord | null>;
+  /** Records of one kind in id order, starting after `afterId`. */
+  listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]>;
+
+  /**
+   * Every entry, for a backup: inventories, plans, runs and actions, jobs, records, then the audit
+   * log in sequence order. Restores go through the ordinary writes above, so any store can take one.
+   */
+  exportEntries?(): AsyncIterable<StateEntry>;
 
   close?(): Promise<void>;
 }

@@ -28,6 +28,7 @@ export function newRewrapJob(spec: {
     cursor: null,
     counts: { scanned: 0, rewrapped: 0, verified: 0, conflicts: 0, failed: 0, retried: 0, throttled: 0 },
     failures: [],
+    createdAt: spec.now.toISOString(),
     updatedAt: spec.now.toISOString(),
   };
 }

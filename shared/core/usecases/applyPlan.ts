@@ -1,12 +1,14 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { parseKeyRef } from '../domain/keyRef.js';
 import { assertTransition } from '../domain/lifecycle.js';
-import { errorMessage, RekeyError } from '../errors.js';
+import { ConfigError, errorMessage, RekeyError } from '../errors.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
+import type { WorkMessage } from '../ports/WorkQueue.js';
+import { rotateImportedKey } from './byok.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
-import { prepareRewrapJob, settleRewrapJob, sumCounts, workOnRewrapJob } from './rewrap.js';
+import { prepareRewrapJob, settleRewrapJob, sumCounts, workJobs, workOnRewrapJob } from './rewrap.js';
 
 export interface ActionOutcome {
   index: number;
@@ -48,11 +50,26 @@ class ActionSkipped extends RekeyError {
  * is recorded as already done), and a half-done re-wrap resumes from its checkpoint.
  * A failed action stops the remaining actions of the same key, not of other keys.
  */
+export interface ApplyOptions {
+  runId?: string;
+  /**
+   * `inline` (default): re-wrap actions run to the end inside this call. `queue`: they are split
+   * into shards and sent to ctx.queue for workers (runRewrapShard); the action and the key's later
+   * actions wait (`awaiting_rewrap`) and finish on a later apply once the job is done.
+   */
+  rewrap?: 'inline' | 'queue';
+  /** Shards per queued re-wrap job (default 4). */
+  shards?: number;
+}
+
 export async function applyPlan(
   ctx: RekeyContext,
   plan: Plan,
-  opts: { runId?: string } = {},
+  opts: ApplyOptions = {},
 ): Promise<ApplyReport> {
+  if (opts.rewrap === 'queue' && !ctx.queue) {
+    throw new ConfigError('queued re-wraps need a work queue, and none is configured');
+  }
   const run: ApplyRun = {
     id:
       opts.runId ??
@@ -72,6 +89,7 @@ export async function applyPlan(
   const records = new Map<number, ActionRecord>();
   for (const r of await ctx.state.getActionRecords(plan.id)) records.set(r.index, r);
   const failedKeys = new Map<string, number>();
+  const waitingKeys = new Map<string, number>();
   const outcomes: ActionOutcome[] = [];
 
   for (let index = 0; index < plan.actions.length; index++) {
@@ -88,6 +106,18 @@ export async function applyPlan(
       attempts: (prev?.attempts ?? 0) + 1,
       updatedAt: ctx.clock.now().toISOString(),
     };
+    const waitingOn = waitingKeys.get(action.keyRef);
+    if (waitingOn !== undefined) {
+      const rec: ActionRecord = {
+        ...base,
+        status: 'awaiting_rewrap',
+        error: `waiting for the queued re-wrap (action ${waitingOn})`,
+      };
+      await ctx.state.putActionRecord(rec);
+      records.set(index, rec);
+      outcomes.push(outcomeOf(index, action, rec));
+      continue;
+    }
     const blockedBy = failedKeys.get(action.keyRef);
     if (blockedBy !== undefined) {
       const rec: ActionRecord = {
@@ -114,8 +144,9 @@ export async function applyPlan(
       if (!(await acquireLease(ctx, leaseName))) {
         throw new ActionSkipped('another rekey process holds the lease on this key; try again later');
       }
-      const result = await executeAction(ctx, plan, index, action, records);
+      const result = await executeAction(ctx, plan, index, action, records, opts);
       rec = { ...base, status: result.status, updatedAt: ctx.clock.now().toISOString() };
+      if (result.status === 'awaiting_rewrap') waitingKeys.set(action.keyRef, index);
       if (result.result) rec.result = result.result;
       if (result.error) {
         rec.error = result.error;
@@ -152,7 +183,9 @@ export async function applyPlan(
     });
   }
 
-  const anyFailed = outcomes.some((o) => o.status === 'failed' || o.status === 'skipped');
+  const anyFailed = outcomes.some(
+    (o) => o.status === 'failed' || o.status === 'skipped' || o.status === 'awaiting_rewrap',
+  );
   const finished: ApplyRun = {
     ...run,
     finishedAt: ctx.clock.now().toISOString(),
@@ -241,6 +274,7 @@ async function executeAction(
   index: number,
   action: PlanAction,
   records: Map<number, ActionRecord>,
+  opts: ApplyOptions,
 ): Promise<Executed> {
   const provider = providerById(ctx, action.provider);
   const ref = parseKeyRef(action.keyRef);
@@ -265,11 +299,14 @@ async function executeAction(
           result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion },
         };
       }
-      const v = await provider.rotate(ref);
+      // Imported material: the new version is new material from the policy's BYOK source.
+      const imported = action.byok ? await rotateImportedKey(ctx, provider, key, action.byok) : undefined;
+      const v = imported ? imported.version : await provider.rotate(ref);
       await audit('key.rotated', {
         previousPrimary: action.expectPrimary,
         primary: v.id,
         policy: action.policy,
+        ...(imported ? { source: imported.sourceRef, algorithm: imported.algorithm } : {}),
       });
       await publishEvents(ctx, [
         {
@@ -295,7 +332,9 @@ async function executeAction(
       return { status: 'done', result: { periodDays: action.periodDays } };
     }
     case 'rewrap':
-      return runRewrapAction(ctx, plan, index, action);
+      return opts.rewrap === 'queue'
+        ? queueRewrapAction(ctx, plan, index, action, opts.shards ?? 4)
+        : runRewrapAction(ctx, plan, index, action);
     case 'disable_version': {
       const version = resolveVersion(plan, index, action.keyRef, action.version, records);
       const key = await provider.getKey(ref);
@@ -303,7 +342,7 @@ async function executeAction(
       if (v && v.state !== 'enabled') return { status: 'already_done', result: { version, state: v.state } };
       const refs = await dekReferences(ctx, action.keyRef, version);
       assertTransition({ key, version, to: 'disabled', dekReferences: refs });
-      await requireVerifiedRewrap(ctx, plan, index, action.keyRef);
+      await requireVerifiedRewrap(ctx, plan, index, action.keyRef, records);
       await provider.setVersionState(ref, version, 'disabled');
       await audit('version.disabled', { version, policy: action.policy });
       await publishEvents(ctx, [
@@ -362,12 +401,14 @@ async function requireVerifiedRewrap(
   plan: Plan,
   index: number,
   keyRef: string,
+  records: Map<number, ActionRecord>,
 ): Promise<void> {
   for (let i = 0; i < index; i++) {
     const a = plan.actions[i]!;
     if (a.type !== 'rewrap' || a.keyRef !== keyRef) continue;
+    const queued = records.get(i)?.result?.jobs as Record<string, string> | undefined;
     for (const storeId of a.stores) {
-      const job = await ctx.state.getRewrapJob(rewrapJobId(plan.id, i, storeId));
+      const job = await ctx.state.getRewrapJob(queued?.[storeId] ?? rewrapJobId(plan.id, i, storeId));
       if (job?.status !== 'done' || job.counts.failed > 0) {
         throw new ActionSkipped(`the re-wrap of ${storeId} (action ${i}) has not completed cleanly`);
       }
@@ -377,6 +418,85 @@ async function requireVerifiedRewrap(
 
 export function rewrapJobId(planId: string, index: number, storeId: string): string {
   return `${planId}:${index}:${storeId}`;
+}
+
+/**
+ * Queued jobs are named by what they move, not by the plan: each scheduled cycle makes a new
+ * plan, and all of them must find the one job already under way instead of starting another.
+ */
+export function queuedRewrapJobId(
+  keyRef: string,
+  storeId: string,
+  toVersion: string,
+  fromVersions: string[],
+): string {
+  const h = createHash('sha256')
+    .update(JSON.stringify([keyRef, storeId, toVersion, [...fromVersions].sort()]))
+    .digest('hex')
+    .slice(0, 24);
+  return `rewrap-${h}`;
+}
+
+async function queueRewrapAction(
+  ctx: RekeyContext,
+  plan: Plan,
+  index: number,
+  action: RewrapAction,
+  shards: number,
+): Promise<Executed> {
+  const provider = providerById(ctx, action.provider);
+  const key = await provider.getKey(parseKeyRef(action.keyRef));
+  const toVersion = key.primaryVersion;
+  const jobs: Record<string, string> = {};
+  const perStore: Record<string, RewrapJob['counts']> = {};
+  const messages: WorkMessage[] = [];
+  const settled: RewrapJob[] = [];
+  for (const storeId of action.stores) {
+    const jobId = queuedRewrapJobId(action.keyRef, storeId, toVersion, action.fromVersions);
+    jobs[storeId] = jobId;
+    const spec = {
+      jobId,
+      keyRef: action.keyRef,
+      providerId: action.provider,
+      storeId,
+      fromVersions: action.fromVersions,
+      toVersion,
+    };
+    await prepareRewrapJob(ctx, spec, shards);
+    const job = await settleRewrapJob(ctx, jobId);
+    perStore[storeId] = job.counts;
+    settled.push(job);
+    if (job.status === 'done' && job.counts.failed === 0) continue;
+    for (const part of await workJobs(ctx, job)) {
+      if (part.status === 'done' && part.counts.failed === 0) continue;
+      messages.push({
+        kind: 'rewrap-shard',
+        jobId: part.id,
+        providerId: action.provider,
+        verify: action.verify,
+        batchSize: action.batchSize,
+        ...(action.ratePerSecond ? { ratePerSecond: action.ratePerSecond } : {}),
+      });
+    }
+  }
+  const totals = sumCounts(settled);
+  const result = { toVersion, ...totals, stores: perStore, jobs };
+  if (messages.length === 0) return { status: 'done', result };
+  if (settled.every((j) => j.status === 'done') && totals.failed > 0) {
+    return {
+      status: 'failed',
+      result,
+      error: `${totals.failed} DEK(s) could not be re-wrapped; see the re-wrap job failures`,
+    };
+  }
+  await ctx.queue!.send(messages);
+  await ctx.audit.append({
+    actor: ctx.actor,
+    action: 'rewrap.queued',
+    target: action.keyRef,
+    details: { planId: plan.id, index, toVersion, jobs, shards: messages.map((m) => m.jobId) },
+  });
+  return { status: 'awaiting_rewrap', result: { ...result, queued: messages.length } };
 }
 
 async function runRewrapAction(

@@ -7,9 +7,10 @@ import type { RekeyConfig } from '../policy/types.js';
 import type { Clock } from '../ports/Clock.js';
 import type { DekStore } from '../ports/DekStore.js';
 import type { EventBus, RekeyEvent } from '../ports/EventBus.js';
-import type { KeyProvider } from '../ports/KeyProvider.js';
+import type { KeyMaterialSource, KeyProvider } from '../ports/KeyProvider.js';
 import type { MetricsSink } from '../ports/MetricsSink.js';
 import type { StateStore } from '../ports/StateStore.js';
+import type { WorkQueue } from '../ports/WorkQueue.js';
 
 /** Progress of long work, for progress bars and logs. Never carries key material. */
 export type ProgressEvent =
@@ -29,6 +30,8 @@ export type ProgressEvent =
 export interface RekeyContext {
   config: RekeyConfig;
   providers: Map<string, KeyProvider>;
+  /** BYOK material sources by provider id (the pkcs11 providers' HSMs). */
+  materialSources?: Map<string, KeyMaterialSource>;
   stores: Map<string, DekStore>;
   state: StateStore;
   audit: AuditLog;
@@ -45,6 +48,8 @@ export interface RekeyContext {
   catalog?: PriceCatalog;
   /** Outgoing events (KeyRotated, RewrapCompleted, VersionRetired). */
   events?: EventBus;
+  /** Where queued re-wrap work goes (serverless runtimes); absent when re-wraps run inline. */
+  queue?: WorkQueue;
   onProgress?: (e: ProgressEvent) => void;
 }
 

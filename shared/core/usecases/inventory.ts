@@ -6,8 +6,14 @@ import type { DekCensus } from '../plan/evaluate.js';
 import type { InventorySnapshot } from '../ports/StateStore.js';
 import type { RekeyContext } from './context.js';
 
-/** Lists every key of every configured provider and records the snapshot. */
-export async function takeInventory(ctx: RekeyContext): Promise<InventorySnapshot> {
+/**
+ * Lists every key of every configured provider and records the snapshot (unless `record` is
+ * false: read-only reports list without leaving a trace in the state).
+ */
+export async function takeInventory(
+  ctx: RekeyContext,
+  opts: { record?: boolean } = {},
+): Promise<InventorySnapshot> {
   const keys: ManagedKey[] = [];
   const errors: InventorySnapshot['errors'] = [];
   for (const [id, provider] of ctx.providers) {
@@ -34,7 +40,7 @@ export async function takeInventory(ctx: RekeyContext): Promise<InventorySnapsho
     .digest('hex')
     .slice(0, 8)}`;
   const snapshot: InventorySnapshot = { id, takenAt, keys, errors };
-  await ctx.state.saveInventory(snapshot);
+  if (opts.record !== false) await ctx.state.saveInventory(snapshot);
   return snapshot;
 }
 

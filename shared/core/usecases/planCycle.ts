@@ -16,12 +16,18 @@ export async function makePlan(ctx: RekeyContext): Promise<PlanResult> {
   const census = await takeCensus(ctx, inventory.keys);
   const capabilities: Record<string, ProviderCapabilities> = {};
   for (const [id, p] of ctx.providers) capabilities[id] = p.capabilities();
+  const keyCapabilities: Record<string, ProviderCapabilities> = {};
+  for (const key of inventory.keys) {
+    const p = ctx.providers.get(key.providerId);
+    if (p?.capabilitiesFor) keyCapabilities[key.ref] = p.capabilitiesFor(key);
+  }
   const plan = evaluate({
     keys: inventory.keys,
     config: ctx.config,
     now: ctx.clock.now(),
     census,
     capabilities,
+    keyCapabilities,
     inventoryId: inventory.id,
     ...(ctx.catalog ? { catalog: ctx.catalog } : {}),
   });

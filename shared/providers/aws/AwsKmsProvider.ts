@@ -10,6 +10,7 @@ import {
   EnableKeyRotationCommand,
   EncryptCommand,
   GetKeyLastUsageCommand,
+  GetKeyPolicyCommand,
   GetKeyRotationStatusCommand,
   type GetKeyRotationStatusResponse,
   type KeyMetadata,
@@ -23,26 +24,49 @@ import {
   RotateKeyOnDemandCommand,
   type RotationsListEntry,
   ScheduleKeyDeletionCommand,
+  TagResourceCommand,
+  UpdateAliasCommand,
 } from '@aws-sdk/client-kms';
 import type { Algorithm, KeyVersion, ManagedKey, Protection } from '../../core/domain/key.js';
 import { type AwsKmsRef, type KeyRef, parseKeyRef } from '../../core/domain/keyRef.js';
 import {
   ConflictError,
   IntegrityError,
+  InvariantViolation,
   NotFoundError,
   ProviderError,
   ValidationError,
 } from '../../core/errors.js';
+import { globMatcher } from '../../core/policy/glob.js';
 import type {
+  ImportParameters,
+  ImportWrapAlgorithm,
   KeyCreator,
   KeyProvider,
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
+import {
+  isAliasManaged,
+  type KmsAccess,
+  parseKeyArn,
+  TAG_PREVIOUS,
+  TAG_SUPERSEDED,
+  userTags,
+  versionOfLink,
+  walkChain,
+} from './aliasChain.js';
 import { toRekeyError, unsupported } from './errors.js';
+import {
+  importedVersion,
+  importMaterial as importInto,
+  prepareImport as prepareImportInto,
+  type WrappingKeySpec,
+} from './importMaterial.js';
 
 export interface AwsKmsProviderOptions {
   /** Configured provider id, e.g. `aws-prod`. */
@@ -64,6 +88,18 @@ export interface AwsKmsProviderOptions {
   rotationTimeoutMs?: number;
   /** Keys described in parallel while listing. Default 8. */
   listConcurrency?: number;
+  /**
+   * Alias name globs (without `alias/`) whose symmetric keys rekey rotates by a new key and an
+   * alias swap instead of new key material, e.g. when 25 on-demand rotations are not enough or
+   * a crypto-period rule asks for a new key. Asymmetric and HMAC keys behind an alias always
+   * rotate that way; see docs/aws.md.
+   */
+  rotateByNewKey?: string[];
+  /**
+   * RSA wrapping key GetParametersForImport asks for (BYOK). Default RSA_4096, the longest,
+   * which AWS recommends; smaller ones make faster test runs.
+   */
+  importWrappingKeySpec?: WrappingKeySpec;
 }
 
 /** AWS-specific facts kept beside the neutral key model. */
@@ -84,6 +120,11 @@ export interface AwsKeyDetails {
   onDemandRotationStartedAt?: string;
   /** On-demand rotations used so far (AWS allows MAX_ON_DEMAND_ROTATIONS per key). */
   onDemandRotations: number;
+  /**
+   * Set when the key is an alias chain: rotation creates a new key and moves the alias, and
+   * every version is a key ARN. `keyId`, `arn` and the other fields describe the current key.
+   */
+  aliasManaged?: { alias: string };
 }
 
 export interface AwsManagedKey extends ManagedKey {
@@ -97,6 +138,8 @@ const DELETION_WINDOW = { min: 7, max: 30 };
 /** Version id of keys whose material AWS does not identify (asymmetric and HMAC keys have one, fixed). */
 const ORIGINAL_VERSION = 'original';
 const MAX_PLAINTEXT = 4096;
+/** Tags per key AWS allows. */
+const MAX_TAGS = 50;
 
 const CAPABILITIES: ProviderCapabilities = {
   autoRotation: AUTO_ROTATION,
@@ -107,6 +150,19 @@ const CAPABILITIES: ProviderCapabilities = {
   maxOnDemandRotations: MAX_ON_DEMAND_ROTATIONS,
   // Key material cannot be disabled or deleted on its own: AWS acts on whole keys.
   versionControl: { disable: false, destroy: false },
+  import: { algorithms: ['rsa-aes-kwp-sha1', 'rsa-oaep-sha1'] },
+};
+
+/**
+ * An alias chain: each version is a whole key, so versions can be disabled and deleted one by
+ * one, there is no native schedule and no on-demand rotation limit.
+ */
+const ALIAS_CHAIN_CAPABILITIES: ProviderCapabilities = {
+  serverSideRewrap: true,
+  choosePrimary: false,
+  destroyDelayDays: DELETION_WINDOW,
+  lastUsed: true,
+  versionControl: { disable: true, destroy: true },
 };
 
 const ALGORITHMS: Record<string, Algorithm> = {
@@ -155,6 +211,11 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
   private readonly clients = new Map<string, KMSClient>();
   /** Last known current material per key ARN: lets wrap() learn its version with one DescribeKey. */
   private readonly currentMaterial = new Map<string, string>();
+  /** Alias ARN -> whether it is an alias chain (stable: chains never turn back into plain keys). */
+  private readonly chainAliases = new Map<string, boolean>();
+  private readonly newKeyAliases: string[];
+  /** The narrow view of this provider the alias-chain and import code works through. */
+  private readonly access: KmsAccess;
 
   constructor(opts: AwsKmsProviderOptions) {
     if (!opts.id) throw new ValidationError('aws-kms provider: id is required');
@@ -165,12 +226,44 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(r))
         throw new ValidationError(`aws-kms provider ${opts.id}: "${r}" is not a Region`);
     }
+    for (const g of opts.rotateByNewKey ?? []) globMatcher(g);
     this.id = opts.id;
     this.opts = opts;
+    this.newKeyAliases = [...(opts.rotateByNewKey ?? [])];
+    this.access = {
+      providerId: opts.id,
+      client: (region) => this.client(region),
+      call: (what, run) => this.call(what, run),
+      describe: (region, keyId) => this.describe(region, keyId),
+      tags: (region, arn) => this.tagsOf(region, arn),
+      aliases: (region, keyId) => this.aliasesOf(region, keyId),
+    };
   }
 
   capabilities(): ProviderCapabilities {
-    return { ...CAPABILITIES, autoRotation: { ...AUTO_ROTATION }, destroyDelayDays: { ...DELETION_WINDOW } };
+    return {
+      ...CAPABILITIES,
+      autoRotation: { ...AUTO_ROTATION },
+      destroyDelayDays: { ...DELETION_WINDOW },
+      import: { algorithms: [...CAPABILITIES.import!.algorithms] },
+    };
+  }
+
+  /**
+   * What rekey can do differs per AWS key: an alias chain controls versions one by one (they are
+   * keys) and has no native schedule; imported material has no automatic rotation (a new version
+   * is an import, from the policy's BYOK source); asymmetric and HMAC keys without an alias
+   * cannot rotate at all. Keys not built by this provider get the provider's capabilities.
+   */
+  capabilitiesFor(key: ManagedKey): ProviderCapabilities {
+    const aws = (key as Partial<AwsManagedKey>).aws;
+    if (!aws) return this.capabilities();
+    if (aws.aliasManaged) {
+      return { ...ALIAS_CHAIN_CAPABILITIES, destroyDelayDays: { ...DELETION_WINDOW } };
+    }
+    const { autoRotation: _native, ...rest } = this.capabilities();
+    if (aws.origin === 'EXTERNAL' || aws.keySpec !== 'SYMMETRIC_DEFAULT') return rest;
+    return this.capabilities();
   }
 
   private client(region: string): KMSClient {
@@ -194,7 +287,36 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     if (ref.type !== 'aws-kms') {
       throw new ValidationError(`provider ${this.id} (aws-kms) cannot handle ${ref.type} key ref ${ref.uri}`);
     }
+    if (!this.opts.regions.includes(ref.region)) {
+      throw new ValidationError(
+        `key ref ${ref.uri} is in ${ref.region}, which provider ${this.id} does not serve (regions: ${this.opts.regions.join(', ')})`,
+      );
+    }
     return ref;
+  }
+
+  private async tagsOf(region: string, arn: string): Promise<Record<string, string>> {
+    const c = this.client(region);
+    const tags = await this.paged(`ListResourceTags ${arn}`, async (Marker) => {
+      const o = await c.send(new ListResourceTagsCommand({ KeyId: arn, Limit: 50, Marker }));
+      return { items: o.Tags ?? [], next: o.Truncated ? o.NextMarker : undefined };
+    });
+    const out: Record<string, string> = {};
+    for (const t of tags) if (t.TagKey) out[t.TagKey] = t.TagValue ?? '';
+    return out;
+  }
+
+  /** Alias names (`alias/...`) pointing at a key, sorted. */
+  private async aliasesOf(region: string, keyId: string): Promise<string[]> {
+    const c = this.client(region);
+    const names = await this.paged(`ListAliases ${keyId}`, async (Marker) => {
+      const o = await c.send(new ListAliasesCommand({ KeyId: keyId, Limit: 100, Marker }));
+      return {
+        items: (o.Aliases ?? []).map((a) => a.AliasName ?? '').filter(Boolean),
+        next: o.Truncated ? o.NextMarker : undefined,
+      };
+    });
+    return names.sort();
   }
 
   /** Runs one SDK call, translating its failure. */
@@ -241,10 +363,21 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
         const md = await this.describe(region, e.KeyArn ?? e.KeyId!);
         // AWS managed keys (alias/aws/*) rotate yearly on AWS's terms and cannot be managed.
         if (md.KeyManager !== 'CUSTOMER') return null;
-        // Keys on their way out, or without usable material, have nothing rekey can act on.
+        // Keys on their way out, or that never had material, have nothing rekey can act on.
+        // Imported material that expired or was deleted leaves the key PendingImport: it is
+        // listed (disabled), so plans report it.
         if (md.KeyState === 'PendingDeletion' || md.KeyState === 'PendingReplicaDeletion') return null;
-        if (md.KeyState === 'PendingImport' || !ALGORITHMS[md.KeySpec ?? '']) return null;
-        return await this.build(region, md);
+        if (md.KeyState === 'PendingImport' && !md.CurrentKeyMaterialId) return null;
+        if (!ALGORITHMS[md.KeySpec ?? '']) return null;
+        const [aliases, tags] = await Promise.all([
+          this.aliasesOf(region, md.KeyId!),
+          this.tagsOf(region, md.Arn!),
+        ]);
+        if (await this.isChainMember(region, md, aliases, tags)) return null;
+        if (isAliasManaged(md, aliases, tags, this.newKeyAliases)) {
+          return await this.buildChain(region, md, aliases, tags, this.aliasArn(md.Arn!, aliases[0]!));
+        }
+        return await this.build(region, md, aliases, tags);
       } catch (err) {
         if (err instanceof NotFoundError) return null; // deleted between ListKeys and DescribeKey
         throw err;
@@ -257,6 +390,33 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     if (out.Truncated && out.NextMarker) next = { r: at.r, m: out.NextMarker };
     else if (at.r + 1 < this.opts.regions.length) next = { r: at.r + 1 };
     return { items, cursor: next ? Buffer.from(JSON.stringify(next)).toString('base64url') : null };
+  }
+
+  /**
+   * A key that is a version of an alias chain, not a key of its own: one the alias moved away
+   * from, or the new key of a swap that stopped before moving the alias (the next rotation of
+   * that alias finishes it).
+   */
+  private async isChainMember(
+    region: string,
+    md: KeyMetadata,
+    aliases: string[],
+    tags: Record<string, string>,
+  ): Promise<boolean> {
+    if (aliases.length > 0) return false;
+    if (tags[TAG_SUPERSEDED]) return true;
+    const prev = tags[TAG_PREVIOUS];
+    if (!prev || !parseKeyArn(prev)) return false;
+    try {
+      const [prevTags, prevAliases] = await Promise.all([
+        this.tagsOf(region, prev),
+        this.aliasesOf(region, prev),
+      ]);
+      return prevTags[TAG_SUPERSEDED] === md.Arn && prevAliases.length > 0;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
   }
 
   private decodeCursor(cursor: string): ListCursor {
@@ -276,9 +436,13 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     throw new ValidationError(`provider ${this.id}: invalid listKeys cursor`);
   }
 
+  /**
+   * A key ref names either one AWS key (key ARN, or an alias of a key AWS rotates itself) or,
+   * for an alias chain, the alias with every key it has pointed to as versions.
+   */
   async getKey(ref: KeyRef): Promise<AwsManagedKey> {
     const r = this.awsRef(ref);
-    const md = await this.describe(r.region, this.keyArn(r));
+    const md = await this.describeRef(r);
     if (!ALGORITHMS[md.KeySpec ?? '']) {
       throw new ProviderError(
         this.id,
@@ -286,32 +450,69 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
         `key ${md.Arn} has key spec ${md.KeySpec}, which rekey does not model`,
       );
     }
-    return this.build(r.region, md);
+    const [aliases, tags] = await Promise.all([
+      this.aliasesOf(r.region, md.KeyId!),
+      this.tagsOf(r.region, md.Arn!),
+    ]);
+    if (isAlias(r)) {
+      const chain = isAliasManaged(md, aliases, tags, this.newKeyAliases);
+      this.chainAliases.set(this.keyArn(r), chain);
+      if (chain) return this.buildChain(r.region, md, aliases, tags, this.keyArn(r));
+    }
+    return this.build(r.region, md, aliases, tags);
+  }
+
+  /**
+   * DescribeKey for a ref, with clear errors for a missing alias and for a ref whose key is not
+   * where the ref says (another account or Region).
+   */
+  private async describeRef(r: AwsKmsRef): Promise<KeyMetadata> {
+    let md: KeyMetadata;
+    try {
+      md = await this.describe(r.region, this.keyArn(r));
+    } catch (e) {
+      if (e instanceof NotFoundError && isAlias(r)) {
+        throw new NotFoundError(
+          `${this.id}: ${r.resource} does not exist in ${r.region} of account ${r.account}`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+    const where = parseKeyArn(md.Arn!);
+    if (!where || where.region !== r.region || where.account !== r.account) {
+      throw new ValidationError(
+        `${this.id}: ${r.uri} resolves to ${md.Arn}, outside ${r.region} of account ${r.account}`,
+      );
+    }
+    return md;
+  }
+
+  /** `arn:...:alias/<name>` in the account and Region of a key ARN. */
+  private aliasArn(keyArn: string, alias: string): string {
+    return keyArn.replace(/:key\/.*$/, `:${alias}`);
   }
 
   /** Builds the neutral key model from DescribeKey plus aliases, tags, rotation status and materials. */
-  private async build(region: string, md: KeyMetadata): Promise<AwsManagedKey> {
+  private async build(
+    region: string,
+    md: KeyMetadata,
+    aliases: string[],
+    tagMap: Record<string, string>,
+  ): Promise<AwsManagedKey> {
     const c = this.client(region);
     const arn = md.Arn!;
-    const rotatable = md.KeySpec === 'SYMMETRIC_DEFAULT' && md.Origin === 'AWS_KMS';
-    const [aliases, tags, status, rotations] = await Promise.all([
-      this.paged(`ListAliases ${arn}`, async (Marker) => {
-        const o = await c.send(new ListAliasesCommand({ KeyId: md.KeyId, Limit: 100, Marker }));
-        return {
-          items: (o.Aliases ?? []).map((a) => a.AliasName ?? '').filter(Boolean),
-          next: o.Truncated ? o.NextMarker : undefined,
-        };
-      }),
-      this.paged(`ListResourceTags ${arn}`, async (Marker) => {
-        const o = await c.send(new ListResourceTagsCommand({ KeyId: arn, Limit: 50, Marker }));
-        return { items: o.Tags ?? [], next: o.Truncated ? o.NextMarker : undefined };
-      }),
+    const symmetric = md.KeySpec === 'SYMMETRIC_DEFAULT';
+    const rotatable = symmetric && md.Origin === 'AWS_KMS';
+    // Imported symmetric material rotates on demand too (a new import, then RotateKeyOnDemand).
+    const hasMaterials = symmetric && (md.Origin === 'AWS_KMS' || md.Origin === 'EXTERNAL');
+    const [status, rotations] = await Promise.all([
       rotatable
         ? this.call(`GetKeyRotationStatus ${arn}`, () =>
             c.send(new GetKeyRotationStatusCommand({ KeyId: arn })),
           )
         : Promise.resolve<GetKeyRotationStatusResponse>({ KeyRotationEnabled: false }),
-      rotatable ? this.materials(region, arn) : Promise.resolve<RotationsListEntry[]>([]),
+      hasMaterials ? this.materials(region, arn) : Promise.resolve<RotationsListEntry[]>([]),
     ]);
     const created = (md.CreationDate ?? new Date(0)).toISOString();
     let versions: KeyVersion[];
@@ -321,6 +522,7 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
         id: m.KeyMaterialId!,
         state: 'enabled',
         createdAt: m.RotationDate ? m.RotationDate.toISOString() : created,
+        ...(m.ValidTo ? { expiresAt: m.ValidTo.toISOString() } : {}),
       }));
       primary =
         rotations.find((m) => m.KeyMaterialState === 'CURRENT')?.KeyMaterialId ??
@@ -328,7 +530,14 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
         versions[versions.length - 1]!.id;
     } else {
       primary = md.CurrentKeyMaterialId ?? ORIGINAL_VERSION;
-      versions = [{ id: primary, state: 'enabled', createdAt: created }];
+      versions = [
+        {
+          id: primary,
+          state: 'enabled',
+          createdAt: created,
+          ...(md.ValidTo ? { expiresAt: md.ValidTo.toISOString() } : {}),
+        },
+      ];
     }
     // Key state is per key in AWS. A disabled key reports enabled=false with its versions
     // unchanged, so the one-enabled-primary invariant holds; a key pending deletion shows
@@ -337,39 +546,21 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       const destroyAt = md.DeletionDate.toISOString();
       versions = versions.map((v) => ({ ...v, state: 'destroy_scheduled', destroyAt }));
     }
-    const tagMap: Record<string, string> = {};
-    for (const t of tags) if (t.TagKey) tagMap[t.TagKey] = t.TagValue ?? '';
     const onDemand = rotations.filter((m) => m.RotationType === 'ON_DEMAND').length;
     const key: AwsManagedKey = {
       ref: `aws-kms://${arn}`,
       providerType: 'aws-kms',
       providerId: this.id,
       name: aliases[0]?.replace(/^alias\//, '') ?? md.KeyId!,
-      tags: tagMap,
+      tags: userTags(tagMap),
       protection: PROTECTION[md.Origin ?? 'AWS_KMS'] ?? 'hsm',
       algorithm: ALGORITHMS[md.KeySpec ?? 'SYMMETRIC_DEFAULT'] ?? 'AES_256',
       enabled: md.KeyState === 'Enabled',
       primaryVersion: primary,
       versions,
       createdAt: created,
-      aws: {
-        keyId: md.KeyId!,
-        arn,
-        region,
-        aliases,
-        description: md.Description ?? '',
-        keySpec: md.KeySpec ?? 'SYMMETRIC_DEFAULT',
-        keyUsage: md.KeyUsage ?? 'ENCRYPT_DECRYPT',
-        origin: md.Origin ?? 'AWS_KMS',
-        multiRegion: md.MultiRegion ?? false,
-        keyState: md.KeyState ?? 'Enabled',
-        ...(md.DeletionDate ? { deletionDate: md.DeletionDate.toISOString() } : {}),
-        rotationEnabled: status.KeyRotationEnabled ?? false,
-        ...(status.OnDemandRotationStartDate
-          ? { onDemandRotationStartedAt: status.OnDemandRotationStartDate.toISOString() }
-          : {}),
-        onDemandRotations: onDemand,
-      },
+      ...(md.Origin === 'EXTERNAL' ? { imported: true } : {}),
+      aws: this.details(region, md, aliases, status, onDemand),
     };
     if (status.KeyRotationEnabled && status.RotationPeriodInDays) {
       key.autoRotation = {
@@ -380,7 +571,72 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     return key;
   }
 
-  /** Every key material of a key, oldest first. */
+  private details(
+    region: string,
+    md: KeyMetadata,
+    aliases: string[],
+    status: GetKeyRotationStatusResponse,
+    onDemand: number,
+  ): AwsKeyDetails {
+    return {
+      keyId: md.KeyId!,
+      arn: md.Arn!,
+      region,
+      aliases,
+      description: md.Description ?? '',
+      keySpec: md.KeySpec ?? 'SYMMETRIC_DEFAULT',
+      keyUsage: md.KeyUsage ?? 'ENCRYPT_DECRYPT',
+      origin: md.Origin ?? 'AWS_KMS',
+      multiRegion: md.MultiRegion ?? false,
+      keyState: md.KeyState ?? 'Enabled',
+      ...(md.DeletionDate ? { deletionDate: md.DeletionDate.toISOString() } : {}),
+      rotationEnabled: status.KeyRotationEnabled ?? false,
+      ...(status.OnDemandRotationStartDate
+        ? { onDemandRotationStartedAt: status.OnDemandRotationStartDate.toISOString() }
+        : {}),
+      onDemandRotations: onDemand,
+    };
+  }
+
+  /**
+   * The logical key of an alias chain: named by the alias, its versions the keys the alias has
+   * pointed to (oldest first), its primary the current target. Tags, spec and state are the
+   * current key's; a disabled current key makes the whole key `enabled: false`.
+   */
+  private async buildChain(
+    region: string,
+    md: KeyMetadata,
+    aliases: string[],
+    tags: Record<string, string>,
+    aliasArn: string,
+  ): Promise<AwsManagedKey> {
+    const links = await walkChain(this.access, region, { arn: md.Arn!, md, tags });
+    const versions = links.map((l, i) => versionOfLink(l, links[i + 1]));
+    // The current key's own state shows as the key's `enabled`, never as its version's.
+    versions[versions.length - 1] = { ...versions[versions.length - 1]!, state: 'enabled' };
+    delete versions[versions.length - 1]!.destroyAt;
+    const alias = aliasArn.slice(aliasArn.indexOf(':alias/') + 1);
+    return {
+      ref: `aws-kms://${aliasArn}`,
+      providerType: 'aws-kms',
+      providerId: this.id,
+      name: alias.replace(/^alias\//, ''),
+      tags: userTags(tags),
+      protection: PROTECTION[md.Origin ?? 'AWS_KMS'] ?? 'hsm',
+      algorithm: ALGORITHMS[md.KeySpec ?? 'SYMMETRIC_DEFAULT'] ?? 'AES_256',
+      enabled: md.KeyState === 'Enabled',
+      primaryVersion: md.Arn!,
+      versions,
+      createdAt: versions[0]!.createdAt,
+      ...(md.Origin === 'EXTERNAL' ? { imported: true } : {}),
+      aws: {
+        ...this.details(region, md, aliases, { KeyRotationEnabled: false }, 0),
+        aliasManaged: { alias },
+      },
+    };
+  }
+
+  /** Every key material of a key, oldest first (imported material waiting for its rotation left out). */
   private async materials(region: string, arn: string): Promise<RotationsListEntry[]> {
     const c = this.client(region);
     const all = await this.paged(`ListKeyRotations ${arn}`, async (Marker) => {
@@ -396,7 +652,9 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     });
     // The first material has no RotationDate; the others sort by it.
     return all
-      .filter((m) => m.KeyMaterialId)
+      .filter(
+        (m) => m.KeyMaterialId && (m.KeyMaterialState === 'CURRENT' || m.KeyMaterialState === 'NON_CURRENT'),
+      )
       .sort(
         (a, b) =>
           (a.RotationDate?.getTime() ?? Number.NEGATIVE_INFINITY) -
@@ -421,13 +679,37 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
 
   // ---- rotation ----
 
+  /**
+   * Alias chains rotate by a new key and an alias swap. Other keys rotate their material with
+   * RotateKeyOnDemand; keys AWS cannot rotate that way are refused with the reason and the way
+   * out (an alias, or an import of new material).
+   */
   async rotate(ref: KeyRef): Promise<KeyVersion> {
     const r = this.awsRef(ref);
-    const arn = this.keyArn(r);
-    const before = await this.describe(r.region, arn);
+    if (await this.isChain(r)) return this.rotateByNewKey(r);
+    const before = await this.describeRef(r);
+    if (before.Origin === 'EXTERNAL') {
+      throw unsupported(
+        this.id,
+        `key ${before.Arn} holds imported material, which AWS KMS cannot renew by itself: ` +
+          'rotate it by importing new material (`rekey byok import`, or a policy with a byok source)',
+      );
+    }
+    if (before.KeySpec !== 'SYMMETRIC_DEFAULT' || before.Origin !== 'AWS_KMS') {
+      throw unsupported(
+        this.id,
+        `key ${before.Arn} (${before.KeySpec}, origin ${before.Origin}) cannot rotate in AWS KMS; give it an alias ` +
+          'and address it as aws-kms://arn:...:alias/<name>: rekey then rotates it by a new key and an alias swap',
+      );
+    }
+    return this.rotateOnDemand(r.region, before);
+  }
+
+  /** RotateKeyOnDemand, then waits (AWS completes it asynchronously) for the new current material. */
+  private async rotateOnDemand(region: string, before: KeyMetadata): Promise<KeyVersion> {
     const beforeId = before.CurrentKeyMaterialId;
     try {
-      await this.client(r.region).send(new RotateKeyOnDemandCommand({ KeyId: before.Arn! }));
+      await this.client(region).send(new RotateKeyOnDemandCommand({ KeyId: before.Arn! }));
     } catch (e) {
       const err = toRekeyError(this.id, e, `RotateKeyOnDemand ${before.Arn}`);
       if (err instanceof ProviderError && err.providerCode === 'LimitExceededException') {
@@ -435,24 +717,32 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
           this.id,
           err.providerCode,
           `RotateKeyOnDemand ${before.Arn}: the key has used all ${MAX_ON_DEMAND_ROTATIONS} on-demand rotations AWS allows; ` +
-            'create a new key or rely on automatic rotation',
+            'create a new key, rely on automatic rotation, or list its alias under rotateByNewKey',
           { cause: e },
         );
       }
       throw err;
     }
-    // On-demand rotation completes asynchronously in AWS: wait for the new current material.
+    return this.waitForMaterial(region, before.Arn!, beforeId);
+  }
+
+  private async waitForMaterial(
+    region: string,
+    arn: string,
+    beforeId: string | undefined,
+  ): Promise<KeyVersion> {
     const pollMs = this.opts.rotationPollMs ?? 1000;
     const deadline = Date.now() + (this.opts.rotationTimeoutMs ?? 300_000);
     for (;;) {
-      const md = await this.describe(r.region, before.Arn!);
+      const md = await this.describe(region, arn);
       const now = md.CurrentKeyMaterialId;
       if (now && now !== beforeId) {
-        const entry = (await this.materials(r.region, md.Arn!)).find((m) => m.KeyMaterialId === now);
+        const entry = (await this.materials(region, md.Arn!)).find((m) => m.KeyMaterialId === now);
         return {
           id: now,
           state: 'enabled',
           createdAt: (entry?.RotationDate ?? new Date()).toISOString(),
+          ...(entry?.ValidTo ? { expiresAt: entry.ValidTo.toISOString() } : {}),
         };
       }
       if (Date.now() >= deadline) {
@@ -471,8 +761,152 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     }
   }
 
+  /** Whether an alias ref names an alias chain (asked once per alias, then remembered). */
+  private async isChain(r: AwsKmsRef): Promise<boolean> {
+    if (!isAlias(r)) return false;
+    const aliasArn = this.keyArn(r);
+    const known = this.chainAliases.get(aliasArn);
+    if (known !== undefined) return known;
+    const md = await this.describeRef(r);
+    const [aliases, tags] = await Promise.all([
+      this.aliasesOf(r.region, md.KeyId!),
+      this.tagsOf(r.region, md.Arn!),
+    ]);
+    const chain = isAliasManaged(md, aliases, tags, this.newKeyAliases);
+    this.chainAliases.set(aliasArn, chain);
+    return chain;
+  }
+
+  /**
+   * Rotation of an alias chain. In this order, so that an interruption at any point is either
+   * harmless or finished by the next rotation:
+   *  1. CreateKey: same spec, usage, description, key policy and tags, plus rekey:previous-key;
+   *  2. TagResource on the current key: rekey:superseded-by = the new key;
+   *  3. UpdateAlias for every alias of the current key, the ref's own alias last.
+   * A current key already tagged superseded-by an enabled key that names it as previous is an
+   * interrupted swap: that key is used instead of creating another.
+   */
+  private async rotateByNewKey(r: AwsKmsRef): Promise<KeyVersion> {
+    const region = r.region;
+    const head = await this.describeRef(r);
+    const headArn = head.Arn!;
+    const tags = await this.tagsOf(region, headArn);
+    // Refuse a damaged history before creating anything.
+    await walkChain(this.access, region, { arn: headArn, md: head, tags });
+    if (head.KeyState !== 'Enabled') {
+      throw new ProviderError(
+        this.id,
+        'KMSInvalidStateException',
+        `${r.resource} points to ${headArn}, which is ${head.KeyState}; enable it before rotating`,
+      );
+    }
+    if (head.Origin !== 'AWS_KMS') {
+      throw unsupported(
+        this.id,
+        `${r.resource} points to ${headArn} with origin ${head.Origin}: a new key would need its material ` +
+          `imported or created in a custom key store, which rotation by a new key does not do`,
+      );
+    }
+    if (head.MultiRegion) {
+      throw unsupported(
+        this.id,
+        `${r.resource} points to multi-Region key ${headArn}: a new key would not have its replicas; rotate it by hand`,
+      );
+    }
+    const next =
+      (await this.unfinishedSwap(region, headArn, tags)) ?? (await this.createSuccessor(region, head, tags));
+    const aliases = (await this.aliasesOf(region, head.KeyId!)).sort(
+      (a, b) => Number(a === r.resource) - Number(b === r.resource),
+    );
+    const c = this.client(region);
+    for (const alias of aliases) {
+      await this.call(`UpdateAlias ${alias}`, () =>
+        c.send(new UpdateAliasCommand({ AliasName: alias, TargetKeyId: next.KeyId! })),
+      );
+    }
+    this.chainAliases.set(this.keyArn(r), true);
+    return { id: next.Arn!, state: 'enabled', createdAt: (next.CreationDate ?? new Date()).toISOString() };
+  }
+
+  /** The successor an interrupted swap already created, if any. */
+  private async unfinishedSwap(
+    region: string,
+    headArn: string,
+    tags: Record<string, string>,
+  ): Promise<KeyMetadata | null> {
+    const successor = tags[TAG_SUPERSEDED];
+    if (!successor) return null;
+    try {
+      const md = await this.describe(region, successor);
+      if (md.KeyState !== 'Enabled') return null;
+      const t = await this.tagsOf(region, md.Arn!);
+      return t[TAG_PREVIOUS] === headArn ? md : null;
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }
+
+  private async createSuccessor(
+    region: string,
+    head: KeyMetadata,
+    tags: Record<string, string>,
+  ): Promise<KeyMetadata> {
+    const headArn = head.Arn!;
+    const inherited = { ...userTags(tags), [TAG_PREVIOUS]: headArn };
+    if (Object.keys(inherited).length > MAX_TAGS) {
+      throw new ValidationError(
+        `${this.id}: ${headArn} has ${Object.keys(inherited).length - 1} tags; its successor needs one more ` +
+          `(${TAG_PREVIOUS}) and AWS allows ${MAX_TAGS}: remove a tag first`,
+      );
+    }
+    const c = this.client(region);
+    const policy = await this.call(`GetKeyPolicy ${headArn}`, () =>
+      c.send(new GetKeyPolicyCommand({ KeyId: headArn, PolicyName: 'default' })),
+    );
+    const created = await this.call(`CreateKey (successor of ${headArn})`, () =>
+      c.send(
+        new CreateKeyCommand({
+          Description: head.Description ?? '',
+          KeySpec: head.KeySpec,
+          KeyUsage: head.KeyUsage,
+          Origin: 'AWS_KMS',
+          ...(policy.Policy ? { Policy: policy.Policy } : {}),
+          Tags: Object.entries(inherited).map(([TagKey, TagValue]) => ({ TagKey, TagValue })),
+        }),
+      ),
+    );
+    const md = created.KeyMetadata;
+    if (!md?.Arn || !md.KeyId) {
+      throw new ProviderError(
+        this.id,
+        'MalformedResponse',
+        `CreateKey (successor of ${headArn}): no KeyMetadata`,
+      );
+    }
+    try {
+      await c.send(
+        new TagResourceCommand({ KeyId: headArn, Tags: [{ TagKey: TAG_SUPERSEDED, TagValue: md.Arn }] }),
+      );
+    } catch (e) {
+      // Without the mark the new key could not be found again: do not leave it behind.
+      await c
+        .send(new ScheduleKeyDeletionCommand({ KeyId: md.KeyId, PendingWindowInDays: DELETION_WINDOW.min }))
+        .catch(() => {});
+      throw toRekeyError(this.id, e, `TagResource ${headArn}`);
+    }
+    return md;
+  }
+
   async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
     const r = this.awsRef(ref);
+    if (await this.isChain(r)) {
+      if (periodDays === null) return;
+      throw unsupported(
+        this.id,
+        `key ${ref.uri} rotates by a new key and an alias swap; AWS has no schedule for that (rekey rotates it on demand)`,
+      );
+    }
     const arn = this.keyArn(r);
     const c = this.client(r.region);
     if (periodDays === null) {
@@ -500,9 +934,11 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
   /**
    * AWS enables, disables and deletes whole keys, never one key material. A version change is
    * carried out only when it means exactly the same as the key-level change: the key has a
-   * single material. Anything else is refused with 'UnsupportedOperation'.
+   * single material. Anything else is refused with 'UnsupportedOperation'. In an alias chain a
+   * version is a whole key, so it is disabled and enabled (and its deletion cancelled) itself.
    */
   async setVersionState(ref: KeyRef, version: string, state: 'enabled' | 'disabled'): Promise<void> {
+    if (await this.isChain(this.awsRef(ref))) return this.setChainVersionState(ref, version, state);
     const key = await this.getKey(ref);
     this.requireVersion(key, version);
     const wantEnabled = state === 'enabled';
@@ -519,6 +955,7 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
 
   async scheduleDestroy(ref: KeyRef, version: string, days: number): Promise<{ destroyAt: string }> {
     this.checkWindow(ref, days);
+    if (await this.isChain(this.awsRef(ref))) return this.destroyChainVersion(ref, version, days);
     const key = await this.getKey(ref);
     this.requireVersion(key, version);
     if (key.versions.length > 1) {
@@ -529,6 +966,66 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     return this.scheduleKeyDeletion(ref, days);
+  }
+
+  /** A version of an alias chain other than the current key, described; refuses the current key. */
+  private async chainVersion(key: AwsManagedKey, version: string, what: string): Promise<KeyMetadata> {
+    const r = this.awsRef(parseKeyRef(key.ref));
+    this.requireVersion(key, version);
+    if (version === key.primaryVersion) {
+      throw new InvariantViolation(
+        `key ${key.ref}: version ${version} is the key ${r.resource} points to and cannot be ${what}; rotate first`,
+      );
+    }
+    const v = key.versions.find((x) => x.id === version)!;
+    if (v.state === 'destroyed')
+      throw new NotFoundError(`${this.id}: key ${version} (a version of ${key.ref}) was deleted`);
+    return this.describe(r.region, version);
+  }
+
+  private async setChainVersionState(
+    ref: KeyRef,
+    version: string,
+    state: 'enabled' | 'disabled',
+  ): Promise<void> {
+    const r = this.awsRef(ref);
+    const key = await this.getKey(ref);
+    // Enabling the current key is a no-op; disabling it is refused below.
+    if (version === key.primaryVersion && state === 'enabled') return;
+    const md = await this.chainVersion(key, version, state);
+    const c = this.client(r.region);
+    const arn = md.Arn!;
+    if (md.KeyState === 'PendingDeletion') {
+      // Cancelling leaves the key Disabled, which is what `disabled` asks for.
+      await this.call(`CancelKeyDeletion ${arn}`, () => c.send(new CancelKeyDeletionCommand({ KeyId: arn })));
+      if (state === 'disabled') return;
+      await this.call(`EnableKey ${arn}`, () => c.send(new EnableKeyCommand({ KeyId: arn })));
+      return;
+    }
+    if (state === 'disabled' && md.KeyState === 'Enabled') {
+      await this.call(`DisableKey ${arn}`, () => c.send(new DisableKeyCommand({ KeyId: arn })));
+    } else if (state === 'enabled' && md.KeyState === 'Disabled') {
+      await this.call(`EnableKey ${arn}`, () => c.send(new EnableKeyCommand({ KeyId: arn })));
+    }
+  }
+
+  private async destroyChainVersion(
+    ref: KeyRef,
+    version: string,
+    days: number,
+  ): Promise<{ destroyAt: string }> {
+    const r = this.awsRef(ref);
+    const md = await this.chainVersion(await this.getKey(ref), version, 'deleted');
+    if (md.KeyState === 'PendingDeletion' && md.DeletionDate)
+      return { destroyAt: md.DeletionDate.toISOString() };
+    const out = await this.call(`ScheduleKeyDeletion ${md.Arn}`, () =>
+      this.client(r.region).send(
+        new ScheduleKeyDeletionCommand({ KeyId: md.Arn!, PendingWindowInDays: days }),
+      ),
+    );
+    if (!out.DeletionDate)
+      throw new ProviderError(this.id, 'MalformedResponse', `ScheduleKeyDeletion ${md.Arn}: no DeletionDate`);
+    return { destroyAt: out.DeletionDate.toISOString() };
   }
 
   private requireVersion(key: ManagedKey, version: string): void {
@@ -595,6 +1092,15 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     const c = this.client(r.region);
+    if (await this.isChain(r)) {
+      // Encrypt through the alias; the response names the key it used, which is the version.
+      const out = await this.call(`Encrypt with ${arn}`, () =>
+        c.send(new EncryptCommand({ KeyId: arn, Plaintext: plaintext, ...contextOf(ctx) })),
+      );
+      if (!out.CiphertextBlob || !out.KeyId)
+        throw new ProviderError(this.id, 'MalformedResponse', `Encrypt with ${arn}: incomplete response`);
+      return { version: out.KeyId, ciphertext: out.CiphertextBlob };
+    }
     const before = this.currentMaterial.get(arn) ?? (await this.describe(r.region, arn)).CurrentKeyMaterialId;
     const out = await this.call(`Encrypt with ${arn}`, () =>
       c.send(new EncryptCommand({ KeyId: arn, Plaintext: plaintext, ...contextOf(ctx) })),
@@ -625,7 +1131,9 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
 
   async unwrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext): Promise<Uint8Array> {
     const r = this.awsRef(ref);
-    const arn = this.keyArn(r);
+    const chain = await this.isChain(r);
+    // In an alias chain the version is the key that encrypted: decrypt with exactly that key.
+    const arn = chain ? this.versionKey(r, wrapped.version) : this.keyArn(r);
     const out = await this.call(`Decrypt with ${arn}`, () =>
       this.client(r.region).send(
         new DecryptCommand({ KeyId: arn, CiphertextBlob: wrapped.ciphertext, ...contextOf(ctx) }),
@@ -635,7 +1143,18 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     if (!pt) throw new ProviderError(this.id, 'MalformedResponse', `Decrypt with ${arn}: no Plaintext`);
     const copy = Uint8Array.from(pt);
     pt.fill(0);
-    if (out.KeyMaterialId && wrapped.version !== ORIGINAL_VERSION && out.KeyMaterialId !== wrapped.version) {
+    if (chain && out.KeyId !== arn) {
+      copy.fill(0);
+      throw new IntegrityError(
+        `key ${ref.uri}: ciphertext recorded as version ${wrapped.version} decrypted under ${out.KeyId}`,
+      );
+    }
+    if (
+      !chain &&
+      out.KeyMaterialId &&
+      wrapped.version !== ORIGINAL_VERSION &&
+      out.KeyMaterialId !== wrapped.version
+    ) {
       copy.fill(0);
       throw new IntegrityError(
         `key ${ref.uri}: ciphertext recorded as version ${wrapped.version} decrypted under key material ${out.KeyMaterialId}`,
@@ -647,6 +1166,7 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
   /** ReEncrypt inside KMS: the DEK never leaves it. Only the current material can be the target. */
   async rewrap(ref: KeyRef, wrapped: Wrapped, ctx: WrapContext, toVersion?: string): Promise<Wrapped> {
     const r = this.awsRef(ref);
+    if (await this.isChain(r)) return this.rewrapAcrossKeys(r, wrapped, ctx, toVersion);
     const arn = this.keyArn(r);
     // ReEncrypt always encrypts under the current material: no DescribeKey per call (it would
     // double the requests of a bulk re-wrap); the result is checked against toVersion instead.
@@ -682,6 +1202,50 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
     return { version: out.DestinationKeyMaterialId, ciphertext: out.CiphertextBlob };
   }
 
+  /**
+   * ReEncrypt from the key that encrypted (the version) to the target version's key, or to
+   * whatever the alias points to now: the DEK stays inside KMS.
+   */
+  private async rewrapAcrossKeys(
+    r: AwsKmsRef,
+    wrapped: Wrapped,
+    ctx: WrapContext,
+    toVersion?: string,
+  ): Promise<Wrapped> {
+    const source = this.versionKey(r, wrapped.version);
+    const dest = toVersion === undefined ? this.keyArn(r) : this.versionKey(r, toVersion);
+    const out = await this.call(`ReEncrypt from ${source} to ${dest}`, () =>
+      this.client(r.region).send(
+        new ReEncryptCommand({
+          CiphertextBlob: wrapped.ciphertext,
+          SourceKeyId: source,
+          DestinationKeyId: dest,
+          ...sourceDest(ctx),
+        }),
+      ),
+    );
+    if (!out.CiphertextBlob || !out.KeyId) {
+      throw new ProviderError(this.id, 'MalformedResponse', `ReEncrypt from ${source}: incomplete response`);
+    }
+    if (out.SourceKeyId && out.SourceKeyId !== source) {
+      throw new IntegrityError(
+        `key ${r.uri}: ciphertext recorded as version ${wrapped.version} was under ${out.SourceKeyId}`,
+      );
+    }
+    return { version: out.KeyId, ciphertext: out.CiphertextBlob };
+  }
+
+  /** A version of an alias chain is a key ARN in the alias's account and Region. */
+  private versionKey(r: AwsKmsRef, version: string): string {
+    const k = parseKeyArn(version);
+    if (!k || k.region !== r.region || k.account !== r.account) {
+      throw new ValidationError(
+        `key ${r.uri}: version "${version}" is not a key ARN in ${r.region} of account ${r.account}, as versions of an alias chain are`,
+      );
+    }
+    return version;
+  }
+
   async lastUsed(ref: KeyRef): Promise<string | null> {
     const r = this.awsRef(ref);
     // GetKeyLastUsage takes a key id or key ARN, not an alias.
@@ -692,6 +1256,88 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       this.client(r.region).send(new GetKeyLastUsageCommand({ KeyId: arn })),
     );
     return out.KeyLastUsage?.Timestamp ? out.KeyLastUsage.Timestamp.toISOString() : null;
+  }
+
+  // ---- disaster recovery ----
+
+  /** Multi-Region replicas are the copies AWS keeps; a single-Region key has none. */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    const r = this.awsRef(ref);
+    const md = await this.describeRef(r);
+    const mr = md.MultiRegionConfiguration;
+    const regionOf = (arn: string | undefined) => (arn ? arn.split(':')[3] : undefined);
+    const others = new Set<string>();
+    if (md.MultiRegion && mr) {
+      for (const k of [mr.PrimaryKey, ...(mr.ReplicaKeys ?? [])]) {
+        const region = k?.Region ?? regionOf(k?.Arn);
+        if (region && region !== r.region) others.add(region);
+      }
+    }
+    const notes: string[] = [];
+    if (md.Origin === 'EXTERNAL') {
+      notes.push(
+        'imported key material: AWS cannot export it, keep the original in your HSM to re-import after loss',
+      );
+    }
+    if (md.MultiRegion && others.size === 0) notes.push('multi-Region key without replicas yet');
+    return {
+      locations: [r.region],
+      copies: [...others].sort().map((region) => ({
+        kind: 'replica' as const,
+        location: region,
+        detail: `multi-Region ${region === regionOf(mr?.PrimaryKey?.Arn) ? 'primary' : 'replica'} key`,
+      })),
+      deletionProtection: 'ScheduleKeyDeletion waits 7-30 days before deleting',
+      notes,
+    };
+  }
+
+  // ---- BYOK: importing material (docs/byok.md) ----
+
+  async prepareImport(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters> {
+    const r = this.awsRef(ref);
+    if (await this.isChain(r)) {
+      throw unsupported(
+        this.id,
+        `key ${ref.uri} is an alias chain; import into one key, addressed by its key ARN`,
+      );
+    }
+    const md = await this.describeRef(r);
+    return prepareImportInto(this.access, r, md, algorithm, this.opts.importWrappingKeySpec ?? 'RSA_4096');
+  }
+
+  /**
+   * Imports into a key with EXTERNAL origin: its first material, the material it had again
+   * (when expiry or deletion left it PendingImport, or with `reimport` to change the expiry),
+   * or new material that RotateKeyOnDemand makes the new primary version.
+   */
+  async importMaterial(
+    ref: KeyRef,
+    params: ImportParameters,
+    wrappedMaterial: Uint8Array,
+    opts: { expiresAt?: string; reimport?: boolean },
+  ): Promise<KeyVersion> {
+    const r = this.awsRef(ref);
+    if (await this.isChain(r)) {
+      throw unsupported(
+        this.id,
+        `key ${ref.uri} is an alias chain; import into one key, addressed by its key ARN`,
+      );
+    }
+    const md = await this.describeRef(r);
+    const { materialId, plan, validTo } = await importInto(this.access, r, md, params, wrappedMaterial, opts);
+    if (plan.rotate) {
+      const v = await this.rotateOnDemand(r.region, md);
+      if (v.id !== materialId) {
+        throw new IntegrityError(
+          `key ${md.Arn}: imported material ${materialId}, but the rotation made ${v.id} current`,
+        );
+      }
+      return v;
+    }
+    const entry = (await this.materials(r.region, md.Arn!)).find((m) => m.KeyMaterialId === materialId);
+    const v = importedVersion(md, materialId, validTo);
+    return entry?.RotationDate ? { ...v, createdAt: entry.RotationDate.toISOString() } : v;
   }
 
   // ---- creation ----
@@ -740,13 +1386,18 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       }
       throw err;
     }
-    return this.getKey(parseKeyRef(`aws-kms://${md.Arn}`));
+    // Through the alias: keys AWS cannot rotate come back as the alias chain they start.
+    return this.getKey(parseKeyRef(`aws-kms://${this.aliasArn(md.Arn!, `alias/${spec.name}`)}`));
   }
 
   async close(): Promise<void> {
     for (const c of this.clients.values()) c.destroy();
     this.clients.clear();
   }
+}
+
+function isAlias(r: AwsKmsRef): boolean {
+  return r.resource.startsWith('alias/');
 }
 
 function contextOf(ctx: WrapContext): { EncryptionContext?: Record<string, string> } {

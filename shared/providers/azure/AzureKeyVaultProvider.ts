@@ -30,6 +30,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -102,6 +103,33 @@ const CACHE_LIMIT = 10_000;
 interface CryptoEntry {
   client: CryptographyClient;
   algorithm: string;
+  /** The client has completed a request (its authentication challenge is done). */
+  ready?: boolean;
+  /** Settles when the request running alone (see firstAlone) is done. */
+  first?: Promise<void>;
+}
+
+/**
+ * A fresh client's first request carries Key Vault's authentication challenge, and the SDK puts
+ * that request's body back only if no other request completed the challenge first: concurrent
+ * first requests can go out with an empty body (400 "Property 'alg' is required"). So requests
+ * through a client run one at a time until one has succeeded.
+ */
+async function firstAlone<T>(entry: CryptoEntry, fn: () => Promise<T>): Promise<T> {
+  while (!entry.ready && entry.first) await entry.first;
+  if (entry.ready) return fn();
+  let done!: () => void;
+  entry.first = new Promise<void>((r) => {
+    done = r;
+  });
+  try {
+    const out = await fn();
+    entry.ready = true;
+    return out;
+  } finally {
+    entry.first = undefined;
+    done();
+  }
 }
 
 /** Captures the nextLink of list responses, so a listing can resume from a cursor. */
@@ -324,6 +352,44 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
 
   async getKey(ref: KeyRef): Promise<AzureManagedKey> {
     return this.describe(this.refOf(ref));
+  }
+
+  /**
+   * Key Vault keeps vault contents in the vault's region and, where the region has a pair,
+   * replicates them to the paired region (read-only during a failover); Managed HSM pools stay in
+   * their region unless multi-region replication is set up, which the key API does not show.
+   */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    const r = this.refOf(ref);
+    const client = await this.keys(r.host);
+    const key = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+    const level = key.properties.recoveryLevel;
+    const days = key.properties.recoverableDays;
+    const protection = level?.startsWith('Recoverable')
+      ? `soft delete${days ? ` for ${days} days` : ''} (${level})${level.includes('Purgeable') ? '' : ', purge protection on'}`
+      : null;
+    const notes = [
+      'a key backup (backupKey) restores only into a vault of the same Azure geography and subscription',
+    ];
+    if (r.kind === 'managedhsm')
+      notes.push(
+        "Managed HSM: check the pool's multi-region replication and security-domain backup out of band",
+      );
+    return {
+      locations: [r.host],
+      copies:
+        r.kind === 'vault'
+          ? [
+              {
+                kind: 'paired-region',
+                location: 'paired region',
+                detail: 'Key Vault replicates vault contents to the paired region',
+              },
+            ]
+          : [],
+      deletionProtection: protection,
+      notes,
+    };
   }
 
   private async describe(ref: AzureKvRef): Promise<AzureManagedKey> {
@@ -696,7 +762,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       const latest = await this.latestKey(r);
       const entry = await this.cryptoFor(r, latest);
       const result = await this.call(`wrap under ${r.uri}`, () =>
-        entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload),
+        firstAlone(entry, () => entry.client.wrapKey(entry.algorithm as 'RSA-OAEP-256', payload)),
       );
       return { version: latest.properties.version!, ciphertext: Uint8Array.from(result.result) };
     } finally {
@@ -720,7 +786,9 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
     }
     const e = entry;
     const result = await this.call(`unwrap under ${r.uri} version ${wrapped.version}`, () =>
-      e.client.unwrapKey(e.algorithm as 'RSA-OAEP-256', Uint8Array.from(wrapped.ciphertext)),
+      firstAlone(e, () =>
+        e.client.unwrapKey(e.algorithm as 'RSA-OAEP-256', Uint8Array.from(wrapped.ciphertext)),
+      ),
     );
     const decoded = decodePayload(Buffer.from(result.result), ctx, `unwrap under ${r.uri}`);
     result.result.fill(0);

@@ -19,6 +19,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -358,6 +359,39 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     return this.build(ck);
+  }
+
+  /**
+   * A key lives in its key ring's location. Multi-regional and dual-regional locations (`global`,
+   * `us`, `europe`, `asia`, `nam4`, `eur4`...) are served from several regions; a regional one is
+   * not copied anywhere else, and Cloud KMS offers no key export or backup.
+   */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    const r = this.gcpRef(ref);
+    const [ck] = await this.call(`GetCryptoKey ${r.name}`, (o) =>
+      this.client.getCryptoKey({ name: r.name }, o),
+    );
+    const multi = /^(global|us|europe|asia|eu|nam\d+|eur\d+|asia\d+)$/.test(r.location);
+    const days = Number(ck.destroyScheduledDuration?.seconds ?? 30 * DAY_S) / DAY_S;
+    const level = String(ck.versionTemplate?.protectionLevel ?? ck.primary?.protectionLevel ?? 'SOFTWARE');
+    const notes =
+      level === 'EXTERNAL' || level === 'EXTERNAL_VPC'
+        ? ['external key manager: recovery depends on the external manager, not on Cloud KMS']
+        : [];
+    return {
+      locations: [r.location],
+      copies: multi
+        ? [
+            {
+              kind: 'multi-region-location',
+              location: r.location,
+              detail: `Cloud KMS location ${r.location} spans several regions`,
+            },
+          ]
+        : [],
+      deletionProtection: `versions stay DESTROY_SCHEDULED for ${days} day(s) and can be restored until then`,
+      notes,
+    };
   }
 
   /** Builds the neutral key model from a CryptoKey and every one of its versions. */

@@ -19,6 +19,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -338,6 +339,17 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
         .immediate();
       this.refresh(name, nowMs);
     });
+  }
+
+  /** One keystore file on this machine: its copies are whatever file backups the operator makes. */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    await this.getKey(ref);
+    return {
+      locations: [`file:${this.path}`],
+      copies: [],
+      deletionProtection: `scheduled destruction waits up to ${CAPABILITIES.destroyDelayDays.max} days when a policy sets a delay`,
+      notes: ['back up the keystore file together with its master key; either alone recovers nothing'],
+    };
   }
 
   async scheduleDestroy(ref: KeyRef, version: string, days: number): Promise<{ destroyAt: string }> {

@@ -16,6 +16,7 @@ import type {
   ListScope,
   Page,
   ProviderCapabilities,
+  RecoveryInfo,
   RewrapItem,
   RewrapItemResult,
   WrapContext,
@@ -324,6 +325,20 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     } catch (e) {
       throw translate(e, what);
     }
+  }
+
+  /** The label of the token this provider serves. */
+  get tokenLabel(): string {
+    return this.opts.token;
+  }
+
+  /**
+   * Runs `fn` on a logged-in session of this provider's token, module errors translated. For
+   * companions that work with other objects on the same token (BYOK export, export.ts). `fn`
+   * must be synchronous and clean up its own session objects: it may run twice.
+   */
+  async onToken<T>(what: string, fn: (p: Pkcs11, s: Handle) => T): Promise<T> {
+    return this.run(what, fn);
   }
 
   // ---- refs and metadata -------------------------------------------------------------------
@@ -644,6 +659,20 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         cursor: more ? Buffer.from(page[page.length - 1]!, 'utf8').toString('base64url') : null,
       };
     });
+  }
+
+  /**
+   * The token is the only place rekey sees the key. HSM backups (cloning to a backup HSM, backup
+   * tokens, key export under a backup key) happen through the vendor's tools, out of band.
+   */
+  async recovery(ref: KeyRef): Promise<RecoveryInfo> {
+    await this.getKey(ref);
+    return {
+      locations: [`pkcs11:token=${this.opts.token}`],
+      copies: [],
+      deletionProtection: `scheduled destruction waits up to ${CAPABILITIES.destroyDelayDays.max} days when a policy sets a delay`,
+      notes: ["HSM backups are made with the vendor's tools; confirm a backup or clone of this token exists"],
+    };
   }
 
   async getKey(ref: KeyRef): Promise<ManagedKey> {

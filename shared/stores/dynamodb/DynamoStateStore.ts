@@ -7,6 +7,7 @@ import {
   PutCommand,
   QueryCommand,
   type QueryCommandInput,
+  ScanCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../../core/errors.js';
 import type { ActionRecord, Plan } from '../../core/plan/types.js';
@@ -15,8 +16,11 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateEntry,
+  StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
+import { checkRecordWrite, type RecordWrite } from '../common/records.js';
 import { parseStored, requireString, toMillis } from '../sqlite/json.js';
 import {
   createDocClient,
@@ -468,6 +472,131 @@ export class DynamoStateStore implements StateStore {
       ),
     );
     return items.map((i) => this.toAudit(i));
+  }
+
+  // --- records -------------------------------------------------------------------------------
+
+  private toRecord(item: Item): StateRecord {
+    const kind = String(item.pk).slice('record#'.length);
+    const id = String(item.sk);
+    return {
+      kind,
+      id,
+      rev: Number(item.rev),
+      updatedAt: String(item.updatedAt),
+      body: parseStored<Record<string, unknown>>(item.body, `record ${kind}/${id}`),
+    };
+  }
+
+  async putRecord(rec: RecordWrite, expectedRev: number): Promise<boolean> {
+    checkRecordWrite(rec, expectedRev);
+    const body = JSON.stringify(rec.body);
+    if (Buffer.byteLength(body) > PART_BYTES) {
+      throw new ValidationError(`record ${rec.kind}/${rec.id}: body is larger than ${PART_BYTES} bytes`);
+    }
+    try {
+      await guarded(`writing record ${rec.kind}/${rec.id}`, () =>
+        this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              pk: `record#${rec.kind}`,
+              sk: rec.id,
+              rev: expectedRev + 1,
+              updatedAt: rec.updatedAt,
+              body,
+            },
+            ...(expectedRev === 0
+              ? { ConditionExpression: 'attribute_not_exists(pk)' }
+              : {
+                  ConditionExpression: '#r = :r',
+                  ExpressionAttributeNames: { '#r': 'rev' },
+                  ExpressionAttributeValues: { ':r': expectedRev },
+                }),
+          }),
+        ),
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof ConflictError || isConditionFailure(e)) return false;
+      throw e;
+    }
+  }
+
+  async getRecord(kind: string, id: string): Promise<StateRecord | null> {
+    requireString(kind, 'record kind');
+    requireString(id, `record ${kind} id`);
+    const item = await guarded(`reading record ${kind}/${id}`, () => this.get(`record#${kind}`, id));
+    return item ? this.toRecord(item) : null;
+  }
+
+  async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
+    requireString(kind, 'record kind');
+    positiveInt(opts.limit, 'listRecords limit');
+    const items = await guarded(`listing records ${kind}`, () =>
+      this.queryAll(
+        opts.afterId
+          ? {
+              KeyConditionExpression: 'pk = :pk AND sk > :after',
+              ExpressionAttributeValues: { ':pk': `record#${kind}`, ':after': opts.afterId },
+            }
+          : { KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': `record#${kind}` } },
+        opts.limit,
+      ),
+    );
+    return items.map((i) => this.toRecord(i));
+  }
+
+  /** Items whose partition key starts with `prefix` (a full scan: backups only). */
+  private async scanPrefix(prefix: string): Promise<Item[]> {
+    const out: Item[] = [];
+    let start: Item | undefined;
+    do {
+      const r = await this.doc.send(
+        new ScanCommand({
+          TableName: this.table,
+          ConsistentRead: true,
+          FilterExpression: 'begins_with(pk, :p)',
+          ExpressionAttributeValues: { ':p': prefix },
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      out.push(...(r.Items ?? []));
+      start = r.LastEvaluatedKey;
+    } while (start);
+    return out;
+  }
+
+  async *exportEntries(): AsyncIterable<StateEntry> {
+    const timed = async <T>(kind: string): Promise<T[]> => {
+      const index = await this.queryAll({
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': kind },
+      });
+      const out: T[] = [];
+      for (const e of index) {
+        const body = await this.readTimed<T>(kind, String(e.id));
+        if (body !== null) out.push(body);
+      }
+      return out;
+    };
+    const read = <T>(what: string, fn: () => Promise<T>) => guarded(`reading ${what} for a backup`, fn);
+    for (const v of await read('inventories', () => timed<InventorySnapshot>('inventory')))
+      yield { t: 'inventory', v };
+    const plans = await read('plans', () => timed<Plan>('plan'));
+    for (const v of plans) yield { t: 'plan', v };
+    for (const v of await read('runs', () => timed<ApplyRun>('run'))) yield { t: 'run', v };
+    for (const p of plans) for (const v of await this.getActionRecords(p.id)) yield { t: 'action', v };
+    const jobs = await read('re-wrap jobs', () => this.scanPrefix('job#'));
+    jobs.sort((a, b) => String(a.pk).localeCompare(String(b.pk)));
+    for (const j of jobs) yield { t: 'job', v: parseStored<RewrapJob>(j.body, `rewrap job ${String(j.pk)}`) };
+    const records = await read('records', () => this.scanPrefix('record#'));
+    records.sort((a, b) => `${a.pk}\u0000${a.sk}`.localeCompare(`${b.pk}\u0000${b.sk}`));
+    for (const r of records) yield { t: 'record', v: this.toRecord(r) };
+    const audit = await read('the audit log', () =>
+      this.queryAll({ KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': 'audit' } }),
+    );
+    for (const a of audit) yield { t: 'audit', v: this.toAudit(a) };
   }
 
   async close(): Promise<void> {

@@ -5,11 +5,14 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateEntry,
+  StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
+import { checkRecordWrite, type RecordWrite } from '../common/records.js';
 import { IDENTIFIER } from '../sqlite/identifiers.js';
 import { parseStored, requireString, toMillis } from '../sqlite/json.js';
-import { createPool, guarded, type PgPool, type PgPoolOptions } from './connection.js';
+import { createPool, guarded, inTransaction, type PgPool, type PgPoolOptions } from './connection.js';
 import { migratePg, PG_MIGRATIONS, type PgMigration } from './migrations.js';
 
 export type PostgresStateStoreOptions = {
@@ -34,6 +37,24 @@ function positiveInt(n: unknown, field: string): number {
     throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
   }
   return n as number;
+}
+
+interface RecordRow {
+  kind: string;
+  id: string;
+  rev: number;
+  updated_at: string;
+  body: string;
+}
+
+function toRecord(row: RecordRow): StateRecord {
+  return {
+    kind: row.kind,
+    id: row.id,
+    rev: Number(row.rev),
+    updatedAt: row.updated_at,
+    body: parseStored<Record<string, unknown>>(row.body, `record ${row.kind}/${row.id}`),
+  };
 }
 
 function toAudit(row: AuditRow): AuditRecord {
@@ -89,6 +110,12 @@ function statements(s: string) {
       SELECT $1, $2, $3, $4, $5, $6, $7, $8
       WHERE $1::bigint = (SELECT COALESCE(MAX(seq), 0) + 1 FROM ${s}.audit)`,
     auditRead: `SELECT * FROM ${s}.audit WHERE seq >= $1 ORDER BY seq LIMIT $2`,
+    insertRecord: `INSERT INTO ${s}.records (kind, id, rev, updated_at, body) VALUES ($1, $2, 1, $3, $4)
+      ON CONFLICT (kind, id) DO NOTHING`,
+    updateRecord: `UPDATE ${s}.records SET rev = rev + 1, updated_at = $3, body = $4
+      WHERE kind = $1 AND id = $2 AND rev = $5`,
+    getRecord: `SELECT * FROM ${s}.records WHERE kind = $1 AND id = $2`,
+    listRecords: `SELECT * FROM ${s}.records WHERE kind = $1 AND id > $2 COLLATE "C" ORDER BY id COLLATE "C" LIMIT $3`,
   };
 }
 
@@ -286,6 +313,62 @@ export class PostgresStateStore implements StateStore {
       this.pool.query<AuditRow>(this.q.auditRead, [fromSeq, limit]),
     );
     return r.rows.map(toAudit);
+  }
+
+  async putRecord(rec: RecordWrite, expectedRev: number): Promise<boolean> {
+    checkRecordWrite(rec, expectedRev);
+    const args = [rec.kind, rec.id, rec.updatedAt, JSON.stringify(rec.body)];
+    try {
+      const r = await guarded(`writing record ${rec.kind}/${rec.id}`, () =>
+        expectedRev === 0
+          ? this.pool.query(this.q.insertRecord, args)
+          : this.pool.query(this.q.updateRecord, [...args, expectedRev]),
+      );
+      return r.rowCount === 1;
+    } catch (e) {
+      if (e instanceof ConflictError) return false;
+      throw e;
+    }
+  }
+
+  async getRecord(kind: string, id: string): Promise<StateRecord | null> {
+    const r = await guarded(`reading record ${kind}/${id}`, () =>
+      this.pool.query<RecordRow>(this.q.getRecord, [kind, id]),
+    );
+    return r.rows[0] ? toRecord(r.rows[0]) : null;
+  }
+
+  async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
+    positiveInt(opts.limit, 'listRecords limit');
+    const r = await guarded(`listing records ${kind}`, () =>
+      this.pool.query<RecordRow>(this.q.listRecords, [kind, opts.afterId ?? '', opts.limit]),
+    );
+    return r.rows.map(toRecord);
+  }
+
+  async *exportEntries(): AsyncIterable<StateEntry> {
+    const s = `"${this.schema}"`;
+    // One REPEATABLE READ transaction: every table is read from the same snapshot.
+    const snapshot = await inTransaction(this.pool, 'reading state for a backup', async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const bodies = async (sql: string) => (await c.query<{ body: string }>(sql)).rows.map((r) => r.body);
+      return {
+        inventory: await bodies(
+          `SELECT body::text AS body FROM ${s}.inventory_snapshots ORDER BY taken_at_ms, row_seq`,
+        ),
+        plan: await bodies(`SELECT body::text AS body FROM ${s}.plans ORDER BY created_at_ms, row_seq`),
+        run: await bodies(`SELECT body::text AS body FROM ${s}.runs ORDER BY started_at_ms, row_seq`),
+        action: await bodies(`SELECT body::text AS body FROM ${s}.action_records ORDER BY plan_id, idx`),
+        job: await bodies(`SELECT body::text AS body FROM ${s}.rewrap_jobs ORDER BY id`),
+        record: (await c.query<RecordRow>(`SELECT * FROM ${s}.records ORDER BY kind, id COLLATE "C"`)).rows,
+        audit: (await c.query<AuditRow>(`SELECT * FROM ${s}.audit ORDER BY seq`)).rows,
+      };
+    });
+    for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
+      for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
+    }
+    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 
   async close(): Promise<void> {

@@ -87,6 +87,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.rekey_audit_append_only();
     `,
   },
+  {
+    version: 2,
+    name: 'records: processed events, approvals, incidents',
+    sql: (s) => `
+      CREATE TABLE ${s}.records (
+        kind text NOT NULL,
+        id text NOT NULL,
+        rev integer NOT NULL CHECK (rev >= 1),
+        updated_at text NOT NULL,
+        body text NOT NULL,
+        PRIMARY KEY (kind, id)
+      );
+    `,
+  },
 ];
 
 export interface AppliedPgMigration {

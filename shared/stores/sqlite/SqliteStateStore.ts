@@ -5,8 +5,11 @@ import type {
   AuditRecord,
   InventorySnapshot,
   RewrapJob,
+  StateEntry,
+  StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
+import { checkRecordWrite } from '../common/records.js';
 import { configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
 import { parseStored, requireString, toMillis } from './json.js';
 import { MIGRATIONS, type Migration, migrate } from './migrations.js';
@@ -78,6 +81,16 @@ function prepareAll(db: SqliteDatabase) {
        WHERE @seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit)`,
     ),
     auditRead: db.prepare('SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?'),
+    insertRecord: db.prepare(
+      `INSERT INTO records (kind, id, rev, updated_at, body) VALUES (@kind, @id, 1, @updatedAt, @body)
+       ON CONFLICT (kind, id) DO NOTHING`,
+    ),
+    updateRecord: db.prepare(
+      `UPDATE records SET rev = rev + 1, updated_at = @updatedAt, body = @body
+       WHERE kind = @kind AND id = @id AND rev = @expected`,
+    ),
+    getRecord: db.prepare('SELECT * FROM records WHERE kind = ? AND id = ?'),
+    listRecords: db.prepare('SELECT * FROM records WHERE kind = ? AND id > ? ORDER BY id LIMIT ?'),
   };
 }
 
@@ -86,6 +99,24 @@ function positiveInt(n: unknown, field: string): number {
     throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
   }
   return n as number;
+}
+
+interface RecordRow {
+  kind: string;
+  id: string;
+  rev: number;
+  updated_at: string;
+  body: string;
+}
+
+function toRecord(row: RecordRow): StateRecord {
+  return {
+    kind: row.kind,
+    id: row.id,
+    rev: row.rev,
+    updatedAt: row.updated_at,
+    body: parseStored<Record<string, unknown>>(row.body, `record ${row.kind}/${row.id}`),
+  };
 }
 
 function toAudit(row: AuditRow): AuditRecord {
@@ -274,6 +305,58 @@ export class SqliteStateStore implements StateStore {
       this.q.auditRead.all(fromSeq, limit),
     ) as AuditRow[];
     return rows.map(toAudit);
+  }
+
+  async putRecord(
+    rec: { kind: string; id: string; body: Record<string, unknown>; updatedAt: string },
+    expectedRev: number,
+  ): Promise<boolean> {
+    checkRecordWrite(rec, expectedRev);
+    const args = { kind: rec.kind, id: rec.id, updatedAt: rec.updatedAt, body: JSON.stringify(rec.body) };
+    const res = guarded(`writing record ${rec.kind}/${rec.id}`, () =>
+      expectedRev === 0
+        ? this.q.insertRecord.run(args)
+        : this.q.updateRecord.run({ ...args, expected: expectedRev }),
+    );
+    return res.changes === 1;
+  }
+
+  async getRecord(kind: string, id: string): Promise<StateRecord | null> {
+    const row = guarded(`reading record ${kind}/${id}`, () => this.q.getRecord.get(kind, id)) as
+      | RecordRow
+      | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
+    positiveInt(opts.limit, 'listRecords limit');
+    const rows = guarded(`listing records ${kind}`, () =>
+      this.q.listRecords.all(kind, opts.afterId ?? '', opts.limit),
+    ) as RecordRow[];
+    return rows.map(toRecord);
+  }
+
+  async *exportEntries(): AsyncIterable<StateEntry> {
+    // Read inside one transaction so the backup is a consistent snapshot of the file.
+    const bodies = (sql: string) => (this.db.prepare(sql).all() as { body: string }[]).map((r) => r.body);
+    const snapshot = guarded('reading state for a backup', () =>
+      this.db
+        .transaction(() => ({
+          inventory: bodies('SELECT body FROM inventory_snapshots ORDER BY taken_at_ms, rowid'),
+          plan: bodies('SELECT body FROM plans ORDER BY created_at_ms, rowid'),
+          run: bodies('SELECT body FROM runs ORDER BY started_at_ms, rowid'),
+          action: bodies('SELECT body FROM action_records ORDER BY plan_id, idx'),
+          job: bodies('SELECT body FROM rewrap_jobs ORDER BY id'),
+          record: this.db.prepare('SELECT * FROM records ORDER BY kind, id').all() as RecordRow[],
+          audit: this.db.prepare('SELECT * FROM audit ORDER BY seq').all() as AuditRow[],
+        }))
+        .deferred(),
+    );
+    for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
+      for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
+    }
+    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 
   async close(): Promise<void> {

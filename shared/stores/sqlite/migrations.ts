@@ -83,6 +83,20 @@ export const MIGRATIONS: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
     `,
   },
+  {
+    version: 2,
+    name: 'records: processed events, approvals, incidents',
+    sql: `
+      CREATE TABLE records (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        rev INTEGER NOT NULL CHECK (rev >= 1),
+        updated_at TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+      );
+    `,
+  },
 ];
 
 export interface AppliedMigration {

@@ -100,7 +100,7 @@ export async function startAwsEmulator(opts: AwsEmulatorOptions = {}): Promise<A
       if (latency > 0) await new Promise((r) => setTimeout(r, latency));
       faults.check(t.service, operation);
       let out: unknown;
-      if (t.service === 'kms') out = kms.handle(operation, scope.region, body, requestId);
+      if (t.service === 'kms') out = await kms.handle(operation, scope.region, body, requestId);
       else if (t.service === 'events') out = events.handle(operation, scope.region, body);
       else out = await sqs.handle(operation, `http://${req.headers.host ?? '127.0.0.1'}`, body);
       send(res, 200, contentType, out, base);

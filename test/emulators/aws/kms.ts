@@ -1,4 +1,15 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  generateKeyPair,
+  type KeyObject,
+  privateDecrypt,
+  randomBytes,
+  randomUUID,
+} from 'node:crypto';
+import { promisify } from 'node:util';
 import type { SimClock } from './clock.js';
 import {
   AwsError,
@@ -78,7 +89,42 @@ interface Material {
   createdAt: number;
   /** Absent for the first material. */
   rotationType?: 'AUTOMATIC' | 'ON_DEMAND';
+  /** Imported material (EXTERNAL keys) only. */
+  imported?: ImportedState;
 }
+
+type ExpirationModel = 'KEY_MATERIAL_EXPIRES' | 'KEY_MATERIAL_DOES_NOT_EXPIRE';
+interface ImportedState {
+  /** False once deleted or expired: the id stays, the bytes are zeroed, a re-import restores them. */
+  present: boolean;
+  expirationModel: ExpirationModel;
+  validTo?: number;
+  description?: string;
+}
+
+/** One GetParametersForImport answer: a fresh RSA pair, usable with its token for 24 hours. */
+interface ImportParameters {
+  keyId: string;
+  region: string;
+  algorithm: WrappingAlgorithm;
+  privateKey: KeyObject;
+  validTo: number;
+}
+
+const WRAPPING_ALGORITHMS = [
+  'RSAES_PKCS1_V1_5',
+  'RSAES_OAEP_SHA_1',
+  'RSAES_OAEP_SHA_256',
+  'RSA_AES_KEY_WRAP_SHA_1',
+  'RSA_AES_KEY_WRAP_SHA_256',
+  'SM2PKE',
+] as const;
+type WrappingAlgorithm = (typeof WRAPPING_ALGORITHMS)[number];
+const WRAPPING_KEY_SPECS = ['RSA_2048', 'RSA_3072', 'RSA_4096', 'SM2'] as const;
+export const IMPORT_TOKEN_VALID_MS = 24 * 3_600_000;
+/** ImportKeyMaterial's ValidTo may be at most this far from the request. */
+const MAX_VALID_TO_MS = 365 * 86_400_000;
+const generateRsa = promisify(generateKeyPair);
 
 export interface EmulatedKey {
   id: string;
@@ -97,10 +143,19 @@ export interface EmulatedKey {
   tags: Map<string, string>;
   /** Oldest first; the last one is current. Empty for keys without symmetric material. */
   materials: Material[];
+  /** Imported material waiting for RotateKeyOnDemand (KeyMaterialState PENDING_ROTATION). */
+  pendingMaterial?: Material;
   rotation?: { periodDays: number; next: number };
   onDemandCount: number;
   onDemandStartedAt?: number;
   lastUsage?: { operation: string; at: number; requestId: string };
+  /** The key policy document (JSON text), as CreateKey set it or the default one. */
+  policy: string;
+  /**
+   * Multi-Region keys: the ARNs of every related key, the primary first. Shared by the primary
+   * and its replicas (the same array), like their key material, which rotates for all of them.
+   */
+  related?: string[];
 }
 
 interface Alias {
@@ -129,6 +184,8 @@ const SYMMETRIC_ALGOS = ['SYMMETRIC_DEFAULT'];
 
 export class KmsService {
   private readonly regions = new Map<string, RegionState>();
+  /** Import tokens (base64) handed out by GetParametersForImport. */
+  private readonly importTokens = new Map<string, ImportParameters>();
   readonly account: string;
   private readonly clock: SimClock;
   onDemandRotationMs: number;
@@ -144,6 +201,7 @@ export class KmsService {
   reset(): void {
     for (const r of this.regions.values()) for (const k of r.keys.values()) wipe(k);
     this.regions.clear();
+    this.importTokens.clear();
   }
 
   private region(name: string): RegionState {
@@ -167,8 +225,17 @@ export class KmsService {
           continue;
         }
         if (k.onDemandStartedAt !== undefined && k.onDemandStartedAt + this.onDemandRotationMs <= now) {
-          addMaterial(k, k.onDemandStartedAt + this.onDemandRotationMs, 'ON_DEMAND');
+          completeRotation(k, k.onDemandStartedAt + this.onDemandRotationMs);
           k.onDemandStartedAt = undefined;
+        }
+        // Imported material is deleted when its ValidTo passes; the key waits for a re-import.
+        for (const m of k.materials) {
+          const imp = m.imported;
+          if (imp?.present && imp.validTo !== undefined && imp.validTo <= now) {
+            imp.present = false;
+            m.key.fill(0);
+            if (k.state !== 'PendingDeletion') k.state = 'PendingImport';
+          }
         }
         // KMS does not rotate disabled or pending-deletion keys; it catches up once re-enabled.
         while (k.rotation && k.state === 'Enabled' && k.rotation.next <= now) {
@@ -210,6 +277,7 @@ export class KmsService {
 
   // ---- dispatch ----
 
+  /** Answers one request; GetParametersForImport answers asynchronously (it makes an RSA pair). */
   handle(op: string, region: string, body: Record<string, unknown>, requestId: string): unknown {
     this.tick();
     const r = this.region(region);
@@ -270,6 +338,16 @@ export class KmsService {
         return this.generateDataKey(ctx, body, false);
       case 'GetKeyLastUsage':
         return this.keyLastUsage(ctx, body);
+      case 'GetKeyPolicy':
+        return this.keyPolicy(ctx, body);
+      case 'GetParametersForImport':
+        return this.parametersForImport(ctx, body);
+      case 'ImportKeyMaterial':
+        return this.importKeyMaterial(ctx, body);
+      case 'DeleteImportedKeyMaterial':
+        return this.deleteImportedMaterial(ctx, body);
+      case 'ReplicateKey':
+        return this.replicateKey(ctx, body);
       default:
         throw new AwsError('UnknownOperationException', `The emulator does not implement TrentService.${op}`);
     }
@@ -367,6 +445,7 @@ export class KmsService {
       multiRegion: boolean;
       description: string;
       manager: 'CUSTOMER' | 'AWS';
+      policy?: string;
     },
   ): EmulatedKey {
     const id = p.multiRegion ? `mrk-${randomBytes(16).toString('hex')}` : randomUUID();
@@ -386,9 +465,9 @@ export class KmsService {
       tags: new Map(),
       materials: [],
       onDemandCount: 0,
+      policy: p.policy ?? defaultPolicy(this.account),
     };
-    // Only symmetric encryption keys get emulated material; EXTERNAL keys wait for an import that
-    // this emulator does not implement, so they stay PendingImport.
+    // Only symmetric encryption keys get emulated material; EXTERNAL keys wait for an import.
     if (p.spec === 'SYMMETRIC_DEFAULT' && p.origin !== 'EXTERNAL') addMaterial(k, now);
     this.region(region).keys.set(id, k);
     return k;
@@ -416,10 +495,19 @@ export class KmsService {
       );
     }
     const description = optString(body, 'Description', 0, 8192) ?? '';
-    optString(body, 'Policy', 1, 131072);
+    const policy = optString(body, 'Policy', 1, 32768);
+    if (policy !== undefined) checkPolicyDocument(policy);
     const multiRegion = optBool(body, 'MultiRegion') ?? false;
     const tags = readTags(body.Tags);
-    const k = this.newKey(ctx.region, { spec, usage, origin, multiRegion, description, manager: 'CUSTOMER' });
+    const k = this.newKey(ctx.region, {
+      spec,
+      usage,
+      origin,
+      multiRegion,
+      description,
+      manager: 'CUSTOMER',
+      ...(policy !== undefined ? { policy } : {}),
+    });
     for (const [key, value] of tags) k.tags.set(key, value);
     return { KeyMetadata: this.metadata(k) };
   }
@@ -451,12 +539,18 @@ export class KmsService {
     }
     if (k.usage === 'GENERATE_VERIFY_MAC') md.MacAlgorithms = [`HMAC_SHA_${k.spec.slice(5)}`];
     if (k.usage === 'KEY_AGREEMENT') md.KeyAgreementAlgorithms = ['ECDH'];
-    if (k.origin === 'EXTERNAL') md.ExpirationModel = 'KEY_MATERIAL_DOES_NOT_EXPIRE';
+    const imported = k.materials[k.materials.length - 1]?.imported;
+    if (imported) {
+      md.ExpirationModel = imported.expirationModel;
+      if (imported.validTo !== undefined) md.ValidTo = epoch(imported.validTo);
+    }
     if (k.multiRegion) {
+      const related = k.related ?? [k.arn];
+      const regionOf = (arn: string) => arn.split(':')[3]!;
       md.MultiRegionConfiguration = {
-        MultiRegionKeyType: 'PRIMARY',
-        PrimaryKey: { Arn: k.arn, Region: k.region },
-        ReplicaKeys: [],
+        MultiRegionKeyType: related[0] === k.arn ? 'PRIMARY' : 'REPLICA',
+        PrimaryKey: { Arn: related[0], Region: regionOf(related[0]!) },
+        ReplicaKeys: related.slice(1).map((arn) => ({ Arn: arn, Region: regionOf(arn) })),
       };
     }
     if (k.state === 'PendingDeletion') {
@@ -466,6 +560,62 @@ export class KmsService {
     const current = k.materials[k.materials.length - 1];
     if (current) md.CurrentKeyMaterialId = current.id;
     return md;
+  }
+
+  /**
+   * ReplicateKey: a replica of a multi-Region primary key in another Region of the same
+   * partition, with the same key id and the same (shared) key material.
+   */
+  private replicateKey(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.customerKey(ctx, body);
+    const replicaRegion = reqString(body, 'ReplicaRegion');
+    if (!/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(replicaRegion)) {
+      throw validationError(`ReplicaRegion ${replicaRegion} is not a valid AWS Region.`);
+    }
+    if (!k.multiRegion) {
+      throw new AwsError('UnsupportedOperationException', `${k.arn} is not a multi-Region key.`);
+    }
+    if (!k.related) k.related = [k.arn];
+    const related = k.related;
+    if (related[0] !== k.arn) {
+      throw new AwsError('UnsupportedOperationException', `${k.arn} is not a multi-Region primary key.`);
+    }
+    if (k.state !== 'Enabled' && k.state !== 'Disabled') {
+      throw new AwsError('KMSInvalidStateException', `${k.arn} is ${k.state}.`);
+    }
+    if (replicaRegion === ctx.region || related.some((arn) => arn.split(':')[3] === replicaRegion)) {
+      throw new AwsError(
+        'AlreadyExistsException',
+        `A key with id ${k.id} already exists in ${replicaRegion}.`,
+      );
+    }
+    const description = optString(body, 'Description', 0, 8192) ?? k.description;
+    const policy = optString(body, 'Policy', 1, 32768);
+    if (policy !== undefined) checkPolicyDocument(policy);
+    const tags = readTags(body.Tags);
+    const now = this.clock.nowMs();
+    const replica: EmulatedKey = {
+      ...k,
+      arn: this.keyArn(replicaRegion, k.id),
+      region: replicaRegion,
+      createdAt: now,
+      description,
+      tags: new Map(tags),
+      policy: policy ?? k.policy,
+      onDemandCount: 0,
+      related,
+    };
+    delete replica.lastUsage;
+    delete replica.rotation;
+    delete replica.deletionDate;
+    delete replica.pendingWindowDays;
+    related.push(replica.arn);
+    this.region(replicaRegion).keys.set(k.id, replica);
+    return {
+      ReplicaKeyMetadata: this.metadata(replica),
+      ReplicaPolicy: replica.policy,
+      ReplicaTags: [...replica.tags].map(([TagKey, TagValue]) => ({ TagKey, TagValue })),
+    };
   }
 
   private listKeys(ctx: Ctx, body: Record<string, unknown>) {
@@ -523,9 +673,10 @@ export class KmsService {
     if (!a) throw new AwsError('NotFoundException', `Alias ${this.aliasArn(ctx.region, name)} is not found.`);
     const k = this.aliasTarget(ctx, body);
     const old = ctx.r.keys.get(a.target);
-    if (old && (old.spec !== k.spec || old.usage !== k.usage)) {
+    // Same type (symmetric, asymmetric or HMAC) and same usage; the spec itself may differ.
+    if (old && (keyType(old.spec) !== keyType(k.spec) || old.usage !== k.usage)) {
       throw validationError(
-        `${k.arn} cannot replace ${old.arn} under ${name}: the new key must have the same key spec and key usage.`,
+        `${k.arn} cannot replace ${old.arn} under ${name}: the new key must be the same type (${keyType(old.spec)}) with the same key usage (${old.usage}).`,
       );
     }
     a.target = k.id;
@@ -639,15 +790,18 @@ export class KmsService {
     return { KeyId: k.arn };
   }
 
-  /** Rotation (automatic or on demand) is for symmetric encryption keys with KMS-generated material. */
-  private rotatable(k: EmulatedKey, op: string): void {
+  /**
+   * Rotation is for symmetric encryption keys: automatic rotation for KMS-generated material
+   * only, on-demand rotation (and its status and listing) also for imported material.
+   */
+  private rotatable(k: EmulatedKey, op: string, imported = false): void {
     if (k.spec !== 'SYMMETRIC_DEFAULT') {
       throw new AwsError(
         'UnsupportedOperationException',
         `${k.arn} key spec ${k.spec} does not support ${op}.`,
       );
     }
-    if (k.origin !== 'AWS_KMS') {
+    if (k.origin !== 'AWS_KMS' && !(imported && k.origin === 'EXTERNAL')) {
       throw new AwsError(
         'UnsupportedOperationException',
         `${k.arn} has origin ${k.origin}; ${op} is not supported.`,
@@ -677,7 +831,7 @@ export class KmsService {
 
   private rotationStatus(ctx: Ctx, body: Record<string, unknown>) {
     const k = this.resolve(ctx, reqString(body, 'KeyId'), false);
-    this.rotatable(k, 'key rotation');
+    this.rotatable(k, 'key rotation', true);
     const out: Record<string, unknown> = { KeyId: k.arn, KeyRotationEnabled: k.rotation !== undefined };
     if (k.rotation) {
       out.RotationPeriodInDays = k.rotation.periodDays;
@@ -690,9 +844,15 @@ export class KmsService {
   private rotateOnDemand(ctx: Ctx, body: Record<string, unknown>) {
     const k = this.customerKey(ctx, body);
     this.usable(k);
-    this.rotatable(k, 'on-demand key rotation');
+    this.rotatable(k, 'on-demand key rotation', true);
     if (k.onDemandStartedAt !== undefined) {
       throw new AwsError('ConflictException', `An on-demand rotation of ${k.arn} is already in progress.`);
+    }
+    if (k.origin === 'EXTERNAL' && !k.pendingMaterial) {
+      throw new AwsError(
+        'KMSInvalidStateException',
+        `${k.arn} has imported key material: import new key material (ImportType NEW_KEY_MATERIAL) before rotating.`,
+      );
     }
     if (k.onDemandCount >= MAX_ON_DEMAND_ROTATIONS) {
       throw new AwsError(
@@ -702,7 +862,7 @@ export class KmsService {
     }
     k.onDemandCount++;
     if (this.onDemandRotationMs > 0) k.onDemandStartedAt = ctx.now;
-    else addMaterial(k, ctx.now, 'ON_DEMAND');
+    else completeRotation(k, ctx.now);
     return { KeyId: k.arn };
   }
 
@@ -711,18 +871,35 @@ export class KmsService {
     const include = optEnum(body, 'IncludeKeyMaterial', ['ALL_KEY_MATERIAL', 'ROTATIONS_ONLY'] as const);
     const limit = optInt(body, 'Limit', 1, 1000) ?? 100;
     const marker = optString(body, 'Marker', 1, 1024);
-    this.rotatable(k, 'ListKeyRotations');
-    const indexed = k.materials.map((m, i) => ({ m, i, pos: String(i).padStart(6, '0') }));
+    this.rotatable(k, 'ListKeyRotations', true);
+    const materials = k.pendingMaterial ? [...k.materials, k.pendingMaterial] : k.materials;
+    const indexed = materials.map((m, i) => ({ m, i, pos: String(i).padStart(6, '0') }));
+    // Material waiting for its rotation is listed with every kind of listing (it is not a rotation yet).
     const all =
-      include === 'ALL_KEY_MATERIAL' ? indexed : indexed.filter((x) => x.m.rotationType !== undefined);
+      include === 'ALL_KEY_MATERIAL'
+        ? indexed
+        : indexed.filter((x) => x.m.rotationType !== undefined || x.m === k.pendingMaterial);
     const { page, truncated, next } = paginate(all, (x) => x.pos, limit, marker);
     const last = k.materials.length - 1;
     return {
       Rotations: page.map(({ m, i }) => ({
         KeyId: k.id,
         KeyMaterialId: m.id,
-        KeyMaterialState: i === last ? 'CURRENT' : 'NON_CURRENT',
-        ...(m.rotationType ? { RotationDate: epoch(m.createdAt), RotationType: m.rotationType } : {}),
+        KeyMaterialState:
+          m === k.pendingMaterial ? 'PENDING_ROTATION' : i === last ? 'CURRENT' : 'NON_CURRENT',
+        ...(m.rotationType && m !== k.pendingMaterial
+          ? { RotationDate: epoch(m.createdAt), RotationType: m.rotationType }
+          : {}),
+        ...(m.imported
+          ? {
+              ImportState: m.imported.present ? 'IMPORTED' : 'PENDING_IMPORT',
+              ExpirationModel: m.imported.expirationModel,
+              ...(m.imported.validTo !== undefined ? { ValidTo: epoch(m.imported.validTo) } : {}),
+              ...(m.imported.description !== undefined
+                ? { KeyMaterialDescription: m.imported.description }
+                : {}),
+            }
+          : {}),
       })),
       Truncated: truncated,
       ...(next ? { NextMarker: next } : {}),
@@ -896,6 +1073,224 @@ export class KmsService {
     return out;
   }
 
+  // ---- importing key material (BYOK) ----
+
+  /** Keys with imported material: only EXTERNAL origin, and (here) only symmetric ones. */
+  private externalKey(k: EmulatedKey, op: string): void {
+    if (k.origin !== 'EXTERNAL') {
+      throw new AwsError(
+        'UnsupportedOperationException',
+        `${op}: ${k.arn} has origin ${k.origin}; only keys with EXTERNAL origin take imported key material.`,
+      );
+    }
+    if (k.spec !== 'SYMMETRIC_DEFAULT') {
+      throw new AwsError(
+        'UnsupportedOperationException',
+        `${op}: the emulator imports symmetric key material only (${k.arn} is ${k.spec}).`,
+      );
+    }
+  }
+
+  /**
+   * A fresh RSA key pair per call (made off the event loop); the token is a random handle for
+   * it, bound to the key and the wrapping algorithm, valid for 24 hours on the emulator clock.
+   */
+  private async parametersForImport(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.customerKey(ctx, body);
+    const algorithm = optEnum(body, 'WrappingAlgorithm', WRAPPING_ALGORITHMS);
+    const spec = optEnum(body, 'WrappingKeySpec', WRAPPING_KEY_SPECS);
+    if (algorithm === undefined) reqString(body, 'WrappingAlgorithm');
+    if (spec === undefined) reqString(body, 'WrappingKeySpec');
+    this.externalKey(k, 'GetParametersForImport');
+    this.notPendingDeletion(k);
+    if (algorithm === 'RSAES_PKCS1_V1_5') {
+      throw new AwsError(
+        'UnsupportedOperationException',
+        'RSAES_PKCS1_V1_5 is no longer supported for import.',
+      );
+    }
+    if (algorithm === 'SM2PKE' || spec === 'SM2') {
+      throw new AwsError('UnsupportedOperationException', 'SM2 wrapping is only available in China Regions.');
+    }
+    const bits = Number(spec!.slice(4));
+    const { publicKey, privateKey } = await generateRsa('rsa', {
+      modulusLength: bits,
+      publicExponent: 0x10001,
+    });
+    const token = randomBytes(64).toString('base64');
+    const validTo = this.clock.nowMs() + IMPORT_TOKEN_VALID_MS;
+    this.importTokens.set(token, {
+      keyId: k.id,
+      region: ctx.region,
+      algorithm: algorithm!,
+      privateKey,
+      validTo,
+    });
+    return {
+      KeyId: k.arn,
+      ImportToken: token,
+      PublicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+      ParametersValidTo: epoch(validTo),
+    };
+  }
+
+  private importKeyMaterial(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.customerKey(ctx, body);
+    const token = optBlob(body, 'ImportToken', 1, 6144);
+    if (token === undefined) reqString(body, 'ImportToken');
+    const wrapped = optBlob(body, 'EncryptedKeyMaterial', 1, 6144);
+    if (wrapped === undefined) reqString(body, 'EncryptedKeyMaterial');
+    const model =
+      optEnum(body, 'ExpirationModel', ['KEY_MATERIAL_EXPIRES', 'KEY_MATERIAL_DOES_NOT_EXPIRE'] as const) ??
+      'KEY_MATERIAL_EXPIRES';
+    const validTo = optTimestamp(body, 'ValidTo');
+    const importType = optEnum(body, 'ImportType', ['EXISTING_KEY_MATERIAL', 'NEW_KEY_MATERIAL'] as const);
+    const description = optString(body, 'KeyMaterialDescription', 0, 256);
+    const materialId = optString(body, 'KeyMaterialId', 64, 64);
+    this.externalKey(k, 'ImportKeyMaterial');
+    if (k.state !== 'PendingImport' && k.state !== 'Enabled') {
+      throw new AwsError('KMSInvalidStateException', `${k.arn} is ${stateWord(k.state)}.`);
+    }
+    if (model === 'KEY_MATERIAL_EXPIRES' && validTo === undefined) {
+      throw validationError('ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.');
+    }
+    if (model === 'KEY_MATERIAL_DOES_NOT_EXPIRE' && validTo !== undefined) {
+      throw validationError('ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE.');
+    }
+    if (validTo !== undefined && (validTo <= ctx.now || validTo > ctx.now + MAX_VALID_TO_MS)) {
+      throw validationError('ValidTo must be in the future and at most 365 days from now.');
+    }
+    if (description !== undefined && !/^[a-zA-Z0-9:/_\s.-]*$/.test(description)) {
+      throw validationError('KeyMaterialDescription may hold letters, digits, spaces and : / _ . - only.');
+    }
+    const first = k.materials.length === 0;
+    const type = importType ?? (first ? 'NEW_KEY_MATERIAL' : 'EXISTING_KEY_MATERIAL');
+    if (type === 'NEW_KEY_MATERIAL' && materialId !== undefined) {
+      throw validationError('KeyMaterialId cannot be given with ImportType NEW_KEY_MATERIAL.');
+    }
+    if (type === 'EXISTING_KEY_MATERIAL' && first) {
+      throw validationError('ImportType EXISTING_KEY_MATERIAL: this key has no key material yet.');
+    }
+    if (type === 'NEW_KEY_MATERIAL' && !first) {
+      if (k.pendingMaterial) {
+        throw new AwsError(
+          'KMSInvalidStateException',
+          `${k.arn} already has key material ${k.pendingMaterial.id} pending rotation; rotate or delete it first.`,
+        );
+      }
+      if (k.state !== 'Enabled') {
+        throw new AwsError(
+          'KMSInvalidStateException',
+          `${k.arn} is pending import: re-import its existing key material before adding new material.`,
+        );
+      }
+    }
+    const params = this.importTokens.get(token!.toString('base64'));
+    if (!params || params.keyId !== k.id || params.region !== ctx.region) {
+      throw new AwsError(
+        'InvalidImportTokenException',
+        'The import token is not valid for this KMS key; use the token from the same GetParametersForImport response.',
+      );
+    }
+    if (params.validTo <= ctx.now) {
+      throw new AwsError(
+        'ExpiredImportTokenException',
+        'The import token has expired; call GetParametersForImport again for a new public key and token.',
+      );
+    }
+    const material = unwrapMaterial(params, wrapped!);
+    try {
+      if (material.length !== 32) {
+        throw new AwsError(
+          'IncorrectKeyMaterialException',
+          `Symmetric key material must be 256 bits (got ${material.length * 8}).`,
+        );
+      }
+      const id = materialIdOf(k.id, material);
+      const imported: ImportedState = {
+        present: true,
+        expirationModel: model,
+        ...(validTo !== undefined ? { validTo } : {}),
+      };
+      if (type === 'EXISTING_KEY_MATERIAL') {
+        const m = k.materials.find((x) => x.id === id);
+        if (!m || (materialId !== undefined && materialId !== id)) {
+          throw new AwsError(
+            'IncorrectKeyMaterialException',
+            'The key material is not the same key material that was previously imported into this KMS key.',
+          );
+        }
+        m.key.fill(0);
+        m.key = Buffer.from(material);
+        m.imported = {
+          ...imported,
+          ...((description ?? m.imported?.description) !== undefined
+            ? { description: description ?? m.imported?.description }
+            : {}),
+        };
+      } else {
+        if (k.materials.some((x) => x.id === id)) {
+          throw new AwsError(
+            'IncorrectKeyMaterialException',
+            'This key material is already associated with the KMS key; import it with ImportType EXISTING_KEY_MATERIAL.',
+          );
+        }
+        const m: Material = {
+          id,
+          key: Buffer.from(material),
+          createdAt: ctx.now,
+          imported: { ...imported, ...(description !== undefined ? { description } : {}) },
+        };
+        if (first) k.materials.push(m);
+        else k.pendingMaterial = m;
+      }
+      // Usable once every material is present again.
+      if (k.state === 'PendingImport' && k.materials.every((x) => x.imported?.present !== false)) {
+        k.state = 'Enabled';
+      }
+      return { KeyId: k.arn, KeyMaterialId: id };
+    } finally {
+      material.fill(0);
+    }
+  }
+
+  private deleteImportedMaterial(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.customerKey(ctx, body);
+    const materialId = optString(body, 'KeyMaterialId', 64, 64);
+    this.externalKey(k, 'DeleteImportedKeyMaterial');
+    if (k.pendingMaterial && materialId === k.pendingMaterial.id) {
+      // Pending material is not bound to the key yet: it simply goes.
+      k.pendingMaterial.key.fill(0);
+      const id = k.pendingMaterial.id;
+      k.pendingMaterial = undefined;
+      return { KeyId: k.arn, KeyMaterialId: id };
+    }
+    const m =
+      materialId === undefined
+        ? k.materials[k.materials.length - 1]
+        : k.materials.find((x) => x.id === materialId);
+    if (!m) {
+      throw new AwsError(
+        'NotFoundException',
+        materialId === undefined
+          ? `${k.arn} has no key material.`
+          : `Key material ${materialId} is not associated with ${k.arn}.`,
+      );
+    }
+    if (m.imported) m.imported.present = false;
+    m.key.fill(0);
+    if (k.state !== 'PendingDeletion') k.state = 'PendingImport';
+    return { KeyId: k.arn, KeyMaterialId: m.id };
+  }
+
+  private keyPolicy(ctx: Ctx, body: Record<string, unknown>) {
+    const k = this.resolve(ctx, reqString(body, 'KeyId'), false);
+    const name = optString(body, 'PolicyName', 1, 128) ?? 'default';
+    if (name !== 'default')
+      throw new AwsError('NotFoundException', `Policy ${name} does not exist on ${k.arn}`);
+    return { Policy: k.policy, PolicyName: 'default' };
+  }
+
   private keyLastUsage(ctx: Ctx, body: Record<string, unknown>) {
     const k = this.resolve(ctx, reqString(body, 'KeyId'), false);
     const u = k.lastUsage;
@@ -931,8 +1326,112 @@ function addMaterial(k: EmulatedKey, at: number, rotationType?: 'AUTOMATIC' | 'O
   });
 }
 
+/** symmetric, asymmetric or HMAC: what UpdateAlias compares. */
+function keyType(spec: KeySpec): 'symmetric' | 'asymmetric' | 'hmac' {
+  if (spec === 'SYMMETRIC_DEFAULT') return 'symmetric';
+  return spec.startsWith('HMAC_') ? 'hmac' : 'asymmetric';
+}
+
+/** The key policy KMS gives a key created without one: the account root may do everything. */
+function defaultPolicy(account: string): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Id: 'key-default-1',
+    Statement: [
+      {
+        Sid: 'Enable IAM User Permissions',
+        Effect: 'Allow',
+        Principal: { AWS: `arn:aws:iam::${account}:root` },
+        Action: 'kms:*',
+        Resource: '*',
+      },
+    ],
+  });
+}
+
+/** Policies are stored, not evaluated; they must at least be JSON objects with statements. */
+function checkPolicyDocument(text: string): void {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new AwsError('MalformedPolicyDocumentException', 'The key policy is not valid JSON.');
+  }
+  const st = (doc as { Statement?: unknown } | null)?.Statement;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || st === undefined) {
+    throw new AwsError(
+      'MalformedPolicyDocumentException',
+      'The key policy must be an object with a Statement.',
+    );
+  }
+}
+
+/** An on-demand rotation lands: imported keys promote their pending material, others get new material. */
+function completeRotation(k: EmulatedKey, at: number): void {
+  if (k.origin === 'EXTERNAL' && k.pendingMaterial) {
+    k.materials.push({ ...k.pendingMaterial, createdAt: at, rotationType: 'ON_DEMAND' });
+    k.pendingMaterial = undefined;
+    return;
+  }
+  addMaterial(k, at, 'ON_DEMAND');
+}
+
+/** KMS derives a material's id from the key and the material: the same material, the same id. */
+function materialIdOf(keyId: string, material: Buffer): string {
+  return createHmac('sha256', keyId).update(material).digest('hex');
+}
+
+const KWP_IV = Buffer.from('A65959A6', 'hex');
+
+/**
+ * Decrypts wrapped key material with the token's private key: RSA-OAEP directly, or RSA-OAEP
+ * of an AES-256 key followed by the material under AES key wrap with padding (RFC 5649).
+ */
+function unwrapMaterial(params: ImportParameters, wrapped: Buffer): Buffer {
+  const hash = params.algorithm.endsWith('SHA_256') ? 'sha256' : 'sha1';
+  const rsaLen = (params.privateKey.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
+  const fail = () =>
+    new AwsError(
+      'InvalidCiphertextException',
+      'KMS could not decrypt the encrypted key material with the wrapping key and algorithm of this import token.',
+    );
+  const oaep = (data: Buffer): Buffer => {
+    try {
+      return privateDecrypt(
+        { key: params.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash },
+        data,
+      );
+    } catch {
+      throw fail();
+    }
+  };
+  if (params.algorithm.startsWith('RSAES_OAEP')) return oaep(wrapped);
+  if (wrapped.length <= rsaLen) throw fail();
+  const aesKey = oaep(wrapped.subarray(0, rsaLen));
+  try {
+    if (aesKey.length !== 32) throw fail();
+    const d = createDecipheriv('id-aes256-wrap-pad', aesKey, KWP_IV);
+    return Buffer.concat([d.update(wrapped.subarray(rsaLen)), d.final()]);
+  } catch (e) {
+    if (e instanceof AwsError) throw e;
+    throw fail();
+  } finally {
+    aesKey.fill(0);
+  }
+}
+
+function optTimestamp(body: Record<string, unknown>, name: string): number | undefined {
+  const v = body[name];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new AwsError('SerializationException', `${name} must be a timestamp (epoch seconds)`);
+  }
+  return Math.round(v * 1000);
+}
+
 function wipe(k: EmulatedKey): void {
   for (const m of k.materials) m.key.fill(0);
+  k.pendingMaterial?.key.fill(0);
 }
 
 function stateWord(s: KeyState): string {

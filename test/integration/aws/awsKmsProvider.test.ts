@@ -91,7 +91,14 @@ describe('inventory', () => {
     ]);
     expect(keys.find((k) => k.name === 'global')!.aws.multiRegion).toBe(true);
     const macs = keys.find((k) => k.name === 'macs')!;
-    expect(macs).toMatchObject({ algorithm: 'HMAC_256', primaryVersion: 'original' });
+    // HMAC keys cannot rotate in AWS: behind an alias they are an alias chain, versions = key ARNs.
+    expect(macs).toMatchObject({
+      algorithm: 'HMAC_256',
+      ref: `aws-kms://arn:aws:kms:${REGION}:${emu.account}:alias/macs`,
+      primaryVersion: hmac.aws.arn,
+      versions: [{ id: hmac.aws.arn, state: 'enabled' }],
+    });
+    expect(macs.aws.aliasManaged).toEqual({ alias: 'alias/macs' });
     expect(macs.aws.keySpec).toBe(hmac.aws.keySpec);
   });
 

@@ -1,0 +1,181 @@
+import { z } from 'zod';
+import { NotFoundError, ValidationError } from '../errors.js';
+import type { RewrapJob } from '../ports/StateStore.js';
+import type { RewrapShardMessage } from '../ports/WorkQueue.js';
+import type { AdaptiveRate } from '../rewrap/adaptiveRate.js';
+import { type ApplyReport, applyPlan } from './applyPlan.js';
+import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
+import { makePlan } from './planCycle.js';
+import { settleRewrapJob, workOnRewrapJob } from './rewrap.js';
+
+/** What a scheduled run did, for the runtime's log line and metrics. */
+export interface CycleReport {
+  status: 'applied' | 'busy';
+  planId?: string;
+  actions?: number;
+  findings?: number;
+  apply?: ApplyReport;
+  /** Re-wrap shards sent to the queue by this cycle. */
+  queued: number;
+}
+
+const CYCLE_LEASE = 'cycle';
+
+/**
+ * One scheduled cycle, as every serverless runtime runs it: inventory -> plan -> apply, with
+ * re-wraps split into shards and queued for workers instead of run inline. Overlapping
+ * schedules do not double up: a second cycle while one holds the lease reports `busy`.
+ */
+export async function runScheduledCycle(
+  ctx: RekeyContext,
+  opts: { shards?: number } = {},
+): Promise<CycleReport> {
+  if (!(await acquireLease(ctx, CYCLE_LEASE))) return { status: 'busy', queued: 0 };
+  try {
+    const { plan } = await makePlan(ctx);
+    const apply = await applyPlan(ctx, plan, {
+      rewrap: 'queue',
+      ...(opts.shards ? { shards: opts.shards } : {}),
+    });
+    const queued = apply.outcomes
+      .filter((o) => o.type === 'rewrap' && o.status === 'awaiting_rewrap')
+      .reduce((n, o) => n + Number(o.result?.queued ?? 0), 0);
+    return {
+      status: 'applied',
+      planId: plan.id,
+      actions: plan.actions.length,
+      findings: plan.findings.length,
+      apply,
+      queued,
+    };
+  } finally {
+    await ctx.state.releaseLease(CYCLE_LEASE, ctx.instanceId);
+  }
+}
+
+const verifySchema = z.union([
+  z.literal('full'),
+  z.literal('none'),
+  z.object({ sample: z.number().gt(0).lte(1) }).strict(),
+]);
+
+const shardMessageSchema = z
+  .object({
+    kind: z.literal('rewrap-shard'),
+    jobId: z.string().min(1).max(512),
+    providerId: z.string().min(1).max(128),
+    verify: verifySchema,
+    batchSize: z.number().int().min(1).max(10_000),
+    ratePerSecond: z.number().positive().optional(),
+  })
+  .strict();
+
+/** Checks a queue message body; a malformed one is refused with the field that is wrong. */
+export function parseShardMessage(body: unknown): RewrapShardMessage {
+  let value = body;
+  if (typeof body === 'string') {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      throw new ValidationError('re-wrap message: body is not JSON');
+    }
+  }
+  const r = shardMessageSchema.safeParse(value);
+  if (!r.success) {
+    const first = r.error.issues[0]!;
+    const at = first.path.length ? first.path.join('.') : '(message)';
+    throw new ValidationError(`re-wrap message: ${at}: ${first.message}`);
+  }
+  return r.data as RewrapShardMessage;
+}
+
+export interface ShardReport {
+  /** done: this shard is finished; busy: another worker holds it (redeliver later). */
+  status: 'done' | 'busy' | 'failed';
+  jobId: string;
+  counts: RewrapJob['counts'];
+  /** Set when this shard finished the whole job. */
+  jobCompleted?: string;
+}
+
+/**
+ * Works one queued shard: claim its lease, re-wrap with checkpoints, then settle the parent job.
+ * Safe under at-least-once delivery: a finished shard is a no-op, a shard another worker holds
+ * reports `busy`, and the job's completion is announced exactly once.
+ */
+export async function runRewrapShard(
+  ctx: RekeyContext,
+  message: unknown,
+  opts: { limiters?: Map<string, AdaptiveRate> } = {},
+): Promise<ShardReport> {
+  const msg = parseShardMessage(message);
+  const job = await ctx.state.getRewrapJob(msg.jobId);
+  if (!job) throw new NotFoundError(`re-wrap shard ${msg.jobId} not found in the state store`);
+  providerById(ctx, msg.providerId);
+  if (!(job.status === 'done' && job.counts.failed === 0)) {
+    await workOnRewrapJob(ctx, msg.jobId, msg.providerId, {
+      verify: msg.verify,
+      batchSize: msg.batchSize,
+      ...(msg.ratePerSecond ? { ratePerSecond: msg.ratePerSecond } : {}),
+      ...(opts.limiters ? { limiters: opts.limiters } : {}),
+    });
+  }
+  const after = (await ctx.state.getRewrapJob(msg.jobId))!;
+  if (after.status !== 'done') return { status: 'busy', jobId: after.id, counts: after.counts };
+  const report: ShardReport = {
+    status: after.counts.failed > 0 ? 'failed' : 'done',
+    jobId: after.id,
+    counts: after.counts,
+  };
+  const parentId = after.shard?.parent ?? after.id;
+  const parent = after.shard ? await settleRewrapJob(ctx, parentId) : after;
+  if (parent.status === 'done' && (await announceOnce(ctx, parent, msg.providerId))) {
+    report.jobCompleted = parent.id;
+  }
+  return report;
+}
+
+/** Audits and publishes a job's completion once, whichever worker finishes last. */
+async function announceOnce(ctx: RekeyContext, job: RewrapJob, providerId: string): Promise<boolean> {
+  const now = ctx.clock.now().toISOString();
+  const first = await ctx.state.putRecord(
+    { kind: 'rewrap-completed', id: job.id, body: { keyRef: job.keyRef, at: now }, updatedAt: now },
+    0,
+  );
+  if (!first) return false;
+  const provider = providerById(ctx, providerId);
+  await ctx.audit.append({
+    actor: ctx.actor,
+    action: 'rewrap.completed',
+    target: job.keyRef,
+    details: {
+      jobId: job.id,
+      store: job.storeId,
+      toVersion: job.toVersion,
+      ...job.counts,
+      failures: job.failures.slice(0, 10),
+    },
+  });
+  await publishEvents(ctx, [
+    {
+      type: 'RewrapCompleted',
+      id: job.id,
+      time: now,
+      detail: {
+        keyRef: job.keyRef,
+        providerId,
+        store: job.storeId,
+        toVersion: job.toVersion,
+        fromVersions: job.fromVersions,
+        rewrapped: job.counts.rewrapped,
+        failed: job.counts.failed,
+        verified: job.counts.verified,
+        mode: provider.capabilities().serverSideRewrap ? 'server-side' : 'unwrap-wrap',
+        jobId: job.id,
+        startedAt: job.createdAt ?? job.updatedAt,
+        durationMs: Math.max(0, Date.parse(now) - Date.parse(job.createdAt ?? job.updatedAt)),
+      },
+    },
+  ]);
+  return true;
+}

@@ -1,0 +1,2 @@
+export { pubsubClient, pubsubError, topicProject } from './client.js';
+export { PubSubWorkQueue, type PubSubWorkQueueOptions } from './PubSubWorkQueue.js';
