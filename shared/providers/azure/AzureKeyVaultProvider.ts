@@ -665,15 +665,21 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
    * Imports AES material into `ref` (a new key, or a new version that becomes the latest, and
    * so the primary) from a key transfer blob built around `wrappedMaterial` for the KEK in
    * `params`. The new version keeps the key's tags, so the policies that matched it still do;
-   * `opts.expiresAt` becomes the version's expiry.
+   * `opts.expiresAt` becomes the version's expiry. There is no re-import (`opts.reimport`):
+   * Key Vault never removes material from a version, so there is nothing to restore.
    */
   async importMaterial(
     ref: KeyRef,
     params: ImportParameters,
     wrappedMaterial: Uint8Array,
-    opts: { expiresAt?: string },
+    opts: { expiresAt?: string; reimport?: boolean },
   ): Promise<KeyVersion> {
     const r = this.importRef(ref, params.algorithm);
+    if (opts.reimport) {
+      throw new ValidationError(
+        `${this.id}: ${r.uri}: Key Vault has no re-import: a version's material is never removed (only whole keys are deleted, and recovered with their material); import without reimport to add a version`,
+      );
+    }
     const kid = parseKeyId(params.importToken);
     const served = new URL(this.urlOf(r.host)).host.toLowerCase();
     if (!kid || (kid.host !== r.host && kid.host !== served)) {

@@ -219,6 +219,12 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     };
   }
 
+  /** An import-only key has no native rotation: its new versions come from imports only. */
+  capabilitiesFor(key: ManagedKey): ProviderCapabilities {
+    const { autoRotation: _native, ...rest } = this.capabilities();
+    return (key as Partial<GcpManagedKey>).gcp?.importOnly ? rest : this.capabilities();
+  }
+
   // ---- plumbing ----
 
   private callOptions(): { retry?: null; timeout?: number; autoPaginate: false } {
@@ -446,6 +452,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       primaryVersion,
       versions,
       createdAt: isoOf(ck.createTime) ?? new Date(0).toISOString(),
+      ...(ck.importOnly ? { imported: true } : {}),
       gcp: {
         name,
         project: ref.project,
@@ -788,12 +795,16 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
    * primary. An import the service cannot unwrap ends IMPORT_FAILED: that version holds no
    * material and does not bill, the primary is unchanged, and the error gives the reason.
    * Cloud KMS has no expiry for imported material, so `opts.expiresAt` is refused.
+   *
+   * `opts.reimport`: the material is one a version held before. It goes back into the newest
+   * imported version that is DESTROYED (else IMPORT_FAILED), which Cloud KMS accepts only with
+   * the very material that version held; the primary does not move.
    */
   async importMaterial(
     ref: KeyRef,
     params: ImportParameters,
     wrappedMaterial: Uint8Array,
-    opts: { expiresAt?: string },
+    opts: { expiresAt?: string; reimport?: boolean },
   ): Promise<KeyVersion> {
     const r = this.gcpRef(ref);
     this.checkImportAlgorithm(r, params.algorithm);
@@ -820,6 +831,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     }
     if (wrappedMaterial.length === 0)
       throw new ValidationError(`key ${r.uri}: the wrapped material is empty`);
+    const into = opts.reimport ? await this.reimportTarget(r) : undefined;
     const [created] = await this.call(`ImportCryptoKeyVersion into ${r.name}`, (o) =>
       this.client.importCryptoKeyVersion(
         {
@@ -827,6 +839,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
           importJob: params.importToken,
           algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
           wrappedKey: asBuffer(wrappedMaterial),
+          ...(into ? { cryptoKeyVersion: into } : {}),
         },
         o,
       ),
@@ -858,6 +871,14 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
         { retryable: false },
       );
     }
+    if (into) {
+      // A restored version: the key's primary stays where it is.
+      return {
+        id,
+        state: 'enabled',
+        createdAt: isoOf(settled.value.createTime) ?? this.clock.now().toISOString(),
+      };
+    }
     await this.promote(
       r,
       id,
@@ -869,6 +890,33 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       state: 'enabled',
       createdAt: isoOf(settled.value.createTime) ?? this.clock.now().toISOString(),
     };
+  }
+
+  /** The version a re-import goes into: the newest imported one DESTROYED, else IMPORT_FAILED. */
+  private async reimportTarget(r: GcpKmsRef): Promise<string> {
+    const all: ICryptoKeyVersion[] = [];
+    let pageToken: string | undefined;
+    do {
+      const [items, , raw] = await this.call(`ListCryptoKeyVersions ${r.name}`, (o) =>
+        this.client.listCryptoKeyVersions(
+          { parent: r.name, pageSize: 1000, ...(pageToken ? { pageToken } : {}) },
+          o,
+        ),
+      );
+      all.push(...items);
+      pageToken = raw?.nextPageToken || undefined;
+    } while (pageToken);
+    const newest = (state: string) =>
+      all
+        .filter((v) => v.reimportEligible === true && String(v.state) === state)
+        .sort((a, b) => Number(this.versionId(r.name, b.name)) - Number(this.versionId(r.name, a.name)))[0];
+    const v = newest('DESTROYED') ?? newest('IMPORT_FAILED');
+    if (!v?.name) {
+      throw new ValidationError(
+        `key ${r.uri}: no imported version is DESTROYED or IMPORT_FAILED, so there is nothing to re-import into (a version scheduled for destruction is restored, not re-imported); import without reimport to add a version`,
+      );
+    }
+    return v.name;
   }
 
   private checkImportAlgorithm(r: GcpKmsRef, algorithm: ImportWrapAlgorithm): void {

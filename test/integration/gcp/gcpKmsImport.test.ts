@@ -151,6 +151,26 @@ describe('importMaterial', () => {
     expect(await roundTrip(p, r)).toBe('1');
   });
 
+  it('import-only keys are reported imported, without native rotation; a re-import needs a destroyed version', async () => {
+    const r = fresh('caps');
+    await importFresh(r);
+    const key = await p.getKey(r);
+    expect(key.imported).toBe(true);
+    expect(p.capabilitiesFor(key).autoRotation).toBeUndefined();
+    const plain = await p.getKey(parseKeyRef((await p.createKey({ name: `caps-plain-${++n}` })).ref));
+    expect(plain.imported).toBeUndefined();
+    expect(p.capabilitiesFor(plain).autoRotation).toEqual(p.capabilities().autoRotation);
+    const params = await p.prepareImport(r, 'rsa-aes-kwp-sha1');
+    const e = await rejectionOf(
+      p.importMaterial(r, params, rsaAesKeyWrap(params.wrappingPublicKey, randomBytes(32)), {
+        reimport: true,
+      }),
+    );
+    expect(e).toBeInstanceOf(ValidationError);
+    expect(e.message).toContain('nothing to re-import into');
+    expect((await p.getKey(r)).versions).toHaveLength(1);
+  });
+
   it('a second import becomes the primary; DEKs under the first still unwrap and re-wrap onto it', async () => {
     const r = fresh('second');
     await importFresh(r);
