@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerApprovals } from './commands/approvals.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
+import { registerIncident } from './commands/incident.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -34,6 +36,8 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerReport(program, globals);
   registerCost(program, globals);
+  registerIncident(program, globals);
+  registerApprovals(program, globals);
   return program;
 }
 
