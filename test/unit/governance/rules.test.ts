@@ -87,7 +87,7 @@ describe('config change gates', () => {
     );
     expect(configGates(c)).toEqual({
       rotationLowered: {
-        quorum: 3,
+        quorum: 2,
         approvers: ['a', 'b', 'c'],
         expiry: 'P3D',
         policies: ['strict', 'relaxed'],
