@@ -94,7 +94,10 @@ describe('config change gates', () => {
       },
     });
     expect(rotationDays(c)).toEqual({ strict: 30, relaxed: 365 });
-    const next = config('', POLICIES.replace('P30D', 'P7D').replace('P1Y', 'P2Y'));
+    const next = config(
+      'approvals: { approvers: [a, b, c] }',
+      POLICIES.replace('P30D', 'P7D').replace('P1Y', 'P2Y'),
+    );
     expect(loweredRotations(rotationDays(c), next, ['strict', 'relaxed'])).toEqual([
       { policy: 'strict', fromDays: 30, toDays: 7 },
     ]);
