@@ -103,7 +103,7 @@ export async function checkConfigChange(ctx: RekeyContext): Promise<ConfigCheck>
       });
       if (!gate.allowed) {
         throw new ApprovalRequired(
-          `${config.file} changed since it was accepted (${old.digest.slice(0, 12)} -> ${config.digest.slice(0, 12)}): ${gate.message}`,
+          `${config.file} changed since it was accepted (${old.digest.slice(0, 12)} -> ${config.digest.slice(0, 12)}) and ${need.why}: ${gate.message}`,
           gate.request?.id,
         );
       }
