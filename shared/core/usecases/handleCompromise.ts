@@ -662,7 +662,8 @@ async function requestDestroy(
     subject: { version: inc.version },
     reason: `compromise incident ${inc.id}: ${inc.reason.slice(0, 200)}`,
     policy: policy.name,
-    minQuorum: 1,
+    // Never without approvals: at least the configured quorum, even where no rule names destroy.
+    minQuorum: ctx.config.approvals?.quorum ?? 1,
   });
   if (!gate.allowed) {
     const first = inc.destroy?.status !== 'awaiting_approval' || inc.destroy.requestId !== gate.request?.id;

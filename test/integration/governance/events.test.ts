@@ -7,7 +7,7 @@ import { verifyAuditChain } from '../../../shared/core/audit/auditLog.js';
 import { type CloudEvent, COMPROMISE_EVENT_TYPE } from '../../../shared/core/domain/compromiseEvent.js';
 import { parseKeyRef } from '../../../shared/core/domain/keyRef.js';
 import { extractCloudEvents } from '../../../shared/core/governance/envelopes.js';
-import { HmacEventSigner } from '../../../shared/core/governance/signature.js';
+import { type EventVerifier, HmacEventSigner } from '../../../shared/core/governance/signature.js';
 import { loadConfig } from '../../../shared/core/policy/load.js';
 import type { KeyProvider } from '../../../shared/core/ports/KeyProvider.js';
 import {
@@ -90,7 +90,7 @@ async function snapshot() {
   };
 }
 
-async function refused(input: unknown, verify = signer) {
+async function refused(input: unknown, verify: EventVerifier = signer) {
   const e = await handleCompromiseEvent(w.ctx, input, { verify }).then(
     () => undefined,
     (x: unknown) => x,
