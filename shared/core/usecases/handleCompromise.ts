@@ -17,7 +17,7 @@ import type { EventVerifier } from '../governance/signature.js';
 import { matchesPolicy, policyFor } from '../policy/match.js';
 import type { Policy } from '../policy/types.js';
 import type { KeyProvider } from '../ports/KeyProvider.js';
-import type { RewrapCounts, StateRecord } from '../ports/StateStore.js';
+import type { StateRecord } from '../ports/StateStore.js';
 import { consumeApproval, gateAction } from './approvals.js';
 import { acquireLease, providerForRef, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
@@ -76,12 +76,19 @@ export type IncidentStep =
   | 'failed';
 
 export interface IncidentStoreResult {
+  /** The last re-wrap job (null: the store held no DEK under the version). */
   jobId: string | null;
   toVersion: string | null;
+  /** DEKs moved off the compromised version (counted in the store, across runs). */
   rewrapped: number;
+  /** DEKs verified (every moved DEK: the incident re-wraps with verify: full). */
   verified: number;
+  /** DEKs the last run could not re-wrap. */
   failed: number;
+  /** Writes lost to application writes, re-read and retried. */
   conflicts: number;
+  /** DEKs under the version when the current run started (cleared when it ends). */
+  pendingAtRunStart?: number;
 }
 
 export interface IncidentReport {
@@ -462,19 +469,32 @@ async function advance(
         fromVersions: [inc.version],
         toVersion: target,
       };
+      // DEKs moved are counted from the store (before minus after), so a run killed between
+      // a batch's writes and its checkpoint still reports exactly what moved.
       const pending = await pendingDeks(ctx, spec);
+      const entry: IncidentStoreResult = inc.stores[storeId] ?? {
+        jobId: null,
+        toVersion: null,
+        rewrapped: 0,
+        verified: 0,
+        failed: 0,
+        conflicts: 0,
+      };
+      inc.stores[storeId] = entry;
+      if (entry.pendingAtRunStart !== undefined) {
+        entry.rewrapped += Math.max(0, entry.pendingAtRunStart - pending);
+        delete entry.pendingAtRunStart;
+      }
       let job = await ctx.state.getRewrapJob(jobId);
       if (!job && pending === 0) {
-        inc.stores[storeId] ??= {
-          jobId: null,
-          toVersion: null,
-          rewrapped: 0,
-          verified: 0,
-          failed: 0,
-          conflicts: 0,
-        };
+        entry.verified = entry.rewrapped;
+        await s.save();
         continue;
       }
+      entry.pendingAtRunStart = pending;
+      entry.jobId = jobId;
+      entry.toVersion = target;
+      await s.save();
       job = await prepareRewrapJob(ctx, spec);
       if (job.status === 'done' && job.counts.failed === 0 && pending > 0) {
         job = { ...job, status: 'running', cursor: null, updatedAt: now() };
@@ -489,13 +509,13 @@ async function advance(
         },
       });
       job = await settleRewrapJob(ctx, jobId);
-      const prior = inc.stores[storeId];
-      inc.stores[storeId] = storeResult(
-        jobId,
-        target,
-        job.counts,
-        prior?.toVersion !== target ? prior : undefined,
-      );
+      const remaining = await pendingDeks(ctx, spec);
+      entry.rewrapped += Math.max(0, pending - remaining);
+      delete entry.pendingAtRunStart;
+      // verify: full: a DEK is written only after its new ciphertext unwrapped to the original.
+      entry.verified = entry.rewrapped;
+      entry.failed = job.counts.failed;
+      entry.conflicts = job.counts.conflicts;
       await ctx.audit.append({
         actor: ctx.actor,
         action: 'rewrap.completed',
@@ -512,7 +532,7 @@ async function advance(
       });
       s.step(
         'rewrapped',
-        `${storeId}: ${job.counts.rewrapped} DEK(s) moved to ${target} (verified ${job.counts.verified}, failed ${job.counts.failed})${extra.includes(storeId) ? '; no policy names this store but it held DEKs under the compromised version' : ''}`,
+        `${storeId}: ${entry.rewrapped} DEK(s) moved to ${target}, each verified; ${remaining} left (failed ${job.counts.failed})${extra.includes(storeId) ? '; no policy names this store but it held DEKs under the compromised version' : ''}`,
       );
       await s.save();
       if (job.counts.failed > 0) {
@@ -611,22 +631,6 @@ async function advance(
   ) {
     await requestDestroy(ctx, provider, inc, policy, s);
   }
-}
-
-function storeResult(
-  jobId: string,
-  toVersion: string,
-  c: RewrapCounts,
-  earlier?: IncidentStoreResult,
-): IncidentStoreResult {
-  return {
-    jobId,
-    toVersion,
-    rewrapped: c.rewrapped + (earlier?.rewrapped ?? 0),
-    verified: c.verified + (earlier?.verified ?? 0),
-    failed: c.failed,
-    conflicts: c.conflicts + (earlier?.conflicts ?? 0),
-  };
 }
 
 async function olderDeks(ctx: RekeyContext, key: ManagedKey, compromised: string): Promise<number> {
