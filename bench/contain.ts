@@ -3,7 +3,9 @@
  * disabled, for N DEKs under it (default 100,000), against a raw baseline measured in the same
  * run with the same provider and store: a plain loop that re-wraps the same number of DEKs the
  * same way (unwrap, wrap, unwrap again and compare, compare-and-swap write in pages of 1,000,
- * 32 calls in flight). Two keys are seeded with identical DEK sets, one for each measurement.
+ * 32 calls in flight). Three keys are seeded with identical DEK sets: the raw loop runs before
+ * and after the incident, and the ratio is taken against their mean, so a machine that speeds
+ * up or slows down during the run does not favour either side.
  *
  *   node dist/bench/contain.js [N] [pkcs11|local|both] [HSM_N]
  *
@@ -138,13 +140,16 @@ async function measure(kind: 'pkcs11' | 'local', dir: string, N: number): Promis
   const state = SqliteStateStore.open(join(dir, 'state.db'));
   try {
     const t0 = performance.now();
-    const baseRef = await seed(provider, store, 'baseline', N);
+    const beforeRef = await seed(provider, store, 'before', N);
     const incRef = await seed(provider, store, 'incident', N);
+    const afterRef = await seed(provider, store, 'after', N);
     const seedSeconds = (performance.now() - t0) / 1000;
-
-    const from = (await provider.getKey(baseRef)).primaryVersion;
-    await provider.rotate(baseRef);
-    const baselineSeconds = await rawRewrap(provider, store, baseRef, from, N);
+    const raw = async (ref: KeyRef) => {
+      const from = (await provider.getKey(ref)).primaryVersion;
+      await provider.rotate(ref);
+      return rawRewrap(provider, store, ref, from, N);
+    };
+    const rawBefore = await raw(beforeRef);
 
     const config = loadConfig(
       `version: 1
@@ -194,12 +199,15 @@ policies:
     if (inc.status !== 'contained' || inc.deksMoved !== N)
       throw new Error(`incident ${inc.status}, moved ${inc.deksMoved}/${N}: ${JSON.stringify(inc.failures)}`);
     const containSeconds = (Date.parse(inc.containedAt!) - reportedAt) / 1000;
+    const rawAfter = await raw(afterRef);
+    const baselineSeconds = (rawBefore + rawAfter) / 2;
     const step = (name: string) => inc.timeline.find((t) => t.step === name)?.at;
     const since = (at: string | undefined) => (at ? (Date.parse(at) - reportedAt) / 1000 : null);
     return {
       provider: kind === 'pkcs11' ? 'pkcs11 (SoftHSM2)' : 'local',
       n: N,
       seedSeconds: round(seedSeconds),
+      rawLoopSeconds: { before: round(rawBefore), after: round(rawAfter) },
       baselineSeconds: round(baselineSeconds),
       baselinePerSecond: Math.round(N / baselineSeconds),
       containSeconds: round(containSeconds),
