@@ -431,7 +431,12 @@ describe('approvals (HTTP)', () => {
     expect(await lostDeks(keys.payments.ref)).toEqual([]);
     expect((await verifyAuditChain(state)).ok).toBe(true);
 
-    const lines = jsonLines(host.logs).filter((l) => l.msg === 'approvals request');
+    // The host hands an HTTP invocation's logs over on their own channel: wait for all nine.
+    let lines = jsonLines(host.logs).filter((l) => l.msg === 'approvals request');
+    for (let i = 0; lines.length < 9 && i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      lines = jsonLines(host.logs).filter((l) => l.msg === 'approvals request');
+    }
     expect(lines.map((l) => l.status)).toEqual([401, 401, 401, 200, 200, 403, 200, 409, 200]);
     const all = host.logs.map((l) => l.message).join('\n');
     for (const secret of [TOKEN_SECRET, INCIDENT_SECRET, EMULATOR_TOKEN, pg.password])

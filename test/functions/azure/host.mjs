@@ -103,21 +103,26 @@ const server = createServer(async (req, res) => {
     body: { bytes: Buffer.concat(chunks) },
     params: { ...(route.match.exec(url.pathname).groups ?? {}) },
   });
+  let status = 500;
+  let head = {};
+  let body = Buffer.alloc(0);
   try {
     const out = await route.reg.callback(request, contextFor(route.name, route.reg, {}, logs));
     const response = out instanceof HttpResponse ? out : new HttpResponse(out ?? {});
-    const body = Buffer.from(await response.arrayBuffer());
-    const head = {};
+    status = response.status ?? 200;
+    body = Buffer.from(await response.arrayBuffer());
     response.headers.forEach((v, k) => {
       head[k] = v;
     });
-    res.writeHead(response.status ?? 200, head).end(body);
   } catch (e) {
     logs.push({ level: 'error', message: `Executed '${route.name}' (Failed): ${e?.message ?? e}` });
-    res.writeHead(500).end();
-  } finally {
-    process.send({ http: true, logs });
+    status = 500;
+    head = {};
+    body = Buffer.alloc(0);
   }
+  // The invocation's logs go to the parent before the answer does.
+  await new Promise((resolve) => process.send({ http: true, logs }, resolve));
+  res.writeHead(status, head).end(body);
 });
 const httpPort = httpRoutes.length
   ? await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)))

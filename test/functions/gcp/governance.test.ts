@@ -139,6 +139,18 @@ function binary(e: CloudEvent) {
 const deliver = (m: { data: Buffer; attributes: Record<string, string> }) =>
   postCloudEvent(fns.compromise!.url, messagePublished(topic('rekey-compromise'), m.data, m.attributes));
 
+/** The entries a function logged that match, once there are at least `n` (stdout arrives on its own time). */
+function logged(f: FunctionServer, match: (l: Record<string, unknown>) => boolean, n = 1) {
+  return until(
+    () => {
+      const found = f.logs.filter(match);
+      return found.length >= n ? found : undefined;
+    },
+    5_000,
+    `${n} log entries of ${f.target}`,
+  );
+}
+
 const snapshot = async (name: Name) => ({
   versions: await versions(name),
   deks: await store.countByVersion(refs[name].uri),
@@ -276,7 +288,7 @@ describe('rekeyCompromise (incidents topic, push)', () => {
     expect(await versions('ledger')).toEqual({ primary: '2', states: { '1': 'disabled', '2': 'enabled' } });
     expect(await store.countByVersion(refs.ledger.uri)).toEqual({ '2': DEKS });
     expect(await lostDeks('ledger')).toEqual([]);
-    const line = fns.compromise!.logs.find((l) => l.message === 'compromise event handled')!;
+    const [line] = await logged(fns.compromise!, (l) => l.message === 'compromise event handled');
     expect(line).toMatchObject({
       severity: 'NOTICE',
       eventId: handled.id,
@@ -309,7 +321,7 @@ describe('rekeyCompromise (incidents topic, push)', () => {
     await ps.topic('rekey-compromise').publishMessage(binary(handled));
     await until(() => pubsub.stats(push)!.acked === 2, 60_000, 'the redelivery');
     expect(await snapshot('ledger')).toEqual(before);
-    expect(fns.compromise!.logs.filter((l) => l.message === 'compromise event duplicate')).toHaveLength(1);
+    expect(await logged(fns.compromise!, (l) => l.message === 'compromise event duplicate')).toHaveLength(1);
     expect(await pullAll(subscription('rekey-events-pull'))).toEqual([]);
   });
 
@@ -335,9 +347,9 @@ describe('rekeyCompromise (incidents topic, push)', () => {
     // Through the topic too: acknowledged at once, never dead-lettered.
     await ps.topic('rekey-compromise').publishMessage(structured(compromise('payments', '1')));
     await until(() => pubsub.stats(push)!.acked === 3, 60_000, 'the refused event');
-    const refusals = fns
-      .compromise!.logs.filter((l) => l.message === 'compromise event refused')
-      .map((l) => l.refusal);
+    const refusals = (await logged(fns.compromise!, (l) => l.message === 'compromise event refused', 8)).map(
+      (l) => l.refusal,
+    );
     expect(refusals).toEqual([
       'signature',
       'signature',
@@ -373,10 +385,11 @@ describe('rekeyCompromise (incidents topic, push)', () => {
     expect(first.status).toBe(500);
     expect((await versions('vault')).states['1']).toBe('enabled');
     expect(await store.countByVersion(refs.vault.uri)).toEqual({ '1': 1, '2': DEKS - 1 });
-    const open = fns.compromise!.logs.find(
+    const [open] = await logged(
+      fns.compromise!,
       (l) => l.message === 'compromise event handled' && l.severity === 'ERROR',
-    )!;
-    expect(open.incident).toMatchObject({ status: 'open', keyRef: refs.vault.uri });
+    );
+    expect(open!.incident).toMatchObject({ status: 'open', keyRef: refs.vault.uri });
 
     // The application's copy is restored; Pub/Sub delivers the event again.
     expect(await store.replace(victim, original.wrapped, original.version, broken)).toBe(true);
@@ -433,7 +446,7 @@ describe('rekeyApprovals (HTTP)', () => {
     expect(await store.countByVersion(refs.payments.uri)).toEqual({ '2': DEKS });
     await cycle();
     expect(await versions('payments')).toEqual({ primary: '2', states: { '1': 'disabled', '2': 'enabled' } });
-    const line = fns.cycle!.logs.filter((l) => l.message === 'cycle applied').at(-1)!;
+    const line = (await logged(fns.cycle!, (l) => l.message === 'cycle applied', 2)).at(-1)!;
     const outcomes = (line.report as { outcomes: { type: string; status: string }[] }).outcomes;
     expect(outcomes).toContainEqual({
       type: 'schedule_destroy',
@@ -488,7 +501,7 @@ describe('rekeyApprovals (HTTP)', () => {
     expect((await state.getRecord('approval', requestId))!.body).toMatchObject({ status: 'used' });
     expect((await verifyAuditChain(state)).ok).toBe(true);
 
-    const lines = fns.approvals!.logs.filter((l) => l.message === 'approvals request');
+    const lines = await logged(fns.approvals!, (l) => l.message === 'approvals request', 5);
     expect(lines.map((l) => (l.httpRequest as { status: number }).status)).toEqual([401, 401, 200, 200, 200]);
     const all = JSON.stringify([fns.approvals!.logs, fns.approvals!.text]);
     expect(all).not.toContain(TOKEN_SECRET);
@@ -500,6 +513,7 @@ describe('rekeyCosts (scheduler)', () => {
   it('writes each key cost as a metric entry, the key ref outside the labels; a bad message is refused', async () => {
     const res = await postCloudEvent(fns.costs!.url, messagePublished(topic('rekey-costs'), '{}'));
     expect(res.status).toBe(204);
+    const [report] = await logged(fns.costs!, (l) => l.message === 'costs reported');
     const monthly = fns.costs!.logs.filter(
       (l) => (l.metric as { name?: string })?.name === 'rekey.cost.monthly',
     );
@@ -518,15 +532,18 @@ describe('rekeyCosts (scheduler)', () => {
         (m.properties as { keyRef: string }).keyRef,
       );
     }
-    const report = fns.costs!.logs.find((l) => l.message === 'costs reported')!;
-    expect(report.report).toMatchObject({ keys: 3, period: new Date().toISOString().slice(0, 7) });
+    expect(report!.report).toMatchObject({ keys: 3, period: new Date().toISOString().slice(0, 7) });
 
     const bad = await postCloudEvent(
       fns.costs!.url,
       messagePublished(topic('rekey-costs'), '{"period": "May"}'),
     );
     expect(bad.status).toBe(204);
-    expect(fns.costs!.logs.at(-1)).toMatchObject({
+    const [refused] = await logged(
+      fns.costs!,
+      (l) => l.message === 'scheduler message refused; no cost report',
+    );
+    expect(refused).toMatchObject({
       severity: 'ERROR',
       error: { message: 'scheduler message: period must be a month, YYYY-MM' },
     });
