@@ -1,4 +1,6 @@
 import { ValidationError } from '../../core/errors.js';
+import type { StateRecord } from '../../core/ports/StateStore.js';
+import { parseStored } from '../sqlite/json.js';
 
 export interface RecordWrite {
   kind: string;
@@ -23,4 +25,23 @@ export function checkRecordWrite(rec: RecordWrite, expectedRev: number): void {
   if (typeof rec.updatedAt !== 'string' || Number.isNaN(Date.parse(rec.updatedAt))) {
     throw new ValidationError(`record ${rec.kind}/${rec.id}: updatedAt must be an ISO timestamp`);
   }
+}
+
+/** A records row as the SQL stores keep it. */
+export interface RecordRow {
+  kind: string;
+  id: string;
+  rev: number | string;
+  updated_at: string;
+  body: string;
+}
+
+export function recordFromRow(row: RecordRow): StateRecord {
+  return {
+    kind: row.kind,
+    id: row.id,
+    rev: Number(row.rev),
+    updatedAt: row.updated_at,
+    body: parseStored<Record<string, unknown>>(row.body, `record ${row.kind}/${row.id}`),
+  };
 }

@@ -9,7 +9,7 @@ import type {
   StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
-import { checkRecordWrite, type RecordWrite } from '../common/records.js';
+import { checkRecordWrite, type RecordRow, type RecordWrite, recordFromRow } from '../common/records.js';
 import { IDENTIFIER } from '../sqlite/identifiers.js';
 import { parseStored, requireString, toMillis } from '../sqlite/json.js';
 import { createPool, guarded, inTransaction, type PgPool, type PgPoolOptions } from './connection.js';
@@ -37,24 +37,6 @@ function positiveInt(n: unknown, field: string): number {
     throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
   }
   return n as number;
-}
-
-interface RecordRow {
-  kind: string;
-  id: string;
-  rev: number;
-  updated_at: string;
-  body: string;
-}
-
-function toRecord(row: RecordRow): StateRecord {
-  return {
-    kind: row.kind,
-    id: row.id,
-    rev: Number(row.rev),
-    updatedAt: row.updated_at,
-    body: parseStored<Record<string, unknown>>(row.body, `record ${row.kind}/${row.id}`),
-  };
 }
 
 function toAudit(row: AuditRow): AuditRecord {
@@ -335,7 +317,7 @@ export class PostgresStateStore implements StateStore {
     const r = await guarded(`reading record ${kind}/${id}`, () =>
       this.pool.query<RecordRow>(this.q.getRecord, [kind, id]),
     );
-    return r.rows[0] ? toRecord(r.rows[0]) : null;
+    return r.rows[0] ? recordFromRow(r.rows[0]) : null;
   }
 
   async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
@@ -343,7 +325,7 @@ export class PostgresStateStore implements StateStore {
     const r = await guarded(`listing records ${kind}`, () =>
       this.pool.query<RecordRow>(this.q.listRecords, [kind, opts.afterId ?? '', opts.limit]),
     );
-    return r.rows.map(toRecord);
+    return r.rows.map(recordFromRow);
   }
 
   async *exportEntries(): AsyncIterable<StateEntry> {
@@ -367,7 +349,7 @@ export class PostgresStateStore implements StateStore {
     for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
       for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
     }
-    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const r of snapshot.record) yield { t: 'record', v: recordFromRow(r) };
     for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 

@@ -9,7 +9,7 @@ import type {
   StateRecord,
   StateStore,
 } from '../../core/ports/StateStore.js';
-import { checkRecordWrite } from '../common/records.js';
+import { checkRecordWrite, type RecordRow, recordFromRow } from '../common/records.js';
 import { configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
 import { parseStored, requireString, toMillis } from './json.js';
 import { MIGRATIONS, type Migration, migrate } from './migrations.js';
@@ -99,24 +99,6 @@ function positiveInt(n: unknown, field: string): number {
     throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
   }
   return n as number;
-}
-
-interface RecordRow {
-  kind: string;
-  id: string;
-  rev: number;
-  updated_at: string;
-  body: string;
-}
-
-function toRecord(row: RecordRow): StateRecord {
-  return {
-    kind: row.kind,
-    id: row.id,
-    rev: row.rev,
-    updatedAt: row.updated_at,
-    body: parseStored<Record<string, unknown>>(row.body, `record ${row.kind}/${row.id}`),
-  };
 }
 
 function toAudit(row: AuditRow): AuditRecord {
@@ -325,7 +307,7 @@ export class SqliteStateStore implements StateStore {
     const row = guarded(`reading record ${kind}/${id}`, () => this.q.getRecord.get(kind, id)) as
       | RecordRow
       | undefined;
-    return row ? toRecord(row) : null;
+    return row ? recordFromRow(row) : null;
   }
 
   async listRecords(kind: string, opts: { afterId?: string; limit: number }): Promise<StateRecord[]> {
@@ -333,7 +315,7 @@ export class SqliteStateStore implements StateStore {
     const rows = guarded(`listing records ${kind}`, () =>
       this.q.listRecords.all(kind, opts.afterId ?? '', opts.limit),
     ) as RecordRow[];
-    return rows.map(toRecord);
+    return rows.map(recordFromRow);
   }
 
   async *exportEntries(): AsyncIterable<StateEntry> {
@@ -355,7 +337,7 @@ export class SqliteStateStore implements StateStore {
     for (const t of ['inventory', 'plan', 'run', 'action', 'job'] as const) {
       for (const b of snapshot[t]) yield { t, v: parseStored(b, `${t} in backup`) } as StateEntry;
     }
-    for (const r of snapshot.record) yield { t: 'record', v: toRecord(r) };
+    for (const r of snapshot.record) yield { t: 'record', v: recordFromRow(r) };
     for (const a of snapshot.audit) yield { t: 'audit', v: toAudit(a) };
   }
 
