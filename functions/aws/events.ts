@@ -9,6 +9,7 @@ import type { KeyEvent } from '../../shared/core/domain/keyEvent.js';
 import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -21,7 +22,10 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('events');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ idempotency: true });
+const runtime = awsRuntime({
+  idempotency: true,
+  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+});
 
 type KmsEventBridgeEvent = EventBridgeEvent<string, unknown>;
 

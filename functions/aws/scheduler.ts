@@ -5,6 +5,7 @@ import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
 import { type CycleReport, runScheduledCycle } from '../../shared/core/usecases/scheduled.js';
 import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -14,7 +15,10 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('scheduler');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ queue: (queueUrl) => new SqsWorkQueue({ queueUrl }) });
+const runtime = awsRuntime({
+  queue: (queueUrl) => new SqsWorkQueue({ queueUrl }),
+  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+});
 
 export interface SchedulerResult {
   status: CycleReport['status'];

@@ -14,6 +14,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { compileConfig } from '../../../functions/aws/compileConfig.js';
 import { parseKeyRef } from '../../../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../../../shared/core/ports/DekStore.js';
 import { AwsKmsProvider } from '../../../shared/providers/aws/AwsKmsProvider.js';
@@ -31,11 +32,15 @@ const CREDENTIALS = {
 
 export type Handler<E = unknown, R = unknown> = (event: E, context: Context) => Promise<R>;
 
-/** Imports a built function bundle (`npm run build` makes them; `npm test` builds first). */
-export async function loadBundle<E, R>(fn: string): Promise<Handler<E, R>> {
+/**
+ * Imports a built function bundle (`npm run build` makes them; `npm test` builds first). A
+ * distinct `instance` gives a fresh copy, as a new execution environment would start.
+ */
+export async function loadBundle<E, R>(fn: string, instance?: string): Promise<Handler<E, R>> {
   const file = join(ROOT, 'dist', 'aws', `${fn}.mjs`);
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` (npm test does)`);
-  const mod = (await import(/* @vite-ignore */ pathToFileURL(file).href)) as { handler: Handler<E, R> };
+  const url = `${pathToFileURL(file).href}${instance ? `?instance=${encodeURIComponent(instance)}` : ''}`;
+  const mod = (await import(/* @vite-ignore */ url)) as { handler: Handler<E, R> };
   return mod.handler;
 }
 
@@ -64,6 +69,7 @@ export interface AwsStack {
   dyn: Dynalite;
   dir: string;
   queueUrl: string;
+  /** The compiled config the functions read (REKEY_CONFIG), compiled from the YAML beside it. */
   configPath: string;
   stateTable: string;
   dekTable: string;
@@ -95,7 +101,16 @@ policies:
     rewrap: { stores: [orders], verify: full, batchSize: 25 }
 `;
 
-/** Starts the services, creates the queue and tables, writes the config. */
+/** The YAML compiled as the build does it (functions/aws/compileConfig.ts); returns the JSON's path. */
+export function writeCompiledConfig(dir: string, yaml: string): string {
+  const source = join(dir, 'rekey.yaml');
+  writeFileSync(source, yaml);
+  const out = join(dir, 'rekey.config.json');
+  writeFileSync(out, JSON.stringify(compileConfig(source, { root: ROOT }).compiled));
+  return out;
+}
+
+/** Starts the services, creates the queue and tables, writes the compiled config. */
 export async function startStack(
   opts: { keysCreatedDaysAgo?: number; config?: string } = {},
 ): Promise<AwsStack> {
@@ -104,8 +119,7 @@ export async function startStack(
   });
   const dyn = await startDynalite();
   const dir = mkdtempSync(join(tmpdir(), 'rekey-aws-fn-'));
-  const configPath = join(dir, 'rekey.yaml');
-  writeFileSync(configPath, opts.config ?? CONFIG_YAML);
+  const configPath = writeCompiledConfig(dir, opts.config ?? CONFIG_YAML);
   const kms = new KMSClient({
     region: REGION,
     endpoint: emu.endpoint,
