@@ -37,6 +37,7 @@ interface BundleScript {
     outdir?: string;
     external?: string[];
     quiet?: boolean;
+    config?: boolean;
   }): Promise<Record<string, { file: string; bytes: number }>>;
 }
 
@@ -45,7 +46,7 @@ const CLIENTS: Record<string, string[]> = {
   scheduler: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge', 'client-sqs'],
   worker: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
   events: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
-  costs: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
+  costs: ['client-kms', 'client-dynamodb', 'lib-dynamodb'],
 };
 const EXPORTED: Record<string, string> = {
   'client-kms': 'KMSClient',
@@ -157,6 +158,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       outdir: variantDir,
       external: ['@aws-sdk/*', '@smithy/*'],
       quiet: true,
+      config: false,
     });
     for (const fn of fns) files[`${fn}-runtime-sdk`] = variant[fn]!.file;
     // Warm the file cache, then take every file in turn, `runs` rounds.
