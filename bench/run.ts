@@ -19,6 +19,8 @@ const all = args.includes('--all');
 const script = fileURLToPath(new URL('./scenarios.js', import.meta.url));
 const providersScript = fileURLToPath(new URL('./providers.js', import.meta.url));
 const pkcs11Script = fileURLToPath(new URL('./pkcs11.js', import.meta.url));
+const functionsScript = fileURLToPath(new URL('./functions.js', import.meta.url));
+const containScript = fileURLToPath(new URL('./contain.js', import.meta.url));
 
 type R = {
   scenario: string;
@@ -61,6 +63,13 @@ const providers = all
       gcp: runScript(providersScript, 'gcp', String(opt('--gcp-deks', 100_000)), '60000'),
       azure: runScript(providersScript, 'azure', String(opt('--azure-deks', 50_000)), '4000'),
       pkcs11: runScript(pkcs11Script, String(opt('--hsm-deks', 100_000))),
+      functions: runScript(functionsScript),
+      contain: runScript(
+        containScript,
+        String(opt('--contain-deks', 100_000)),
+        'both',
+        String(opt('--contain-hsm-deks', 20_000)),
+      ),
       cost: run('cost', String(opt('--cost-keys', 1_000_000))),
     }
   : undefined;

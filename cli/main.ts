@@ -1,10 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
 import { registerApply } from './commands/apply.js';
+import { registerApprovals } from './commands/approvals.js';
 import { registerByok } from './commands/byok.js';
 import { registerCost } from './commands/cost.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDr } from './commands/dr.js';
+import { registerIncident } from './commands/incident.js';
 import { registerInventory } from './commands/inventory.js';
 import { registerMisc } from './commands/misc.js';
 import { registerPlan } from './commands/plan.js';
@@ -40,6 +42,8 @@ export function buildProgram(): Command {
   registerDr(program, globals);
   registerByok(program, globals);
   registerInventory(program, globals);
+  registerIncident(program, globals);
+  registerApprovals(program, globals);
   return program;
 }
 

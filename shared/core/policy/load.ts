@@ -3,7 +3,7 @@ import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocum
 import type { z } from 'zod';
 import { PolicyError, type PolicyIssue } from '../errors.js';
 import { ConfigSchema } from './schema.js';
-import type { RekeyConfig } from './types.js';
+import type { ApprovalsConfig, RekeyConfig, SigningConfig } from './types.js';
 
 /**
  * Turns the text of a config file into a validated RekeyConfig, or throws one PolicyError that
@@ -111,6 +111,17 @@ export function loadConfig(text: string, file: string): RekeyConfig {
     ...(out.state ? { state: out.state } : {}),
     ...(out.events ? { events: out.events } : {}),
     ...(out.metrics ? { metrics: out.metrics } : {}),
+    ...(out.incidents
+      ? { incidents: { ...out.incidents, signing: out.incidents.signing as SigningConfig } }
+      : {}),
+    ...(out.approvals
+      ? {
+          approvals: {
+            ...out.approvals,
+            tokens: out.approvals.tokens as SigningConfig | undefined,
+          } as ApprovalsConfig,
+        }
+      : {}),
     policies: out.policies.map((p, index) => ({ ...p, index })),
   };
 }
@@ -290,8 +301,28 @@ function crossReferences(data: Record<string, unknown>): Described[] {
       }
     });
   };
+  const approvals = isObject(data.approvals) ? data.approvals : undefined;
+  const approverCount = Array.isArray(approvals?.approvers) ? new Set(approvals.approvers).size : 0;
   policies.forEach((p, i) => {
     if (!isObject(p)) return;
+    // Approvals a policy asks for must be grantable by the configured approvers.
+    const wants: [Path, number][] = [];
+    if (isObject(p.approvals)) {
+      const q = typeof p.approvals.quorum === 'number' ? p.approvals.quorum : approvals?.quorum;
+      wants.push([['policies', i, 'approvals'], typeof q === 'number' ? q : 2]);
+    }
+    if (isObject(p.onCompromise) && p.onCompromise.destroy === true)
+      wants.push([['policies', i, 'onCompromise', 'destroy'], 1]);
+    for (const [path, quorum] of wants) {
+      if (!approvals) {
+        out.push({ path, message: 'needs approvers: add a top-level approvals block (approvers, quorum)' });
+      } else if (approverCount > 0 && quorum > approverCount) {
+        out.push({
+          path,
+          message: `needs ${quorum} approval(s) but approvals.approvers names ${approverCount}`,
+        });
+      }
+    }
     if (typeof p.name === 'string') {
       const first = names.get(p.name);
       if (first === undefined) names.set(p.name, i);

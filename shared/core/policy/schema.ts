@@ -5,6 +5,7 @@ import { parseKeyRef } from '../domain/keyRef.js';
 import { ValidationError } from '../errors.js';
 import { METRIC_DIMENSIONS } from '../ports/MetricsSink.js';
 import { globMatcher } from './glob.js';
+import { APPROVAL_ACTIONS, JWS_ALGORITHMS, POLICY_APPROVAL_ACTIONS } from './types.js';
 import {
   AWS_REGION_PATTERN,
   checkSecretRef,
@@ -303,6 +304,80 @@ const MetricsSchema = z
     }),
   ])
   .describe("where rekey's metrics go; default: nowhere");
+/** Compromise events and approver tokens: an HMAC secret from the environment, or a public key. */
+const Signing = z
+  .strictObject({
+    hmac: z
+      .strictObject({
+        secretEnv: pattern(
+          '^[A-Za-z_][A-Za-z0-9_]*$',
+          'must be an environment variable name (letters, digits, _)',
+        ).describe('environment variable holding the HMAC-SHA256 secret (at least 32 bytes)'),
+      })
+      .optional(),
+    jws: z
+      .strictObject({
+        publicKeyFile: z.string().min(1).describe('PEM public key (SPKI), relative to the config file'),
+        alg: z.enum(JWS_ALGORITHMS).describe('the only JWS algorithm accepted'),
+      })
+      .optional(),
+  })
+  .superRefine((s, ctx) => {
+    if ((s.hmac ? 1 : 0) + (s.jws ? 1 : 0) !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'name exactly one of hmac or jws' });
+    }
+  });
+
+/** `key.compromised` CloudEvents: who may send them and how they are signed. */
+const IncidentsSchema = z
+  .strictObject({
+    sources: z
+      .array(z.string().min(1).max(512))
+      .min(1)
+      .describe('CloudEvents source values accepted, compared exactly'),
+    signing: Signing,
+    maxAge: positiveDuration.prefault('PT1H').describe('older events are refused (replay protection)'),
+  })
+  .describe('compromise events rekey accepts (docs/governance.md); default: none');
+
+const identity = pattern(
+  '^[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,127}$',
+  'identities are 1-128 letters, digits or . _ @ : / + -, starting with a letter or digit',
+);
+
+/** Dual control: approvers, quorum, expiry, and the actions that need them everywhere. */
+const ApprovalsSchema = z
+  .strictObject({
+    approvers: z
+      .array(identity)
+      .min(1)
+      .describe('identities allowed to approve (service identities, not people)'),
+    quorum: z.int().min(1).max(10).default(2).describe('M: distinct approvals needed'),
+    expiry: positiveDuration
+      .prefault('P3D')
+      .describe('how long a request stays open, and an approved one stays usable'),
+    require: z
+      .array(z.enum(APPROVAL_ACTIONS))
+      .default([])
+      .describe('actions that need approvals for every key (policy_change: any change of this file)'),
+    tokens: Signing.optional().describe('how the approvals HTTP API authenticates approvers (bearer JWTs)'),
+  })
+  .superRefine((a, ctx) => {
+    const seen = new Set<string>();
+    a.approvers.forEach((x, i) => {
+      if (seen.has(x))
+        ctx.addIssue({ code: 'custom', path: ['approvers', i], message: `duplicate approver "${x}"` });
+      seen.add(x);
+    });
+    if (a.quorum > seen.size) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['quorum'],
+        message: `quorum ${a.quorum} is more than the ${seen.size} distinct approver(s)`,
+      });
+    }
+  })
+  .describe('dual control (docs/governance.md); default: nobody can approve anything');
 
 const Match = z.strictObject({
   provider: z.array(id('provider')).min(1).optional(),
@@ -385,6 +460,21 @@ const PolicySchema = z.strictObject({
     })
     .optional()
     .describe('keys with imported (BYOK) material: where new material comes from, and expiry'),
+  approvals: z
+    .strictObject({
+      require: z.array(z.enum(POLICY_APPROVAL_ACTIONS)).min(1),
+      quorum: z.int().min(1).max(10).optional().describe('default: approvals.quorum'),
+    })
+    .optional()
+    .describe("actions on this policy's keys that need M-of-N approvals"),
+  onCompromise: z
+    .strictObject({
+      destroy: z
+        .boolean()
+        .default(false)
+        .describe('request destruction of a compromised version (behind approvals) once disabled'),
+    })
+    .optional(),
   budget: z
     .strictObject({
       perKeyMonthly: parsed(parseMoney, {
@@ -406,6 +496,8 @@ export const ConfigSchema = z
     state: StateSchema.optional(),
     events: EventsSchema.optional(),
     metrics: MetricsSchema.optional(),
+    incidents: IncidentsSchema.optional(),
+    approvals: ApprovalsSchema.optional(),
     policies: z.array(PolicySchema).default([]),
   })
   .meta({ title: 'rekey config' });

@@ -189,6 +189,65 @@ export interface Policy {
     /** Material expiring within this is a finding. Default P30D. */
     warnBefore: Duration;
   };
+  /** Actions on keys this policy governs that need M-of-N approvals (docs/governance.md). */
+  approvals?: { require: PolicyApprovalAction[]; quorum?: number };
+  /** What compromise handling does beyond containment. */
+  onCompromise?: {
+    /** Request destruction of the compromised version (behind approvals) once it is disabled. */
+    destroy: boolean;
+  };
+}
+
+/** Actions that can require M-of-N approvals. */
+export type ApprovalAction = 'destroy' | 'disable' | 'policy_change' | 'import' | 'rotation_period_lowered';
+export const APPROVAL_ACTIONS: readonly ApprovalAction[] = [
+  'destroy',
+  'disable',
+  'policy_change',
+  'import',
+  'rotation_period_lowered',
+];
+/** The ones a policy can name for its keys (a policy change concerns the whole file). */
+export type PolicyApprovalAction = Exclude<ApprovalAction, 'policy_change'>;
+export const POLICY_APPROVAL_ACTIONS: readonly PolicyApprovalAction[] = [
+  'destroy',
+  'disable',
+  'import',
+  'rotation_period_lowered',
+];
+
+export type JwsAlgorithm = 'ES256' | 'ES384' | 'RS256' | 'PS256' | 'EdDSA';
+export const JWS_ALGORITHMS: readonly JwsAlgorithm[] = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'];
+
+/**
+ * How signed input (compromise events, approver tokens) is checked: an HMAC-SHA256 secret taken
+ * from an environment variable, or a public key (PEM, SPKI) and the one JWS algorithm it signs with.
+ */
+export type SigningConfig =
+  | { hmac: { secretEnv: string }; jws?: undefined }
+  | { jws: { publicKeyFile: string; alg: JwsAlgorithm }; hmac?: undefined };
+
+/** Where `key.compromised` CloudEvents may come from and how they are authenticated. */
+export interface IncidentsConfig {
+  /** Accepted CloudEvents `source` values, compared exactly. */
+  sources: string[];
+  signing: SigningConfig;
+  /** Older events are refused (replay protection). Default PT1H. */
+  maxAge: Duration;
+}
+
+/** Dual control: who may approve, how many must, for how long a request stays open. */
+export interface ApprovalsConfig {
+  /** Identities (service identities, not people) allowed to approve. */
+  approvers: string[];
+  /** M: distinct approvals needed, unless a rule asks for more. */
+  quorum: number;
+  /** How long a request stays open, and how long an approved request may be used. */
+  expiry: Duration;
+  /** Actions that need approvals for every key (and `policy_change` for the file). */
+  require: ApprovalAction[];
+  /** How the approvals HTTP API authenticates approvers (bearer JWTs). */
+  tokens?: SigningConfig;
 }
 
 export type StateConfig =
@@ -232,5 +291,9 @@ export interface RekeyConfig {
   events?: { type: 'eventbridge'; bus: string; region?: string; endpoint?: string };
   /** Where rekey's metrics go; absent: nowhere. */
   metrics?: MetricsConfig;
+  /** Compromise events rekey accepts; absent: none. */
+  incidents?: IncidentsConfig;
+  /** Approvers and the actions that need them; absent: nobody can approve anything. */
+  approvals?: ApprovalsConfig;
   policies: Policy[];
 }

@@ -2,9 +2,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { parseKeyRef } from '../domain/keyRef.js';
 import { assertTransition } from '../domain/lifecycle.js';
 import { ConfigError, errorMessage, RekeyError } from '../errors.js';
+import { checkConfigChange } from '../governance/configChange.js';
+import { COMPROMISED_KIND, compromisedId } from '../governance/marks.js';
 import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from '../plan/types.js';
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
 import type { WorkMessage } from '../ports/WorkQueue.js';
+import { consumeApproval, type GateResult, gateAction } from './approvals.js';
 import { rotateImportedKey } from './byok.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
@@ -70,6 +73,8 @@ export async function applyPlan(
   if (opts.rewrap === 'queue' && !ctx.queue) {
     throw new ConfigError('queued re-wraps need a work queue, and none is configured');
   }
+  // A changed config that needs approvals (policy_change, rotation_period_lowered) stops here.
+  await checkConfigChange(ctx);
   const run: ApplyRun = {
     id:
       opts.runId ??
@@ -95,7 +100,8 @@ export async function applyPlan(
   for (let index = 0; index < plan.actions.length; index++) {
     const action = plan.actions[index]!;
     const prev = records.get(index);
-    if (prev && FINISHED.includes(prev.status)) {
+    // An action waiting for approvals is asked again: the approvals may have arrived.
+    if (prev && FINISHED.includes(prev.status) && prev.status !== 'awaiting_approval') {
       outcomes.push(outcomeOf(index, action, prev));
       continue;
     }
@@ -343,30 +349,58 @@ async function executeAction(
       const refs = await dekReferences(ctx, action.keyRef, version);
       assertTransition({ key, version, to: 'disabled', dekReferences: refs });
       await requireVerifiedRewrap(ctx, plan, index, action.keyRef, records);
+      // Disabling a compromised version is containment, never held back by approvals.
+      const compromised = await ctx.state.getRecord(COMPROMISED_KIND, compromisedId(action.keyRef, version));
+      const gate: GateResult = compromised
+        ? { allowed: true, request: null, approvedBy: [] }
+        : await gateAction(ctx, {
+            action: 'disable',
+            target: action.keyRef,
+            subject: { version },
+            reason: action.reason,
+            policy: action.policy,
+          });
+      if (!gate.allowed) {
+        await audit('version.disable_awaiting_approval', {
+          version,
+          requestId: gate.request?.id ?? null,
+          approvals: gate.request?.approvals.length ?? 0,
+          approvalsRequired: gate.request?.quorum ?? null,
+        });
+        return {
+          status: 'awaiting_approval',
+          result: {
+            version,
+            requestId: gate.request?.id ?? null,
+            approvalsRequired: gate.request?.quorum ?? null,
+          },
+        };
+      }
       await provider.setVersionState(ref, version, 'disabled');
-      await audit('version.disabled', { version, policy: action.policy });
+      if (gate.request) await consumeApproval(ctx, gate.request, `${plan.id}:${index}`);
+      await audit('version.disabled', {
+        version,
+        policy: action.policy,
+        ...(gate.request ? { requestId: gate.request.id, approvedBy: gate.approvedBy } : {}),
+      });
       await publishEvents(ctx, [
         {
           type: 'VersionRetired',
           id: `${plan.id}:${index}`,
           time: ctx.clock.now().toISOString(),
-          detail: { keyRef: action.keyRef, providerId: action.provider, version, state: 'disabled' },
+          detail: {
+            keyRef: action.keyRef,
+            providerId: action.provider,
+            version,
+            state: 'disabled',
+            ...(gate.request ? { approvedBy: gate.approvedBy } : {}),
+          },
         },
       ]);
       return { status: 'done', result: { version } };
     }
     case 'schedule_destroy': {
       const version = resolveVersion(plan, index, action.keyRef, action.version, records);
-      if (action.approvalsRequired > 0) {
-        await audit('version.destroy_awaiting_approval', {
-          version,
-          approvalsRequired: action.approvalsRequired,
-        });
-        return {
-          status: 'awaiting_approval',
-          result: { version, approvalsRequired: action.approvalsRequired },
-        };
-      }
       const key = await provider.getKey(ref);
       const v = key.versions.find((x) => x.id === version);
       if (v && (v.state === 'destroy_scheduled' || v.state === 'destroyed')) {
@@ -374,8 +408,35 @@ async function executeAction(
       }
       const refs = await dekReferences(ctx, action.keyRef, version);
       assertTransition({ key, version, to: 'destroy_scheduled', dekReferences: refs });
+      const gate = await gateAction(ctx, {
+        action: 'destroy',
+        target: action.keyRef,
+        subject: { version },
+        reason: action.reason,
+        policy: action.policy,
+        minQuorum: action.approvalsRequired,
+      });
+      if (!gate.allowed) {
+        const required = gate.request?.quorum ?? action.approvalsRequired;
+        await audit('version.destroy_awaiting_approval', {
+          version,
+          approvalsRequired: required,
+          requestId: gate.request?.id ?? null,
+          approvals: gate.request?.approvals.length ?? 0,
+        });
+        return {
+          status: 'awaiting_approval',
+          result: { version, approvalsRequired: required, requestId: gate.request?.id ?? null },
+        };
+      }
       const { destroyAt } = await provider.scheduleDestroy(ref, version, action.delayDays);
-      await audit('version.destroy_scheduled', { version, destroyAt, delayDays: action.delayDays });
+      if (gate.request) await consumeApproval(ctx, gate.request, `${plan.id}:${index}`);
+      await audit('version.destroy_scheduled', {
+        version,
+        destroyAt,
+        delayDays: action.delayDays,
+        ...(gate.request ? { requestId: gate.request.id, approvedBy: gate.approvedBy } : {}),
+      });
       await publishEvents(ctx, [
         {
           type: 'VersionRetired',
@@ -387,6 +448,7 @@ async function executeAction(
             version,
             state: 'destroy_scheduled',
             destroyAt,
+            ...(gate.request ? { approvedBy: gate.approvedBy } : {}),
           },
         },
       ]);

@@ -2,7 +2,15 @@ import type { AuditLog } from '../audit/auditLog.js';
 import { addDuration, isDuration, parseDuration } from '../domain/duration.js';
 import type { KeyVersion, ManagedKey } from '../domain/key.js';
 import { type KeyRef, parseKeyRef } from '../domain/keyRef.js';
-import { ConfigError, ConflictError, errorMessage, IntegrityError, ValidationError } from '../errors.js';
+import {
+  ConfigError,
+  ConflictError,
+  errorMessage,
+  IntegrityError,
+  NotFoundError,
+  ValidationError,
+} from '../errors.js';
+import { policyFor } from '../policy/match.js';
 import type { Clock } from '../ports/Clock.js';
 import type {
   ImportWrapAlgorithm,
@@ -10,6 +18,7 @@ import type {
   KeyProvider,
   ProviderCapabilities,
 } from '../ports/KeyProvider.js';
+import { ApprovalRequired, consumeApproval, gateAction } from './approvals.js';
 import { acquireLease, providerForRef, type RekeyContext } from './context.js';
 
 /**
@@ -176,7 +185,21 @@ export async function importKeyByRef(
     throw new ConflictError(`another rekey process holds the lease on ${dst.ref.uri}`);
   }
   try {
-    return await importKey(ctx, {
+    // Dual control: an import may need M-of-N approvals (approvals.require or the key's policy).
+    const existing = await dst.provider.getKey(dst.ref).catch((e) => {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    });
+    const policy = existing ? policyFor(ctx.config, existing).policy?.name : undefined;
+    const gate = await gateAction(ctx, {
+      action: 'import',
+      target: dst.ref.uri,
+      subject: { from: src.ref.uri },
+      reason: `import key material from ${src.ref.uri}`,
+      ...(policy ? { policy } : {}),
+    });
+    if (!gate.allowed) throw new ApprovalRequired(gate.message, gate.request?.id);
+    const result = await importKey(ctx, {
       source,
       sourceRef: src.ref,
       target: dst.provider,
@@ -185,6 +208,8 @@ export async function importKeyByRef(
       ...(req.expiresAt !== undefined ? { expiresAt: req.expiresAt } : {}),
       ...(req.reimport ? { reimport: true } : {}),
     });
+    if (gate.request) await consumeApproval(ctx, gate.request, `import:${result.version.id}`);
+    return result;
   } finally {
     await ctx.state.releaseLease(lease, ctx.instanceId);
   }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ManagedKey } from '../domain/key.js';
 import { checkKey } from '../domain/lifecycle.js';
 import { errorMessage } from '../errors.js';
+import { compromisedVersions, withCompromiseMarks } from '../governance/marks.js';
 import type { DekCensus } from '../plan/evaluate.js';
 import type { InventorySnapshot } from '../ports/StateStore.js';
 import type { RekeyContext } from './context.js';
@@ -34,6 +35,9 @@ export async function takeInventory(
       errors.push({ providerId: id, message: errorMessage(e) });
     }
   }
+  // Compromise marks live in rekey's state (providers may not keep them): lay them over the keys.
+  const marked = withCompromiseMarks(keys, await compromisedVersions(ctx));
+  keys.splice(0, keys.length, ...marked);
   const takenAt = ctx.clock.now().toISOString();
   const id = `inv-${takenAt.replace(/[-:.]/g, '').slice(0, 15)}-${createHash('sha256')
     .update(`${ctx.instanceId}|${takenAt}|${keys.length}`)

@@ -14,13 +14,17 @@ import type { Algorithm, KeyVersion, ManagedKey, Protection } from '../../core/d
 import { type AzureKvRef, type KeyRef, parseKeyRef } from '../../core/domain/keyRef.js';
 import {
   ConfigError,
+  ConflictError,
   InvariantViolation,
   NotFoundError,
   ProviderError,
   RekeyError,
   ValidationError,
 } from '../../core/errors.js';
+import { type Clock, systemClock } from '../../core/ports/Clock.js';
 import type {
+  ImportParameters,
+  ImportWrapAlgorithm,
   KeyCreator,
   KeyProvider,
   ListScope,
@@ -30,6 +34,7 @@ import type {
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
+import { isKeyExchangeKey, kekNameFor, kekPublicKeyDer, parseKeyId, transferBlob } from './byok.js';
 import { toRekeyError, unsupported } from './errors.js';
 import { decodePayload, encodePayload } from './wrapFormat.js';
 
@@ -57,6 +62,12 @@ export interface AzureKeyVaultProviderOptions {
   vaultKeyProtection?: 'software' | 'hsm';
   /** Keys described in parallel while listing. Default 8. */
   listConcurrency?: number;
+  /** RSA size of the key exchange keys prepareImport() creates: 2048, 3072 (default) or 4096. */
+  kekKeySize?: 2048 | 3072 | 4096;
+  /** How long a key exchange key prepareImport() creates accepts imports, in hours. Default 24. */
+  kekValidityHours?: number;
+  /** What "now" is for key exchange key expiry. Default: the system clock. */
+  clock?: Clock;
 }
 
 /** Azure-specific facts kept beside the neutral key model. */
@@ -67,6 +78,8 @@ export interface AzureKeyDetails {
   /** Expiry of the primary version, if set. */
   expiresOn?: string;
   rotationPolicy?: { lifetimeActions: KeyRotationLifetimeAction[]; expiresIn?: string };
+  /** A BYOK key exchange key (RSA-HSM, key_ops ['import']): listed by nothing, used by imports. */
+  keyExchangeKey?: true;
 }
 
 export interface AzureManagedKey extends ManagedKey {
@@ -82,6 +95,9 @@ export const VAULT_MAX_VERSIONS = 500;
 export const MANAGED_HSM_MAX_VERSIONS = 100;
 const VERSION_ID = /^[0-9A-Za-z]{1,64}$/;
 const WRAP_OPS = ['wrapKey', 'unwrapKey', 'encrypt', 'decrypt'];
+const IMPORT_ALGORITHMS: ImportWrapAlgorithm[] = ['rsa-aes-kwp-sha1'];
+/** A key exchange key closer than this to expiry is replaced rather than reused. */
+const KEK_REUSE_MARGIN_MS = 3_600_000;
 const CACHE_LIMIT = 10_000;
 
 interface CryptoEntry {
@@ -173,7 +189,18 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       this.endpoints.set(h, u.origin);
     }
     this.credential = opts.credential;
+    if (opts.kekKeySize !== undefined && ![2048, 3072, 4096].includes(opts.kekKeySize))
+      throw new ConfigError(`azure-kv provider ${opts.id}: kekKeySize must be 2048, 3072 or 4096`);
+    const hours = opts.kekValidityHours;
+    if (hours !== undefined && !(Number.isFinite(hours) && hours >= 2 && hours <= 24 * 365)) {
+      throw new ConfigError(
+        `azure-kv provider ${opts.id}: kekValidityHours must be from 2 to 8760 (got ${hours})`,
+      );
+    }
+    this.clock = opts.clock ?? systemClock;
   }
+
+  private readonly clock: Clock;
 
   private readonly latest = new Map<string, { key: KeyVaultKey; atMs: number }>();
 
@@ -191,6 +218,8 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       maxVersions: anyHsm ? MANAGED_HSM_MAX_VERSIONS : VAULT_MAX_VERSIONS,
       // Versions can be disabled but never deleted on their own (only the whole key).
       versionControl: { disable: true, destroy: false },
+      // AES material is what rekey imports, and only a Managed HSM holds AES keys.
+      ...(anyHsm ? { import: { algorithms: [...IMPORT_ALGORITHMS] } } : {}),
     };
   }
 
@@ -289,7 +318,9 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       const wanted = names.filter((n) => !scope.namePrefix || n.startsWith(scope.namePrefix));
       const items = await mapLimit(wanted, this.opts.listConcurrency ?? 8, async (name) => {
         try {
-          return await this.describe(parseKeyRef(`azure-kv://${host}/keys/${name}`) as AzureKvRef);
+          const key = await this.describe(parseKeyRef(`azure-kv://${host}/keys/${name}`) as AzureKvRef);
+          // Key exchange keys exist for imports only: nothing to rotate or re-wrap.
+          return key.azure.keyExchangeKey ? null : key;
         } catch (e) {
           // Deleted between the listing and the read, or of a type rekey does not model.
           if (e instanceof NotFoundError || e instanceof ValidationError) return null;
@@ -429,6 +460,7 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
         host: ref.host,
         kind: ref.kind,
         keyType: kty,
+        ...(isKeyExchangeKey(latest) ? { keyExchangeKey: true as const } : {}),
         ...(latest.properties.expiresOn ? { expiresOn: latest.properties.expiresOn.toISOString() } : {}),
         ...(policy
           ? {
@@ -577,6 +609,136 @@ export class AzureKeyVaultProvider implements KeyProvider, KeyCreator {
       this.id,
       `${r.uri} version ${version}: Key Vault cannot delete a single key version (only whole keys, with soft delete); disable the version instead`,
     );
+  }
+
+  // ---------- import (BYOK) ----------
+
+  /**
+   * A key exchange key (KEK) for importing AES material into `ref`: `byok-kek-<key name>` in
+   * the same Managed HSM (see kekNameFor), RSA-HSM with key_ops ['import'] and an expiry
+   * (kekValidityHours). An enabled KEK with more than an hour left is reused; otherwise a new
+   * version of it is created. Returns its public key (SPKI DER) and its full key id as the
+   * import token. A vault host is refused: only a Managed HSM holds AES (oct-HSM) keys.
+   */
+  async prepareImport(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters> {
+    const r = this.importRef(ref, algorithm);
+    const client = await this.keys(r.host);
+    const kekName = kekNameFor(r.name);
+    const kekUri = `azure-kv://${r.host}/keys/${kekName}`;
+    let kek: KeyVaultKey | undefined;
+    try {
+      kek = await this.call(`get ${kekUri}`, () => client.getKey(kekName));
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+    if (kek && !isKeyExchangeKey(kek)) {
+      throw new ConflictError(
+        `${this.id}: ${kekUri} exists but is not a key exchange key (RSA-HSM, key_ops ['import']); rekey will not import into ${r.uri} through it`,
+      );
+    }
+    const now = this.clock.now().getTime();
+    const usable =
+      kek &&
+      kek.properties.enabled !== false &&
+      (!kek.properties.expiresOn || kek.properties.expiresOn.getTime() - now > KEK_REUSE_MARGIN_MS);
+    if (!kek || !usable) {
+      const expiresOn = new Date(now + (this.opts.kekValidityHours ?? 24) * 3_600_000);
+      kek = await this.call(`create ${kekUri}`, () =>
+        client.createKey(kekName, 'RSA-HSM', {
+          keySize: this.opts.kekKeySize ?? 3072,
+          keyOps: ['import'],
+          expiresOn,
+          tags: { 'rekey-byok-target': r.name },
+        }),
+      );
+    }
+    if (!kek.id) throw new ProviderError(this.id, 'MalformedResponse', `create ${kekUri}: no key id`);
+    return {
+      importToken: kek.id,
+      wrappingPublicKey: kekPublicKeyDer(this.id, kek),
+      algorithm,
+      expiresAt: kek.properties.expiresOn ? kek.properties.expiresOn.toISOString() : null,
+    };
+  }
+
+  /**
+   * Imports AES material into `ref` (a new key, or a new version that becomes the latest, and
+   * so the primary) from a key transfer blob built around `wrappedMaterial` for the KEK in
+   * `params`. The new version keeps the key's tags, so the policies that matched it still do;
+   * `opts.expiresAt` becomes the version's expiry. There is no re-import (`opts.reimport`):
+   * Key Vault never removes material from a version, so there is nothing to restore.
+   */
+  async importMaterial(
+    ref: KeyRef,
+    params: ImportParameters,
+    wrappedMaterial: Uint8Array,
+    opts: { expiresAt?: string; reimport?: boolean },
+  ): Promise<KeyVersion> {
+    const r = this.importRef(ref, params.algorithm);
+    if (opts.reimport) {
+      throw new ValidationError(
+        `${this.id}: ${r.uri}: Key Vault has no re-import: a version's material is never removed (only whole keys are deleted, and recovered with their material); import without reimport to add a version`,
+      );
+    }
+    const kid = parseKeyId(params.importToken);
+    const served = new URL(this.urlOf(r.host)).host.toLowerCase();
+    if (!kid || (kid.host !== r.host && kid.host !== served)) {
+      throw new ValidationError(
+        `${this.id}: import token "${params.importToken.slice(0, 200)}" is not the id of a key exchange key in ${r.host}`,
+      );
+    }
+    const now = this.clock.now().getTime();
+    if (params.expiresAt !== null && Date.parse(params.expiresAt) <= now) {
+      throw new ValidationError(
+        `${this.id}: key exchange key ${params.importToken} expired at ${params.expiresAt}; prepare the import again and re-wrap the material`,
+      );
+    }
+    if (wrappedMaterial.length === 0)
+      throw new ValidationError(`${this.id}: ${r.uri}: the wrapped material is empty`);
+    let expiresOn: Date | undefined;
+    if (opts.expiresAt !== undefined) {
+      expiresOn = new Date(opts.expiresAt);
+      if (Number.isNaN(expiresOn.getTime()) || expiresOn.getTime() <= now) {
+        throw new ValidationError(`${this.id}: ${r.uri}: expiresAt "${opts.expiresAt}" is not a future date`);
+      }
+    }
+    const client = await this.keys(r.host);
+    let tags: Record<string, string> = {};
+    try {
+      const current = await this.call(`get ${r.uri}`, () => client.getKey(r.name));
+      tags = { ...(current.properties.tags ?? {}) };
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+    const blob = transferBlob(params.importToken, wrappedMaterial);
+    const key = await this.call(`import into ${r.uri}`, () =>
+      client.importKey(
+        r.name,
+        { kty: 'oct-HSM', keyOps: WRAP_OPS as KeyVaultKey['keyOperations'], t: blob },
+        { hardwareProtected: true, tags, ...(expiresOn ? { expiresOn } : {}) },
+      ),
+    );
+    this.latest.set(r.uri, { key, atMs: Date.now() });
+    return {
+      id: key.properties.version!,
+      state: key.properties.enabled === false ? 'disabled' : 'enabled',
+      createdAt: (key.properties.createdOn ?? this.clock.now()).toISOString(),
+    };
+  }
+
+  private importRef(ref: KeyRef, algorithm: ImportWrapAlgorithm): AzureKvRef {
+    const r = this.refOf(ref);
+    if (!IMPORT_ALGORITHMS.includes(algorithm)) {
+      throw new ValidationError(
+        `${this.id}: ${r.uri}: Key Vault imports key transfer blobs wrapped with ${IMPORT_ALGORITHMS.join(', ')} (CKM_RSA_AES_KEY_WRAP), not ${String(algorithm)}`,
+      );
+    }
+    if (r.kind !== 'managedhsm') {
+      throw new ValidationError(
+        `${this.id}: ${r.uri}: AES key material can be imported only into a Managed HSM (oct-HSM keys); ${r.host} is a vault`,
+      );
+    }
+    return r;
   }
 
   // ---------- crypto ----------

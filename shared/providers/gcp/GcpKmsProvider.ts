@@ -12,6 +12,8 @@ import {
 } from '../../core/errors.js';
 import { type Clock, systemClock } from '../../core/ports/Clock.js';
 import type {
+  ImportParameters,
+  ImportWrapAlgorithm,
   KeyCreator,
   KeyProvider,
   ListScope,
@@ -24,10 +26,21 @@ import type {
 import { canonicalJson } from '../../core/util/canonicalJson.js';
 import { crc32c, int64Value } from './crc32c.js';
 import { integrityFailure, toRekeyError } from './errors.js';
+import {
+  type ImportRsaBits,
+  importMethodFor,
+  newImportJobId,
+  parseImportJobName,
+  pollUntil,
+  reusable,
+  timestampMs,
+  wrappingKeyDer,
+} from './importing.js';
 import { gcpMonthlyVersionCost } from './pricing.js';
 
 type ICryptoKey = protos.google.cloud.kms.v1.ICryptoKey;
 type ICryptoKeyVersion = protos.google.cloud.kms.v1.ICryptoKeyVersion;
+type IImportJob = protos.google.cloud.kms.v1.IImportJob;
 
 export interface GcpKmsProviderOptions {
   /** Configured provider id, e.g. `gcp-prod`. */
@@ -62,6 +75,13 @@ export interface GcpKmsProviderOptions {
   destroyScheduledDays?: number;
   /** Keys described in parallel while listing. Default 8. */
   listConcurrency?: number;
+  /** Size of the RSA wrapping key of import jobs prepareImport() creates: 3072 (default) or 4096. */
+  importRsaBits?: ImportRsaBits;
+  /**
+   * How long prepareImport() waits for a new import job's wrapping key (PENDING_GENERATION) and
+   * importMaterial() for an import to finish (PENDING_IMPORT), in ms. Default 120,000.
+   */
+  importWaitMs?: number;
   /** A ready client (tests, custom transports); overrides apiEndpoint, port and insecure. */
   client?: KeyManagementServiceClient;
 }
@@ -80,6 +100,8 @@ export interface GcpKeyDetails {
   algorithm: string;
   /** Fixed at key creation: how long DESTROY_SCHEDULED lasts. */
   destroyScheduledDays: number;
+  /** Versions come only from imports (BYOK); the key cannot rotate by itself. */
+  importOnly: boolean;
   rotationPeriodSeconds?: number;
   nextRotationTime?: string;
   /** Versions that bill: every one not DESTROYED (ENABLED, DISABLED, DESTROY_SCHEDULED, pending). */
@@ -111,6 +133,9 @@ const PROTECTION: Record<string, Protection> = {
   EXTERNAL: 'external',
   EXTERNAL_VPC: 'external',
 };
+/** Version states that hold no material and do not bill. */
+const UNBILLED = new Set(['DESTROYED', 'IMPORT_FAILED', 'GENERATION_FAILED']);
+const IMPORT_ALGORITHMS: ImportWrapAlgorithm[] = ['rsa-aes-kwp-sha1'];
 /** Symmetric encryption is the only algorithm of ENCRYPT_DECRYPT keys. */
 const ALGORITHM: Record<string, Algorithm> = {
   GOOGLE_SYMMETRIC_ENCRYPTION: 'AES_256',
@@ -163,6 +188,8 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     for (const r of opts.keyRings ?? []) {
       if (!KEY_ID.test(r)) throw new ValidationError(`${where}: keyRings: "${r}" is not a key ring id`);
     }
+    if (opts.importRsaBits !== undefined && opts.importRsaBits !== 3072 && opts.importRsaBits !== 4096)
+      throw new ValidationError(`${where}: importRsaBits must be 3072 or 4096 (got ${opts.importRsaBits})`);
     const d = opts.destroyScheduledDays;
     if (d !== undefined && !(d >= DESTROY_DELAY.min && d <= DESTROY_DELAY.max))
       throw new ValidationError(`${where}: destroyScheduledDays must be 1-120 (got ${d})`);
@@ -188,7 +215,14 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       choosePrimary: true,
       destroyDelayDays: { ...DESTROY_DELAY },
       lastUsed: false,
+      import: { algorithms: [...IMPORT_ALGORITHMS] },
     };
+  }
+
+  /** An import-only key has no native rotation: its new versions come from imports only. */
+  capabilitiesFor(key: ManagedKey): ProviderCapabilities {
+    const { autoRotation: _native, ...rest } = this.capabilities();
+    return (key as Partial<GcpManagedKey>).gcp?.importOnly ? rest : this.capabilities();
   }
 
   // ---- plumbing ----
@@ -402,7 +436,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     const gcpAlgorithm = String(tpl.algorithm ?? 'GOOGLE_SYMMETRIC_ENCRYPTION');
     const protection = PROTECTION[protectionLevel] ?? 'software';
     const algorithm = ALGORITHM[gcpAlgorithm] ?? 'AES_256';
-    const billable = raw.filter((v) => v.state !== 'DESTROYED').length;
+    const billable = raw.filter((v) => !UNBILLED.has(String(v.state))).length;
     const periodS = ck.rotationPeriod ? Number(ck.rotationPeriod.seconds ?? 0) : undefined;
     const nextRotationTime = isoOf(ck.nextRotationTime);
     const key: GcpManagedKey = {
@@ -418,6 +452,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       primaryVersion,
       versions,
       createdAt: isoOf(ck.createTime) ?? new Date(0).toISOString(),
+      ...(ck.importOnly ? { imported: true } : {}),
       gcp: {
         name,
         project: ref.project,
@@ -427,6 +462,7 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
         protectionLevel,
         algorithm: gcpAlgorithm,
         destroyScheduledDays: Number(ck.destroyScheduledDuration?.seconds ?? 30 * DAY_S) / DAY_S,
+        importOnly: ck.importOnly === true,
         ...(periodS ? { rotationPeriodSeconds: periodS } : {}),
         ...(nextRotationTime ? { nextRotationTime } : {}),
         billableVersions: billable,
@@ -455,6 +491,20 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
       this.client.createCryptoKeyVersion({ parent: r.name, cryptoKeyVersion: {} }, o),
     );
     const id = this.versionId(r.name, v.name);
+    await this.promote(
+      r,
+      id,
+      'RotationIncomplete',
+      `key ${r.name}: created version ${id} but could not make it primary; promote it (UpdateCryptoKeyPrimaryVersion) rather than rotating again`,
+    );
+    return { id, state: 'enabled', createdAt: isoOf(v.createTime) ?? this.clock.now().toISOString() };
+  }
+
+  /**
+   * UpdateCryptoKeyPrimaryVersion, retried on transient failures. If it keeps failing the
+   * error is not retryable, so a caller does not add (and pay for) another version.
+   */
+  private async promote(r: GcpKmsRef, id: string, code: string, message: string): Promise<void> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -462,19 +512,14 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
           this.client.updateCryptoKeyPrimaryVersion({ name: r.name, cryptoKeyVersionId: id }, o),
         );
         this.primaries.set(r.name, id);
-        return { id, state: 'enabled', createdAt: isoOf(v.createTime) ?? this.clock.now().toISOString() };
+        return;
       } catch (e) {
         last = e;
         if (!(e instanceof ProviderError) || !e.retryable) break;
         await new Promise((res) => setTimeout(res, 100 * 2 ** attempt));
       }
     }
-    throw new ProviderError(
-      this.id,
-      'RotationIncomplete',
-      `key ${r.name}: created version ${id} but could not make it primary; promote it (UpdateCryptoKeyPrimaryVersion) rather than rotating again`,
-      { retryable: false, cause: last },
-    );
+    throw new ProviderError(this.id, code, message, { retryable: false, cause: last });
   }
 
   async setAutoRotation(ref: KeyRef, periodDays: number | null): Promise<void> {
@@ -685,6 +730,287 @@ export class GcpKmsProvider implements KeyProvider, KeyCreator {
     const id = ck.primary?.name ? this.versionId(name, ck.primary.name) : '';
     if (id) this.primaries.set(name, id);
     return id;
+  }
+
+  // ---- import (BYOK) ----
+
+  /**
+   * An ACTIVE import job for `ref`'s key ring, method RSA_OAEP_<bits>_SHA1_AES_256 and the
+   * key's protection level: one that stays usable for at least another hour is reused,
+   * otherwise a new one is created and awaited (PENDING_GENERATION -> ACTIVE). A key that does
+   * not exist yet is created import-only and without versions, at the configured protection,
+   * so its first import becomes version 1. The job name is the import token.
+   */
+  async prepareImport(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters> {
+    const r = this.gcpRef(ref);
+    this.checkImportAlgorithm(r, algorithm);
+    const ck = await this.importTarget(r);
+    const protection = String(ck.versionTemplate?.protectionLevel ?? 'SOFTWARE') as 'SOFTWARE' | 'HSM';
+    if (protection !== 'SOFTWARE' && protection !== 'HSM') {
+      throw new ValidationError(
+        `key ${r.uri}: Cloud KMS imports into SOFTWARE or HSM keys; this key's protection level is ${protection}`,
+      );
+    }
+    const bits = this.opts.importRsaBits ?? 3072;
+    const method = importMethodFor(bits);
+    const ring = r.name.slice(0, r.name.indexOf('/cryptoKeys/'));
+    let job = await this.findImportJob(ring, method, protection);
+    if (!job) {
+      const id = newImportJobId(method, protection, this.clock.now());
+      [job] = await this.call(`CreateImportJob ${ring}/importJobs/${id}`, (o) =>
+        this.client.createImportJob(
+          { parent: ring, importJobId: id, importJob: { importMethod: method, protectionLevel: protection } },
+          o,
+        ),
+      );
+      const name = job.name ?? '';
+      const waited = await pollUntil(
+        async () =>
+          (await this.call(`GetImportJob ${name}`, (o) => this.client.getImportJob({ name }, o)))[0],
+        (j) => String(j.state) !== 'PENDING_GENERATION',
+        this.opts.importWaitMs ?? 120_000,
+      );
+      job = waited.value;
+      if (String(job.state) !== 'ACTIVE') {
+        throw new ProviderError(
+          this.id,
+          waited.done ? 'ImportJobNotActive' : 'ImportJobPending',
+          `import job ${name} for ${r.uri} is ${String(job.state)}${waited.done ? '' : ' after waiting for its wrapping key'}; prepare the import again`,
+          { retryable: !waited.done },
+        );
+      }
+    }
+    const expire = timestampMs(job.expireTime);
+    return {
+      importToken: job.name ?? '',
+      wrappingPublicKey: wrappingKeyDer(this.id, job, bits),
+      algorithm,
+      expiresAt: expire === null ? null : new Date(expire).toISOString(),
+    };
+  }
+
+  /**
+   * ImportCryptoKeyVersion of 32 bytes of AES material (GOOGLE_SYMMETRIC_ENCRYPTION) wrapped
+   * for `params`' import job; waits until the version leaves PENDING_IMPORT, then makes it the
+   * primary. An import the service cannot unwrap ends IMPORT_FAILED: that version holds no
+   * material and does not bill, the primary is unchanged, and the error gives the reason.
+   * Cloud KMS has no expiry for imported material, so `opts.expiresAt` is refused.
+   *
+   * `opts.reimport`: the material is one a version held before. It goes back into the newest
+   * imported version that is DESTROYED (else IMPORT_FAILED), which Cloud KMS accepts only with
+   * the very material that version held; the primary does not move.
+   */
+  async importMaterial(
+    ref: KeyRef,
+    params: ImportParameters,
+    wrappedMaterial: Uint8Array,
+    opts: { expiresAt?: string; reimport?: boolean },
+  ): Promise<KeyVersion> {
+    const r = this.gcpRef(ref);
+    this.checkImportAlgorithm(r, params.algorithm);
+    if (opts.expiresAt !== undefined) {
+      throw new ValidationError(
+        `key ${r.uri}: Cloud KMS cannot expire imported material (expiresAt ${opts.expiresAt}); destroy the version when it is due instead`,
+      );
+    }
+    const job = parseImportJobName(params.importToken);
+    if (!job) {
+      throw new ValidationError(
+        `key ${r.uri}: import token "${params.importToken.slice(0, 200)}" is not an import job name (projects/*/locations/*/keyRings/*/importJobs/*)`,
+      );
+    }
+    if (job.project !== r.project || job.location !== r.location) {
+      throw new ValidationError(
+        `key ${r.uri}: import job ${params.importToken} is in ${job.project}/${job.location}, not in the key's project and location`,
+      );
+    }
+    if (params.expiresAt !== null && Date.parse(params.expiresAt) <= this.clock.now().getTime()) {
+      throw new ValidationError(
+        `key ${r.uri}: import job ${params.importToken} expired at ${params.expiresAt}; prepare the import again and re-wrap the material`,
+      );
+    }
+    if (wrappedMaterial.length === 0)
+      throw new ValidationError(`key ${r.uri}: the wrapped material is empty`);
+    const into = opts.reimport ? await this.reimportTarget(r) : undefined;
+    const [created] = await this.call(`ImportCryptoKeyVersion into ${r.name}`, (o) =>
+      this.client.importCryptoKeyVersion(
+        {
+          parent: r.name,
+          importJob: params.importToken,
+          algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
+          wrappedKey: asBuffer(wrappedMaterial),
+          ...(into ? { cryptoKeyVersion: into } : {}),
+        },
+        o,
+      ),
+    );
+    const id = this.versionId(r.name, created.name);
+    const name = `${r.name}/cryptoKeyVersions/${id}`;
+    const settled = await pollUntil(
+      async () =>
+        (
+          await this.call(`GetCryptoKeyVersion ${name}`, (o) => this.client.getCryptoKeyVersion({ name }, o))
+        )[0],
+      (v) => String(v.state) !== 'PENDING_IMPORT',
+      this.opts.importWaitMs ?? 120_000,
+    );
+    const state = String(settled.value.state);
+    if (state === 'IMPORT_FAILED') {
+      throw new ProviderError(
+        this.id,
+        'IMPORT_FAILED',
+        `key ${r.uri}: Cloud KMS could not import the material into version ${id}: ${settled.value.importFailureReason || 'no reason given'} The version holds no material and is not billed; the primary is unchanged.`,
+        { retryable: false },
+      );
+    }
+    if (state !== 'ENABLED') {
+      throw new ProviderError(
+        this.id,
+        settled.done ? 'UnexpectedState' : 'ImportPending',
+        `key ${r.uri}: imported version ${id} is ${state}${settled.done ? '' : ' after waiting'}; it was not made primary`,
+        { retryable: false },
+      );
+    }
+    if (into) {
+      // A restored version: the key's primary stays where it is.
+      return {
+        id,
+        state: 'enabled',
+        createdAt: isoOf(settled.value.createTime) ?? this.clock.now().toISOString(),
+      };
+    }
+    await this.promote(
+      r,
+      id,
+      'ImportIncomplete',
+      `key ${r.name}: imported version ${id} but could not make it primary; promote it (UpdateCryptoKeyPrimaryVersion) rather than importing again`,
+    );
+    return {
+      id,
+      state: 'enabled',
+      createdAt: isoOf(settled.value.createTime) ?? this.clock.now().toISOString(),
+    };
+  }
+
+  /** The version a re-import goes into: the newest imported one DESTROYED, else IMPORT_FAILED. */
+  private async reimportTarget(r: GcpKmsRef): Promise<string> {
+    const all: ICryptoKeyVersion[] = [];
+    let pageToken: string | undefined;
+    do {
+      const [items, , raw] = await this.call(`ListCryptoKeyVersions ${r.name}`, (o) =>
+        this.client.listCryptoKeyVersions(
+          { parent: r.name, pageSize: 1000, ...(pageToken ? { pageToken } : {}) },
+          o,
+        ),
+      );
+      all.push(...items);
+      pageToken = raw?.nextPageToken || undefined;
+    } while (pageToken);
+    const newest = (state: string) =>
+      all
+        .filter((v) => v.reimportEligible === true && String(v.state) === state)
+        .sort((a, b) => Number(this.versionId(r.name, b.name)) - Number(this.versionId(r.name, a.name)))[0];
+    const v = newest('DESTROYED') ?? newest('IMPORT_FAILED');
+    if (!v?.name) {
+      throw new ValidationError(
+        `key ${r.uri}: no imported version is DESTROYED or IMPORT_FAILED, so there is nothing to re-import into (a version scheduled for destruction is restored, not re-imported); import without reimport to add a version`,
+      );
+    }
+    return v.name;
+  }
+
+  private checkImportAlgorithm(r: GcpKmsRef, algorithm: ImportWrapAlgorithm): void {
+    if (!IMPORT_ALGORITHMS.includes(algorithm)) {
+      throw new ValidationError(
+        `key ${r.uri}: Cloud KMS takes symmetric material wrapped with ${IMPORT_ALGORITHMS.join(', ')} (RSA_OAEP_*_SHA1_AES_256), not ${String(algorithm)}`,
+      );
+    }
+  }
+
+  /** The key to import into; created import-only, without versions, when it does not exist. */
+  private async importTarget(r: GcpKmsRef): Promise<ICryptoKey> {
+    let ck: ICryptoKey;
+    try {
+      [ck] = await this.call(`GetCryptoKey ${r.name}`, (o) => this.client.getCryptoKey({ name: r.name }, o));
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+      ck = await this.createImportOnlyKey(r);
+    }
+    if (ck.purpose !== 'ENCRYPT_DECRYPT') {
+      throw new ValidationError(
+        `key ${r.uri}: rekey imports into ENCRYPT_DECRYPT keys, not ${String(ck.purpose)}`,
+      );
+    }
+    const algorithm = String(ck.versionTemplate?.algorithm ?? 'GOOGLE_SYMMETRIC_ENCRYPTION');
+    if (algorithm !== 'GOOGLE_SYMMETRIC_ENCRYPTION') {
+      throw new ValidationError(
+        `key ${r.uri}: rekey imports AES-256 material; this key's algorithm is ${algorithm}`,
+      );
+    }
+    return ck;
+  }
+
+  private async createImportOnlyKey(r: GcpKmsRef): Promise<ICryptoKey> {
+    const ring = r.name.slice(0, r.name.indexOf('/cryptoKeys/'));
+    const parent = ring.slice(0, ring.indexOf('/keyRings/'));
+    try {
+      await this.call(`CreateKeyRing ${ring}`, (o) =>
+        this.client.createKeyRing({ parent, keyRingId: r.keyRing, keyRing: {} }, o),
+      );
+    } catch (e) {
+      if (!(e instanceof ProviderError && e.providerCode === 'ALREADY_EXISTS')) throw e;
+    }
+    try {
+      const [ck] = await this.call(`CreateCryptoKey ${r.name}`, (o) =>
+        this.client.createCryptoKey(
+          {
+            parent: ring,
+            cryptoKeyId: r.cryptoKey,
+            skipInitialVersionCreation: true,
+            cryptoKey: {
+              purpose: 'ENCRYPT_DECRYPT',
+              importOnly: true,
+              versionTemplate: {
+                algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
+                protectionLevel: this.opts.createProtection === 'hsm' ? 'HSM' : 'SOFTWARE',
+              },
+              destroyScheduledDuration: {
+                seconds: Math.round((this.opts.destroyScheduledDays ?? 30) * DAY_S),
+              },
+            },
+          },
+          o,
+        ),
+      );
+      return ck;
+    } catch (e) {
+      // Created concurrently: use the one that won.
+      if (!(e instanceof ProviderError && e.providerCode === 'ALREADY_EXISTS')) throw e;
+      const [ck] = await this.call(`GetCryptoKey ${r.name}`, (o) =>
+        this.client.getCryptoKey({ name: r.name }, o),
+      );
+      return ck;
+    }
+  }
+
+  /** An ACTIVE job of the ring that fits and stays usable long enough, if any. */
+  private async findImportJob(ring: string, method: string, protection: string): Promise<IImportJob | null> {
+    let pageToken: string | undefined;
+    const now = this.clock.now().getTime();
+    do {
+      const [jobs, , raw] = await this.call(`ListImportJobs ${ring}`, (o) =>
+        this.client.listImportJobs(
+          { parent: ring, filter: 'state = ACTIVE', pageSize: 100, ...(pageToken ? { pageToken } : {}) },
+          o,
+        ),
+      );
+      const fit = jobs.filter((j) => reusable(j, method, protection, now));
+      // The one that lives longest gives the material the most time to arrive.
+      fit.sort((a, b) => (timestampMs(b.expireTime) ?? 0) - (timestampMs(a.expireTime) ?? 0));
+      if (fit[0]) return fit[0];
+      pageToken = raw?.nextPageToken || undefined;
+    } while (pageToken);
+    return null;
   }
 
   // ---- creation ----

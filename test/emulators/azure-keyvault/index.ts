@@ -129,6 +129,12 @@ const ROUTES: Route[] = [
     run: (v, b, m) => v.getKey(b, m[1]!, m[2] ?? ''),
   },
   {
+    op: 'importKey',
+    method: 'PUT',
+    pattern: new RegExp(`^/keys/${N}$`),
+    run: (v, b, m, x) => v.importKey(b, m[1]!, x),
+  },
+  {
     op: 'updateKey',
     method: 'PATCH',
     pattern: new RegExp(`^/keys/${N}(?:/([^/]*))?$`),

@@ -10,6 +10,7 @@ import {
 } from 'node:crypto';
 import { addDuration, durationDays, parseDuration } from '../../../shared/core/domain/duration.js';
 import type { SimClock } from '../aws/clock.js';
+import { parseTransferBlob, targetKey, unwrapTransferCiphertext } from './byok.js';
 import { badParameter, forbidden, KvError, keyNotFound } from './errors.js';
 import { type EventSink, type KeyVaultEventType, keyEvent } from './events.js';
 import type { QuotaClass } from './faults.js';
@@ -130,7 +131,7 @@ export class Vault {
   /** Quota bucket of an operation on this key (null: not a key operation). */
   quotaClass(name: string | undefined, op: string): QuotaClass | null {
     const hsm = this.kind === 'managedhsm';
-    if (op === 'createKey' || op === 'rotateKey') {
+    if (op === 'createKey' || op === 'rotateKey' || op === 'importKey') {
       const k = name ? this.keys.get(name.toLowerCase()) : undefined;
       const last = k?.versions[k.versions.length - 1];
       return hsm || (last && isHsmType(last.kty)) ? 'createHsm' : 'createSoftware';
@@ -276,6 +277,13 @@ export class Vault {
     const attrs = (body.attributes ?? {}) as Record<string, unknown>;
     const tags = validateTags(body.tags);
     const keyOps = body.key_ops === undefined ? undefined : validateOps(body.key_ops);
+    if (keyOps?.includes('import')) {
+      // A key exchange key for BYOK: an RSA-HSM key whose only operation is import.
+      if (kty !== 'RSA-HSM' || keyOps.length !== 1)
+        throw badParameter(
+          "A key with key_ops 'import' is a key exchange key: kty must be RSA-HSM and 'import' its only operation.",
+        );
+    }
     const existing = this.keys.get(name.toLowerCase());
     if (existing?.deleted) {
       throw new KvError(
@@ -307,6 +315,127 @@ export class Vault {
     this.addVersion(k, v, 'create');
     if (!existing) this.keys.set(name.toLowerCase(), k);
     return this.bundle(base, k, v);
+  }
+
+  /**
+   * Import (PUT /keys/{name}) of a BYOK key transfer blob in key.key_hsm: the blob names a key
+   * exchange key of this vault (RSA-HSM, key_ops ['import'], enabled, not expired) and carries
+   * the target wrapped with CKM_RSA_AES_KEY_WRAP. An existing name gets a new version. Every
+   * problem with the blob answers 400 BadParameter and creates nothing.
+   */
+  importKey(base: string, name: string, body: Record<string, unknown>) {
+    if (!KEY_NAME.test(name))
+      throw badParameter(`Key name '${name}' is invalid: 1-127 letters, digits and dashes.`);
+    const jwk = body.key as Record<string, unknown> | undefined;
+    if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk))
+      throw badParameter("Property 'key' is required.");
+    const kty = this.allowedKty(jwk.kty);
+    if (jwk.key_hsm === undefined || jwk.key_hsm === null) {
+      throw badParameter(
+        'Imports of plain JSON web keys are not supported by the emulator; it imports BYOK transfer blobs (key.key_hsm).',
+      );
+    }
+    if (!isHsmType(kty))
+      throw badParameter(`A key transfer blob imports as RSA-HSM, EC-HSM or oct-HSM, not '${kty}'.`);
+    const attrs = (body.attributes ?? {}) as Record<string, unknown>;
+    for (const f of ['nbf', 'exp'] as const) {
+      if (attrs[f] !== undefined && attrs[f] !== null && typeof attrs[f] !== 'number')
+        throw badParameter(`Property 'attributes.${f}' must be a number.`);
+    }
+    const tags = validateTags(body.tags);
+    const keyOps = jwk.key_ops === undefined || jwk.key_ops === null ? undefined : validateOps(jwk.key_ops);
+    for (const op of keyOps ?? []) {
+      if (!ALL_OPS.includes(op)) throw badParameter(`Invalid key_ops value '${op}' for an imported key.`);
+    }
+    const existing = this.keys.get(name.toLowerCase());
+    if (existing?.deleted) {
+      throw new KvError(
+        409,
+        'Conflict',
+        `Key ${name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged.`,
+      );
+    }
+    if (!existing && this.kind === 'managedhsm' && this.keys.size >= MANAGED_HSM_MAX_KEYS) {
+      throw badParameter(`The Managed HSM holds the maximum of ${MANAGED_HSM_MAX_KEYS} keys.`);
+    }
+    const blob = parseTransferBlob(fromB64u('key.key_hsm', jwk.key_hsm));
+    const kek = this.keyExchangeKey(base, blob.kid);
+    const plain = unwrapTransferCiphertext(kek.privateKey!, kek.keySize! / 8, blob.ciphertext, blob.kid);
+    const target = targetKey(kty, plain);
+    const created = secs(this.clock.now());
+    const v: VersionRec = {
+      version: randomBytes(16).toString('hex'),
+      kty,
+      keyOps: keyOps ?? [...(kty === 'oct-HSM' ? OCT_OPS : kty === 'EC-HSM' ? EC_OPS : RSA_OPS)],
+      enabled: typeof attrs.enabled === 'boolean' ? attrs.enabled : true,
+      created,
+      updated: created,
+      tags,
+      notified: new Set(),
+      ...(typeof attrs.nbf === 'number' ? { nbf: attrs.nbf } : {}),
+      ...(typeof attrs.exp === 'number' ? { exp: attrs.exp } : {}),
+    };
+    if (target.kty === 'oct-HSM') Object.assign(v, { keySize: target.keySize, secret: target.secret });
+    else if (target.kty === 'RSA-HSM')
+      Object.assign(v, {
+        keySize: target.keySize,
+        privateKey: target.privateKey,
+        publicKey: target.publicKey,
+      });
+    else Object.assign(v, { crv: target.crv, privateKey: target.privateKey, publicKey: target.publicKey });
+    const k: KeyRec = existing ?? { name, versions: [] };
+    if (v.exp === undefined) {
+      const exp = this.applyPolicyExpiry(k, created);
+      if (exp !== undefined) v.exp = exp;
+    }
+    try {
+      this.addVersion(k, v, 'create');
+    } catch (e) {
+      v.secret?.fill(0);
+      throw e;
+    }
+    if (!existing) this.keys.set(name.toLowerCase(), k);
+    return this.bundle(base, k, v);
+  }
+
+  /** The key exchange key a transfer blob names, checked to be usable for an import now. */
+  private keyExchangeKey(base: string, kid: string): VersionRec {
+    let url: URL;
+    try {
+      url = new URL(kid);
+    } catch {
+      throw badParameter(`The key transfer blob kid '${kid}' is not a key identifier.`);
+    }
+    const here = [this.host, new URL(base).host.toLowerCase()];
+    const m = /^\/keys\/([^/]+)(?:\/([^/]*))?\/?$/.exec(url.pathname);
+    if (url.protocol !== 'https:' || !here.includes(url.host.toLowerCase()) || !m) {
+      throw badParameter(
+        `The key transfer blob kid '${kid}' does not name a key of this ${this.kind === 'managedhsm' ? 'Managed HSM' : 'vault'}; the key exchange key must be in the same place as the imported key.`,
+      );
+    }
+    const k = this.keys.get(m[1]!.toLowerCase());
+    const latest =
+      !k || k.deleted
+        ? undefined
+        : m[2]
+          ? k.versions.find((x) => x.version === m[2]!.toLowerCase())
+          : k.versions[k.versions.length - 1];
+    if (!latest) throw badParameter(`The key exchange key '${kid}' was not found in this key vault.`);
+    if (latest.kty !== 'RSA-HSM' || !latest.keyOps.includes('import')) {
+      throw badParameter(
+        `Key '${kid}' is not a key exchange key: it must be RSA-HSM with key_ops ['import'].`,
+      );
+    }
+    if (!latest.enabled) throw badParameter(`The key exchange key '${kid}' is disabled.`);
+    const nowS = secs(this.clock.now());
+    if (latest.exp !== undefined && nowS > latest.exp) {
+      throw badParameter(
+        `The key exchange key '${kid}' expired at ${new Date(latest.exp * 1000).toISOString()}; create a new one and wrap the key again.`,
+      );
+    }
+    if (latest.nbf !== undefined && nowS < latest.nbf)
+      throw badParameter(`The key exchange key '${kid}' is not valid yet.`);
+    return latest;
   }
 
   getKey(base: string, name: string, version: string) {
@@ -774,6 +903,16 @@ export class Vault {
   /** Makes a key look like one that backs a certificate (the emulator has no certificates API). */
   markManaged(name: string): void {
     this.live(name).managed = true;
+  }
+
+  /**
+   * Tests: a copy of an oct key version's secret (the latest without `version`), null if it
+   * has none, so a test can prove an import brought exactly the bytes it wrapped.
+   */
+  materialOf(name: string, version?: string): Buffer | null {
+    const k = this.keys.get(name.toLowerCase());
+    const v = version ? k?.versions.find((x) => x.version === version.toLowerCase()) : k?.versions.at(-1);
+    return v?.secret ? Buffer.from(v.secret) : null;
   }
 
   /** Versions of a key (tests inspect counts without going through HTTP). */

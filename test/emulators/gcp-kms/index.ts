@@ -59,6 +59,10 @@ export const METHODS = [
   'RestoreCryptoKeyVersion',
   'Encrypt',
   'Decrypt',
+  'CreateImportJob',
+  'GetImportJob',
+  'ListImportJobs',
+  'ImportCryptoKeyVersion',
 ] as const;
 
 let cachedService: grpc.ServiceDefinition | null = null;

@@ -1,14 +1,16 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { crc32c, int64Value } from '../../../shared/providers/gcp/crc32c.js';
 import type { SimClock } from '../aws/clock.js';
 import { GrpcError, invalid, notFound, precondition, unimplemented } from './errors.js';
+import { ImportJobs, type Unwrapped } from './importJobs.js';
 import {
   type CryptoKeyName,
   DEFAULT_LOCATIONS,
   type KeyRingName,
   type LocationName,
   parseCryptoKey,
+  parseImportJob,
   parseKeyOrVersion,
   parseKeyRing,
   parseLocation,
@@ -23,7 +25,13 @@ import {
 type Msg = Record<string, any>;
 type Timestamp = { seconds: string; nanos: number };
 
-export type VersionState = 'ENABLED' | 'DISABLED' | 'DESTROY_SCHEDULED' | 'DESTROYED';
+export type VersionState =
+  | 'ENABLED'
+  | 'DISABLED'
+  | 'DESTROY_SCHEDULED'
+  | 'DESTROYED'
+  | 'PENDING_IMPORT'
+  | 'IMPORT_FAILED';
 type Protection = 'SOFTWARE' | 'HSM';
 
 interface VersionRec {
@@ -34,6 +42,15 @@ interface VersionRec {
   destroyEventMs?: number;
   /** AES-256 key; erased (zeroed and dropped) once DESTROYED. */
   material?: Buffer;
+  /** Created by ImportCryptoKeyVersion (only such versions can be re-imported). */
+  imported?: boolean;
+  importJob?: string;
+  importMs?: number;
+  importFailureReason?: string;
+  /** Keyed digest of the material this version ever held: a re-import must bring the same. */
+  materialTag?: Buffer;
+  /** Outcome of an import still PENDING_IMPORT; applied before the next request is served. */
+  pending?: Unwrapped;
 }
 
 interface KeyRec {
@@ -42,6 +59,8 @@ interface KeyRec {
   tag: Buffer;
   createMs: number;
   protection: Protection;
+  /** Versions come only from ImportCryptoKeyVersion. */
+  importOnly: boolean;
   labels: Record<string, string>;
   rotationPeriodS?: number;
   nextRotationMs?: number;
@@ -72,6 +91,9 @@ const IV = 12;
 const GCM_TAG = 16;
 /** A jump of the clock runs at most this many automatic rotations per key (a runaway guard). */
 const MAX_CATCH_UP = 1000;
+/** Bytes of key material GOOGLE_SYMMETRIC_ENCRYPTION takes. */
+const SYMMETRIC_BYTES = 32;
+const MISMATCH = 'The imported key material does not match the material this version held before.';
 
 const LABEL_KEY = /^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$/u;
 const LABEL_VALUE = /^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$/u;
@@ -94,23 +116,38 @@ export class KmsState {
   private readonly projects: Set<string> | null;
   private rings = new Map<string, RingRec>();
   private keys = new Map<string, KeyRec>();
+  private readonly importJobs: ImportJobs;
+  /** Keys the digests of destroyed imported material; never leaves the emulator. */
+  private readonly tagSecret = randomBytes(32);
 
   constructor(opts: KmsStateOptions) {
     this.clock = opts.clock;
+    this.importJobs = new ImportJobs(opts.clock);
     this.locations = new Set(opts.locations ?? DEFAULT_LOCATIONS);
     this.projects = opts.projects ? new Set(opts.projects) : null;
   }
 
   reset(): void {
-    for (const k of this.keys.values()) for (const v of k.versions) v.material?.fill(0);
+    for (const k of this.keys.values()) {
+      for (const v of k.versions) {
+        v.material?.fill(0);
+        if (v.pending && 'material' in v.pending) v.pending.material.fill(0);
+      }
+    }
     this.rings.clear();
     this.keys.clear();
+    this.importJobs.reset();
   }
 
-  /** Runs what fell due: automatic rotations, then scheduled destructions. */
+  /**
+   * Runs what fell due: imports still pending complete, expired import jobs lose their key,
+   * then automatic rotations and scheduled destructions.
+   */
   tick(): void {
     const now = this.clock.nowMs();
+    this.importJobs.tick();
     for (const k of this.keys.values()) {
+      for (const v of k.versions) if (v.pending) this.settleImport(v);
       let n = 0;
       while (k.nextRotationMs !== undefined && k.nextRotationMs <= now && n < MAX_CATCH_UP) {
         const v = this.addVersion(k, k.nextRotationMs);
@@ -178,7 +215,9 @@ export class KmsState {
     if (!ck.purpose || ck.purpose === 'CRYPTO_KEY_PURPOSE_UNSPECIFIED')
       throw invalid('crypto_key.purpose is required');
     if (ck.purpose !== 'ENCRYPT_DECRYPT') throw unimplemented(`purpose ${ck.purpose}`);
-    if (ck.importOnly) throw unimplemented('import_only keys');
+    const importOnly = ck.importOnly === true;
+    if (importOnly && !req.skipInitialVersionCreation)
+      throw invalid('skip_initial_version_creation must be true for a key with import_only set');
     if (ck.cryptoKeyBackend) throw unimplemented('crypto_key_backend');
     const tpl: Msg = ck.versionTemplate ?? {};
     const algorithm = tpl.algorithm ?? 'CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED';
@@ -209,6 +248,7 @@ export class KmsState {
       tag: randomBytes(8),
       createMs: now,
       protection,
+      importOnly,
       labels: checkLabels(ck.labels ?? {}),
       destroyScheduledS,
       versions: [],
@@ -279,6 +319,11 @@ export class KmsState {
 
   CreateCryptoKeyVersion(req: Msg): Msg {
     const key = this.key(parseCryptoKey('parent', req.parent));
+    if (key.importOnly) {
+      throw precondition(
+        `CryptoKey ${key.name} has import_only set: its versions can only be created with ImportCryptoKeyVersion.`,
+      );
+    }
     const cv: Msg = req.cryptoKeyVersion ?? {};
     if (cv.state && cv.state !== 'CRYPTO_KEY_VERSION_STATE_UNSPECIFIED' && cv.state !== 'ENABLED')
       throw invalid(`crypto_key_version.state ${cv.state} cannot be set on creation`);
@@ -342,6 +387,137 @@ export class KmsState {
     v.state = 'DISABLED';
     v.destroyMs = undefined;
     return this.versionMsg(key, v);
+  }
+
+  // ---- import ----
+
+  /**
+   * Tests: a copy of the material a version holds (null when it holds none), so a test can
+   * prove an import brought exactly the bytes it wrapped. Not an RPC: Cloud KMS never reveals it.
+   */
+  materialOf(versionName: string): Buffer | null {
+    const n = parseVersion('name', versionName);
+    const v = this.keys.get(n.keyName)?.versions.find((x) => x.id === n.version);
+    return v?.material ? Buffer.from(v.material) : null;
+  }
+
+  /** Tests: keep new import jobs PENDING_GENERATION (true) until released (false). */
+  holdImportJobGeneration(on: boolean): void {
+    this.importJobs.holdGeneration(on);
+  }
+
+  CreateImportJob(req: Msg): Msg {
+    const parent = parseKeyRing('parent', req.parent);
+    this.ring(parent);
+    const id = this.resourceId('import_job_id', req.importJobId);
+    return this.importJobs.message(this.importJobs.create(parent.name, id, req.importJob));
+  }
+
+  GetImportJob(req: Msg): Msg {
+    const n = parseImportJob('name', req.name);
+    this.ring(parseKeyRing('name', n.ringName));
+    return this.importJobs.message(this.importJobs.get(n));
+  }
+
+  ListImportJobs(req: Msg): Msg {
+    const parent = parseKeyRing('parent', req.parent);
+    this.ring(parent);
+    const filter = parseFilter(req.filter, ['name', 'state', 'import_method', 'protection_level']);
+    const all = this.importJobs
+      .inRing(parent.name)
+      .sort((a, b) => cmp(a.name, b.name))
+      .map((j) => this.importJobs.message(j))
+      .filter((m) => filter.matches(m));
+    const page = paginate(all, req, `importJobs|${parent.name}|${req.filter ?? ''}`);
+    return { importJobs: page.items, nextPageToken: page.next, totalSize: filter.empty ? all.length : 0 };
+  }
+
+  /**
+   * Validates the request and the wrapped key's length at once (INVALID_ARGUMENT, nothing
+   * created); the unwrapping itself completes after the response, as in the service: the
+   * version answers PENDING_IMPORT, then turns ENABLED or IMPORT_FAILED with a reason.
+   */
+  ImportCryptoKeyVersion(req: Msg): Msg {
+    const keyName = parseCryptoKey('parent', req.parent);
+    const key = this.key(keyName);
+    const jobName = parseImportJob('import_job', req.importJob);
+    this.ring(parseKeyRing('import_job', jobName.ringName));
+    const job = this.importJobs.get(jobName);
+    const algorithm = req.algorithm ?? 'CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED';
+    if (algorithm === 'CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED') throw invalid('algorithm is required');
+    if (algorithm !== 'GOOGLE_SYMMETRIC_ENCRYPTION')
+      throw invalid(`algorithm ${algorithm} is not compatible with purpose ENCRYPT_DECRYPT`);
+    const primary = bytes(req.wrappedKey);
+    const legacy = bytes(req.rsaAesWrappedKey);
+    if (primary.length > 0 && legacy.length > 0)
+      throw invalid('only one of wrapped_key and rsa_aes_wrapped_key may be set');
+    const wrapped = primary.length > 0 ? primary : legacy;
+    if (wrapped.length === 0) throw invalid('wrapped_key is required');
+    if (jobName.project !== keyName.project || jobName.location !== keyName.location)
+      throw invalid(`import_job ${job.name} must be in the same project and location as ${key.name}`);
+    let target: VersionRec | undefined;
+    if (req.cryptoKeyVersion) {
+      const vn = parseVersion('crypto_key_version', req.cryptoKeyVersion);
+      if (vn.keyName !== key.name)
+        throw invalid(`crypto_key_version ${vn.name} is not a version of ${key.name}`);
+      target = this.version(key, vn);
+      if (!target.imported) {
+        throw precondition(
+          `${vn.name} was not created by ImportCryptoKeyVersion; only imported versions can be re-imported.`,
+        );
+      }
+      if (target.state !== 'DESTROYED' && target.state !== 'IMPORT_FAILED') {
+        throw precondition(
+          `${vn.name} is ${target.state}; only DESTROYED or IMPORT_FAILED versions can be re-imported.`,
+        );
+      }
+    }
+    const jobState = this.importJobs.state(job);
+    if (jobState !== 'ACTIVE')
+      throw precondition(`ImportJob ${job.name} cannot be used: its state is ${jobState}, not ACTIVE.`);
+    if (job.protection !== key.protection) {
+      throw precondition(
+        `ImportJob ${job.name} has protection level ${job.protection}, but ${key.name} holds ${key.protection} versions.`,
+      );
+    }
+    this.importJobs.checkLength(job, wrapped, SYMMETRIC_BYTES);
+    const outcome = this.importJobs.unwrap(job, wrapped, SYMMETRIC_BYTES);
+    const now = this.clock.nowMs();
+    const v: VersionRec = target ?? {
+      id: key.versions.length + 1,
+      state: 'PENDING_IMPORT',
+      createMs: now,
+      imported: true,
+    };
+    v.state = 'PENDING_IMPORT';
+    v.importJob = job.name;
+    v.importMs = now;
+    v.importFailureReason = undefined;
+    v.destroyMs = undefined;
+    v.destroyEventMs = undefined;
+    v.pending = outcome;
+    if (!target) key.versions.push(v);
+    return this.versionMsg(key, v);
+  }
+
+  private settleImport(v: VersionRec): void {
+    const outcome = v.pending!;
+    v.pending = undefined;
+    if ('failure' in outcome) {
+      v.state = 'IMPORT_FAILED';
+      v.importFailureReason = outcome.failure;
+      return;
+    }
+    const tag = createHmac('sha256', this.tagSecret).update(outcome.material).digest();
+    if (v.materialTag && !v.materialTag.equals(tag)) {
+      outcome.material.fill(0);
+      v.state = 'IMPORT_FAILED';
+      v.importFailureReason = MISMATCH;
+      return;
+    }
+    v.materialTag = tag;
+    v.material = outcome.material;
+    v.state = 'ENABLED';
   }
 
   // ---- cryptography ----
@@ -511,6 +687,9 @@ export class KmsState {
     }
     if (key.rotationPeriodS !== undefined && key.nextRotationMs === undefined)
       throw invalid(`${field}.next_rotation_time must be set when rotation_period is set`);
+    // Automatic rotation generates versions, which an import-only key cannot hold.
+    if (key.importOnly && (key.rotationPeriodS !== undefined || key.nextRotationMs !== undefined))
+      throw invalid(`${field} has import_only set: it cannot have a rotation schedule`);
   }
 
   private keyMsg(k: KeyRec): Msg {
@@ -526,7 +705,7 @@ export class KmsState {
         : {}),
       versionTemplate: { protectionLevel: k.protection, algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION' },
       labels: { ...k.labels },
-      importOnly: false,
+      importOnly: k.importOnly,
       destroyScheduledDuration: { seconds: String(k.destroyScheduledS), nanos: 0 },
     };
   }
@@ -538,9 +717,14 @@ export class KmsState {
       protectionLevel: k.protection,
       algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
       createTime: ts(v.createMs),
-      generateTime: ts(v.createMs),
+      // Imported material was generated elsewhere: the service leaves generate_time unset.
+      generateTime: v.imported ? null : ts(v.createMs),
       destroyTime: v.destroyMs === undefined ? null : ts(v.destroyMs),
       destroyEventTime: v.destroyEventMs === undefined ? null : ts(v.destroyEventMs),
+      importJob: v.importJob ?? '',
+      importTime: v.importMs === undefined ? null : ts(v.importMs),
+      importFailureReason: v.state === 'IMPORT_FAILED' ? (v.importFailureReason ?? '') : '',
+      reimportEligible: v.imported === true,
     };
   }
 }

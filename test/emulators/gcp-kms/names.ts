@@ -14,6 +14,7 @@ const RE = {
   version: new RegExp(
     `^projects/${PROJECT}/locations/${LOCATION}/keyRings/${ID}/cryptoKeys/${ID}/cryptoKeyVersions/(\\d{1,10})$`,
   ),
+  importJob: new RegExp(`^projects/${PROJECT}/locations/${LOCATION}/keyRings/${ID}/importJobs/${ID}$`),
 };
 export const RESOURCE_ID = /^[a-zA-Z0-9_-]{1,63}$/;
 
@@ -27,6 +28,10 @@ export interface KeyRingName extends LocationName {
 }
 export interface CryptoKeyName extends KeyRingName {
   cryptoKey: string;
+}
+export interface ImportJobName extends KeyRingName {
+  importJob: string;
+  ringName: string;
 }
 export interface VersionName extends CryptoKeyName {
   version: number;
@@ -76,6 +81,23 @@ export function parseVersion(field: string, value: unknown): VersionName {
     version: Number(m[5]),
     name: m[0],
     keyName,
+  };
+}
+
+export function parseImportJob(field: string, value: unknown): ImportJobName {
+  const m = RE.importJob.exec(need(field, value));
+  if (!m) {
+    throw invalid(
+      `${field}: "${value}" is not an import job name (projects/*/locations/*/keyRings/*/importJobs/*)`,
+    );
+  }
+  return {
+    project: m[1]!,
+    location: m[2]!,
+    keyRing: m[3]!,
+    importJob: m[4]!,
+    name: m[0],
+    ringName: `projects/${m[1]}/locations/${m[2]}/keyRings/${m[3]}`,
   };
 }
 

@@ -28,7 +28,8 @@ import { loadConfig } from '../../../shared/core/policy/load.js';
 import { ManualClock } from '../../../shared/core/ports/Clock.js';
 import type { KeyMaterialSource } from '../../../shared/core/ports/KeyProvider.js';
 import { applyPlan } from '../../../shared/core/usecases/applyPlan.js';
-import { importKey, materialLabel } from '../../../shared/core/usecases/byok.js';
+import { ApprovalRequired, approve } from '../../../shared/core/usecases/approvals.js';
+import { importKey, importKeyByRef, materialLabel } from '../../../shared/core/usecases/byok.js';
 import type { RekeyContext } from '../../../shared/core/usecases/context.js';
 import { makePlan } from '../../../shared/core/usecases/planCycle.js';
 import { AwsKmsProvider } from '../../../shared/providers/aws/AwsKmsProvider.js';
@@ -575,6 +576,45 @@ providers:
         else process.env[k] = v;
       }
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('dual control', () => {
+  it('an import that approvals.require names waits for M-of-N approvals, then runs once', async () => {
+    const target = await externalKey();
+    const material = await generateByokKey(token, { label: 'dual-control' });
+    ctx.config = loadConfig(
+      [
+        'version: 1',
+        'providers:',
+        '  aws-test: { type: aws-kms, regions: [eu-west-1] }',
+        `  hsm: { type: pkcs11, module: ${hsm.module}, token: ${hsm.label}, pin: env:UNUSED_PIN }`,
+        'approvals: { approvers: [alice, bob, carol], quorum: 2, require: [import] }',
+        '',
+      ].join('\n'),
+      't.yaml',
+    );
+    ctx.providers.set('hsm', token);
+    try {
+      const run = () => importKeyByRef(ctx, { from: material.uri, to: target.ref.uri });
+      const refused = (await rejectionOf(run())) as unknown as ApprovalRequired;
+      expect(refused).toBeInstanceOf(ApprovalRequired);
+      expect(refused.message).toMatch(/needs 2 approval/);
+      expect(await keyState(target.arn)).toBe('PendingImport');
+      const id = refused.requestId!;
+      // The requester cannot approve their own import; two others can.
+      await expect(approve(ctx, id, { by: 'test' })).rejects.toThrow();
+      await approve(ctx, id, { by: 'alice' });
+      expect((await rejectionOf(run())).message).toMatch(/has 1/);
+      await approve(ctx, id, { by: 'bob' });
+      const done = await run();
+      expect(done.targetRef).toBe(target.ref.uri);
+      expect(await keyState(target.arn)).toBe('Enabled');
+      // The approval was used up: a second import needs a new request.
+      await expect(run()).rejects.toBeInstanceOf(ApprovalRequired);
+    } finally {
+      ctx.providers.delete('hsm');
     }
   });
 });
