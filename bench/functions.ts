@@ -47,6 +47,7 @@ const CLIENTS: Record<string, string[]> = {
   worker: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
   events: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
   costs: ['client-kms', 'client-dynamodb', 'lib-dynamodb'],
+  approvals: ['client-kms', 'client-dynamodb', 'lib-dynamodb'],
 };
 const EXPORTED: Record<string, string> = {
   'client-kms': 'KMSClient',

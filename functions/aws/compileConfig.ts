@@ -1,15 +1,30 @@
 import { readFileSync } from 'node:fs';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { exportSPKI } from 'jose';
+import picomatch from 'picomatch';
 import { parseCatalog } from '../../shared/core/cost/catalog.js';
 import { ConfigError } from '../../shared/core/errors.js';
+import { GLOB_OPTIONS } from '../../shared/core/policy/glob.js';
 import { loadConfig } from '../../shared/core/policy/load.js';
+import type { RekeyConfig } from '../../shared/core/policy/types.js';
+import { publicKeyFromFile } from '../../shared/governance/signing.js';
 import { COMPILED_FORMAT, COMPILED_FORMAT_VERSION, type CompiledConfig } from './config.js';
+import type { CompiledGlob } from './globs.js';
 
 /**
  * Build time: rekey.yaml through the normal loader (every problem with its line and column),
  * checked against what the AWS functions carry, with the price catalog validated beside it. The
  * result is what the functions read at run time (config.ts). Nothing here goes into a bundle.
  */
+
+/**
+ * The environment variables the functions hold HMAC secrets in (serverless.yml sets them from
+ * deployment parameters): a config naming another variable could never verify anything.
+ */
+export const SECRET_ENV = {
+  incidents: 'REKEY_INCIDENT_KEY',
+  approvals: 'REKEY_APPROVAL_TOKEN_KEY',
+} as const;
 
 /** What the functions carry; anything else would fail every invocation, so it fails the build. */
 const CARRIED = {
@@ -18,10 +33,10 @@ const CARRIED = {
   metrics: ['emf'],
 } as const;
 
-export function compileConfig(
+export async function compileConfig(
   sourcePath: string,
   opts: { root: string; catalogPath?: string; now?: Date },
-): { compiled: CompiledConfig; notes: string[] } {
+): Promise<{ compiled: CompiledConfig; notes: string[] }> {
   const path = resolve(sourcePath);
   let text: string;
   try {
@@ -42,6 +57,16 @@ export function compileConfig(
   if (config.metrics && !(CARRIED.metrics as readonly string[]).includes(config.metrics.type)) {
     refuse.push(`metrics: type ${config.metrics.type} is not carried by the AWS functions (only emf)`);
   }
+  const incidentEnv = config.incidents?.signing.hmac?.secretEnv;
+  if (incidentEnv !== undefined && incidentEnv !== SECRET_ENV.incidents)
+    refuse.push(
+      `incidents.signing.hmac.secretEnv: the events function reads its secret from ${SECRET_ENV.incidents}, not ${incidentEnv}`,
+    );
+  const tokenEnv = config.approvals?.tokens?.hmac?.secretEnv;
+  if (tokenEnv !== undefined && tokenEnv !== SECRET_ENV.approvals)
+    refuse.push(
+      `approvals.tokens.hmac.secretEnv: the approvals function reads its secret from ${SECRET_ENV.approvals}, not ${tokenEnv}`,
+    );
   if (refuse.length > 0) {
     throw new ConfigError(`${path}: ${refuse.join('; ')}; run that part from the CLI`);
   }
@@ -60,6 +85,16 @@ export function compileConfig(
     throw new ConfigError(`price catalog ${catalogPath}: ${(e as Error).message}`);
   }
   const catalog = parseCatalog(catalogJson, `price catalog ${catalogPath}`);
+  const publicKeys: Record<string, string> = {};
+  for (const [field, jws] of [
+    ['incidents.signing.jws', config.incidents?.signing.jws],
+    ['approvals.tokens.jws', config.approvals?.tokens?.jws],
+  ] as const) {
+    if (!jws) continue;
+    // Checked now (readable, a PEM public key for the algorithm) rather than at the first event.
+    const key = await publicKeyFromFile(jws.publicKeyFile, jws.alg, dirname(path), field);
+    publicKeys[jws.publicKeyFile] = await exportSPKI(key);
+  }
   const rel = relative(opts.root, path);
   const compiled: CompiledConfig = {
     format: COMPILED_FORMAT,
@@ -71,9 +106,32 @@ export function compileConfig(
     compiledAt: (opts.now ?? new Date()).toISOString(),
     config,
     catalog,
+    ...(Object.keys(publicKeys).length > 0 ? { publicKeys } : {}),
+    globs: Object.fromEntries(globsOf(config).map((g) => [g, compileGlob(g)])),
   };
   assertJsonData(compiled, 'compiled config');
   return { compiled, notes };
+}
+
+/**
+ * Every glob the config holds, in the fields the schema declares as globs: policies' name and
+ * tag matches, and the AWS provider's rotateByNewKey alias patterns.
+ */
+export function globsOf(config: Pick<RekeyConfig, 'providers' | 'policies'>): string[] {
+  const out = new Set<string>();
+  for (const p of Object.values(config.providers))
+    if (p.type === 'aws-kms') for (const g of p.rotateByNewKey ?? []) out.add(g);
+  for (const p of config.policies) {
+    for (const g of p.match.name ?? []) out.add(g);
+    for (const g of Object.values(p.match.tags ?? {})) out.add(g);
+  }
+  return [...out].sort();
+}
+
+/** The regular expression picomatch builds for a glob, with rekey's glob options. */
+export function compileGlob(glob: string): CompiledGlob {
+  const re = picomatch.makeRe(glob, GLOB_OPTIONS);
+  return { source: re.source, flags: re.flags };
 }
 
 /**

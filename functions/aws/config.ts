@@ -4,6 +4,7 @@ import type { CatalogData } from '../../shared/core/cost/catalog.js';
 import { type PriceCatalog, priceCatalog } from '../../shared/core/cost/priceCatalog.js';
 import { ConfigError } from '../../shared/core/errors.js';
 import type { RekeyConfig } from '../../shared/core/policy/types.js';
+import type { CompiledGlob } from './globs.js';
 
 /**
  * The config as the functions read it: compiled at build time from rekey.yaml by the normal
@@ -24,13 +25,26 @@ export interface CompiledConfig {
   config: Omit<RekeyConfig, 'file'>;
   /** The price catalog as validated (data/prices/catalog.json). */
   catalog: CatalogData;
+  /**
+   * The PEM public keys the config names (`incidents.signing.jws.publicKeyFile`,
+   * `approvals.tokens.jws.publicKeyFile`), by the path as written: carried here so that a
+   * function needs no file beside its bundle. Public keys only; secrets stay in the environment.
+   */
+  publicKeys?: Record<string, string>;
+  /** Every glob of the config, compiled (globs.ts): the functions carry no glob compiler. */
+  globs: Record<string, CompiledGlob>;
+}
+
+/** What a function runs on: the config, its prices and the public keys it names. */
+export interface FunctionConfig {
+  config: RekeyConfig;
+  catalog: PriceCatalog;
+  publicKeys: Record<string, string>;
+  globs: Record<string, CompiledGlob>;
 }
 
 /** Reads a compiled config; anything else is a ConfigError naming the file and what is wrong. */
-export function readCompiledConfig(
-  path: string,
-  root: string,
-): { config: RekeyConfig; catalog: PriceCatalog } {
+export function readCompiledConfig(path: string, root: string): FunctionConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -65,10 +79,16 @@ export function readCompiledConfig(
     !isRecord(cfg?.stores) && 'config.stores',
     !Array.isArray(cfg?.policies) && 'config.policies',
     (typeof c.catalog?.version !== 'string' || !Array.isArray(c.catalog?.prices)) && 'catalog',
+    c.publicKeys !== undefined &&
+      (!isRecord(c.publicKeys) || Object.values(c.publicKeys).some((v) => typeof v !== 'string')) &&
+      'publicKeys',
+    (!isRecord(c.globs) ||
+      Object.values(c.globs).some((g) => typeof g?.source !== 'string' || typeof g?.flags !== 'string')) &&
+      'globs',
   ].filter((x): x is string => typeof x === 'string');
   if (bad.length > 0) throw notCompiled(`missing or malformed: ${bad.join(', ')}`);
   const config = { ...(cfg as Omit<RekeyConfig, 'file'>), file: resolve(root, c.source!) };
-  return { config, catalog: priceCatalog(c.catalog!) };
+  return { config, catalog: priceCatalog(c.catalog!), publicKeys: { ...c.publicKeys }, globs: c.globs! };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

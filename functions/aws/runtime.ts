@@ -9,6 +9,7 @@ import type { WorkQueue } from '../../shared/core/ports/WorkQueue.js';
 import { DynamoStateStore } from '../../shared/stores/dynamodb/DynamoStateStore.js';
 import { EmfMetricsSink } from '../../shared/telemetry/metrics/EmfMetricsSink.js';
 import { readCompiledConfig } from './config.js';
+import { registerGlobs } from './globs.js';
 
 /**
  * What every rekey Lambda function shares: its settings from the environment (set in
@@ -96,6 +97,8 @@ export interface AwsRuntime {
   /** The context, composed on first use and kept for the life of the execution environment. */
   context(): Promise<Composed>;
   settings(): AwsRuntimeSettings;
+  /** The public keys the compiled config carries (after context()). */
+  publicKeys(): Record<string, string>;
 }
 
 /**
@@ -114,6 +117,7 @@ export function awsRuntime(
 ): AwsRuntime {
   let settings: AwsRuntimeSettings | undefined;
   let composed: Promise<Composed> | undefined;
+  let publicKeys: Record<string, string> = {};
   const get = () => {
     settings ??= readSettings(process.env, {
       queue: Boolean(opts.queue),
@@ -123,7 +127,8 @@ export function awsRuntime(
   };
   const build = async (): Promise<Composed> => {
     const s = get();
-    const { config, catalog } = readCompiledConfig(s.configPath, s.root);
+    const { config, catalog, publicKeys: keys, globs } = readCompiledConfig(s.configPath, s.root);
+    registerGlobs(globs);
     if (s.configDigest && s.configDigest !== config.digest) {
       throw new ConfigError(
         `${s.configPath} was compiled from another config (digest ${config.digest.slice(0, 12)}) than the one deployed (REKEY_CONFIG_DIGEST ${s.configDigest.slice(0, 12)})`,
@@ -146,10 +151,12 @@ export function awsRuntime(
       service: metricsOptions().serviceName,
       onWarning: (m) => process.stderr.write(`rekey: metrics: ${m}\n`),
     });
+    publicKeys = keys;
     return ctx;
   };
   return {
     settings: get,
+    publicKeys: () => publicKeys,
     context() {
       composed ??= build().catch((e: unknown) => {
         composed = undefined;

@@ -15,6 +15,7 @@ export const AWS_FUNCTIONS = {
   worker: 'functions/aws/worker.ts',
   events: 'functions/aws/events.ts',
   costs: 'functions/aws/costs.ts',
+  approvals: 'functions/aws/approvals.ts',
 };
 
 /**
@@ -61,6 +62,10 @@ export const FUNCTION_LEFT_OUT = {
   costs: {
     'shared/telemetry/eventbridge/EventBridgeEventBus.ts': 'rekey events (the cost function publishes none)',
   },
+  approvals: {
+    'shared/telemetry/eventbridge/EventBridgeEventBus.ts':
+      'rekey events (the approvals function publishes none)',
+  },
 };
 
 /** Packages that must never end up in an AWS bundle (the build fails if one does). */
@@ -75,7 +80,16 @@ const FORBIDDEN = [
   // Validation happens at build time (functions/aws/compileConfig.ts), not in the functions.
   /^yaml$/,
   /^zod$/,
+  /^picomatch$/,
 ];
+
+/**
+ * rekey modules the bundles take from elsewhere: globs come compiled with the config
+ * (functions/aws/globs.ts), so the glob compiler stays out.
+ */
+export const REPLACED = {
+  'shared/core/policy/glob.ts': 'functions/aws/globs.ts',
+};
 
 /** Exported value names of a TypeScript module (types and interfaces are not values). */
 function exportedNames(source) {
@@ -103,6 +117,7 @@ function rekeyPlugin(root, fn) {
     Object.entries({ ...LEFT_OUT, ...FUNCTION_LEFT_OUT[fn] }).map(([rel, what]) => [join(root, rel), what]),
   );
   const errorsModule = join(root, 'shared/core/errors.ts');
+  const replaced = new Map(Object.entries(REPLACED).map(([from, to]) => [join(root, from), join(root, to)]));
   return {
     name: 'rekey-aws',
     setup(build) {
@@ -110,6 +125,7 @@ function rekeyPlugin(root, fn) {
       build.onResolve({ filter: /\.js$/ }, (args) => {
         if (!args.importer.startsWith(root) || args.importer.includes('node_modules')) return undefined;
         const ts = join(args.resolveDir, args.path).replace(/\.js$/, '.ts');
+        if (replaced.has(ts)) return { path: replaced.get(ts) };
         const what = leftOut.get(ts);
         return what ? { path: ts, namespace: 'rekey-left-out', pluginData: { what } } : undefined;
       });
@@ -246,7 +262,7 @@ export async function compileFunctionsConfig({
     throw new Error(`${relative(root, compiler)} is missing: run tsc first (npm run build does)`);
   const { compileConfig } = await import(pathToFileURL(compiler).href);
   try {
-    const { compiled, notes } = compileConfig(yamlPath, { root });
+    const { compiled, notes } = await compileConfig(yamlPath, { root });
     writeFileSync(out, `${JSON.stringify(compiled)}\n`);
     if (!quiet) {
       for (const n of notes) console.log(`aws: note: ${n}`);

@@ -23,7 +23,7 @@ interface Statement {
   Condition?: Json;
 }
 
-const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs'] as const;
+const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs', 'approvals'] as const;
 /** KMS actions that touch key material or ciphertexts. */
 const CRYPTO = [
   'kms:Encrypt',
@@ -102,13 +102,13 @@ function slsPackage(config: string, into: string) {
   });
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const fn of FUNCTIONS) {
     if (!existsSync(join(ROOT, 'dist/aws', `${fn}.mjs`)))
       throw new Error(`dist/aws/${fn}.mjs is missing: run \`npm run build\` (npm test does)`);
   }
   mkdirSync(CONFIG_DIR, { recursive: true });
-  const compiled = writeCompiledConfig(CONFIG_DIR, CONFIG_YAML);
+  const compiled = await writeCompiledConfig(CONFIG_DIR, CONFIG_YAML);
   CONFIG = relative(ROOT, compiled);
   digest = JSON.parse(readFileSync(compiled, 'utf8')).config.digest;
   out = mkdtempSync(join(tmpdir(), 'rekey-sls-'));
@@ -153,11 +153,21 @@ describe('serverless package (offline)', () => {
     }
     const schedules = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.ScheduleExpression);
     expect(schedules).toHaveLength(2);
-    const kmsRule = ofType('AWS::Events::Rule').find(([, r]) => r.Properties.EventPattern)!;
-    expect(kmsRule[1].Properties.EventPattern).toEqual({
-      source: ['aws.kms'],
-      'detail-type': ['KMS CMK Rotation', 'KMS Imported Key Material Expiration', 'KMS CMK Deletion'],
-    });
+    const patterns = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.EventPattern);
+    expect(patterns.map(([, r]) => r.Properties.EventPattern)).toEqual([
+      {
+        source: ['aws.kms'],
+        'detail-type': ['KMS CMK Rotation', 'KMS Imported Key Material Expiration', 'KMS CMK Deletion'],
+      },
+      { 'detail-type': ['dev.rekey.key.compromised'] },
+    ]);
+    // KMS events come on the default bus, compromise events on rekey's own.
+    expect(patterns[0]![1].Properties.EventBusName).toBeUndefined();
+    expect(JSON.stringify(patterns[1]![1].Properties.EventBusName)).toMatch(/EventBus/);
+    for (const [, r] of patterns)
+      expect(r.Properties.Targets).toEqual([
+        expect.objectContaining({ Arn: { 'Fn::GetAtt': ['EventsLambdaFunction', 'Arn'] } }),
+      ]);
     const [, mapping] = ofType('AWS::Lambda::EventSourceMapping')[0]!;
     expect(mapping.Properties).toMatchObject({
       FunctionResponseTypes: ['ReportBatchItemFailures'],
@@ -197,7 +207,7 @@ describe('serverless package (offline)', () => {
         // creating a key that carries the managed tag take "*".
         if (s.Resource === '*') for (const a of kms) expect(CRYPTO).not.toContain(a);
         if (s.Resource === '*' && s.Condition === undefined) {
-          expect(kms.sort()).toEqual(['kms:ListAliases', 'kms:ListKeys']);
+          for (const a of kms) expect(['kms:ListAliases', 'kms:ListKeys']).toContain(a);
         } else if (s.Resource === '*') {
           expect(kms.sort()).toEqual(['kms:CreateKey', 'kms:TagResource']);
           expect(s.Condition).toEqual({ StringEquals: { 'aws:RequestTag/rekey-managed': 'true' } });
@@ -232,14 +242,26 @@ describe('serverless package (offline)', () => {
     const chains = ['kms:GetKeyPolicy', 'kms:TagResource', 'kms:UpdateAlias', 'kms:CreateKey'];
     expect(kmsActions('SchedulerRole')).toEqual(new Set([...list, ...read, ...manage, ...chains]));
     expect(kmsActions('WorkerRole')).toEqual(new Set([...read, ...crypto]));
-    expect(kmsActions('EventsRole')).toEqual(new Set([...read, ...crypto, 'kms:RotateKeyOnDemand']));
+    expect(kmsActions('EventsRole')).toEqual(
+      new Set([...read, ...crypto, 'kms:RotateKeyOnDemand', 'kms:ListAliases', ...chains]),
+    );
     expect(kmsActions('CostsRole')).toEqual(new Set([...list, ...read]));
+    expect(kmsActions('ApprovalsRole')).toEqual(new Set());
     // Queue, bus and tables: each function reaches only what it uses.
     const all = (role: string) => new Set(statements(role).flatMap(actions));
     expect(all('SchedulerRole')).toContain('sqs:SendMessage');
     expect(all('WorkerRole')).not.toContain('sqs:SendMessage');
     expect(all('WorkerRole')).toContain('sqs:ReceiveMessage');
     expect(all('CostsRole')).not.toContain('events:PutEvents');
+    expect(all('ApprovalsRole')).toEqual(
+      new Set([
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+      ]),
+    );
     const idempotency = (role: string) =>
       statements(role).some((s) => JSON.stringify(s.Resource).includes('IdempotencyTable'));
     expect(FUNCTIONS.filter((fn) => idempotency(`${fn[0]!.toUpperCase()}${fn.slice(1)}Role`))).toEqual([
@@ -252,6 +274,18 @@ describe('serverless package (offline)', () => {
       const listing = zipEntries(readFileSync(join(out, `${fn}.zip`))).sort();
       expect(listing).toEqual([`dist/aws/${fn}.mjs`, CONFIG].sort());
     }
+  });
+
+  it('serves approvals on a function URL the handler authenticates, and passes HMAC secrets as parameters', () => {
+    const [, url] = ofType('AWS::Lambda::Url')[0]!;
+    expect(url.Properties).toMatchObject({
+      AuthType: 'NONE',
+      TargetFunctionArn: { 'Fn::GetAtt': ['ApprovalsLambdaFunction', 'Arn'] },
+    });
+    const env = (fn: string) => (fnResource(fn).Properties.Environment as Json).Variables as Json;
+    expect(env('approvals')).toMatchObject({ REKEY_APPROVAL_TOKEN_KEY: '' });
+    expect(env('events')).toMatchObject({ REKEY_INCIDENT_KEY: '' });
+    expect(env('scheduler').REKEY_INCIDENT_KEY).toBeUndefined();
   });
 
   it('refuses to package without a compiled config', () => {

@@ -41,9 +41,12 @@ function write(name: string, text: string): string {
 }
 
 describe('compiled config', () => {
-  it('carries what the loader produced, and the catalog, through JSON unchanged', () => {
+  it('carries what the loader produced, and the catalog, through JSON unchanged', async () => {
     const src = write('rekey.yaml', YAML);
-    const { compiled, notes } = compileConfig(src, { root: ROOT, now: new Date('2026-01-01T00:00:00Z') });
+    const { compiled, notes } = await compileConfig(src, {
+      root: ROOT,
+      now: new Date('2026-01-01T00:00:00Z'),
+    });
     expect(notes).toEqual([expect.stringMatching(/state: not used by the AWS functions/)]);
     const out = write('rekey.config.json', JSON.stringify(compiled));
     const { config, catalog } = readCompiledConfig(out, '/var/task');
@@ -60,31 +63,25 @@ describe('compiled config', () => {
     expect(readFileSync(out, 'utf8')).not.toMatch(/\/tmp\//);
   });
 
-  it('a source inside the project keeps its place relative to the root', () => {
+  it('a source inside the project keeps its place relative to the root', async () => {
     const inside = mkdtempSync(join(ROOT, '.tmp', 'compiled-'));
     try {
       writeFileSync(join(inside, 'prod.yaml'), YAML);
-      const { compiled } = compileConfig(join(inside, 'prod.yaml'), { root: ROOT });
+      const { compiled } = await compileConfig(join(inside, 'prod.yaml'), { root: ROOT });
       expect(compiled.source).toBe(`.tmp/${basename(inside)}/prod.yaml`);
     } finally {
       rmSync(inside, { recursive: true, force: true });
     }
   });
 
-  it('refuses what the loader refuses, with line and column', () => {
+  it('refuses what the loader refuses, with line and column', async () => {
     const src = write('bad.yaml', YAML.replace('every: P90D', 'every: 90 days'));
-    const e = (() => {
-      try {
-        compileConfig(src, { root: ROOT });
-      } catch (x) {
-        return x;
-      }
-    })();
+    const e = await compileConfig(src, { root: ROOT }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(PolicyError);
     expect((e as Error).message).toMatch(new RegExp(`${src}:11:22: policies\\[0\\]\\.rotate\\.every:`));
   });
 
-  it('refuses providers, stores and metrics the functions do not carry, naming each', () => {
+  it('refuses providers, stores and metrics the functions do not carry, naming each', async () => {
     const src = write(
       'multi.yaml',
       YAML.replace(
@@ -92,18 +89,18 @@ describe('compiled config', () => {
         '  gcp: { type: gcp-kms, projects: [p], locations: [europe-west1] }\nstores:\n  sessions: { type: sqlite, path: s.db, table: t }',
       ).replace('metrics: { type: emf, namespace: acme/rekey, perKey: true }', 'metrics: { type: otlp }'),
     );
-    expect(() => compileConfig(src, { root: ROOT })).toThrow(ConfigError);
-    expect(() => compileConfig(src, { root: ROOT })).toThrow(
+    await expect(compileConfig(src, { root: ROOT })).rejects.toThrow(ConfigError);
+    await expect(compileConfig(src, { root: ROOT })).rejects.toThrow(
       /providers\.gcp: type gcp-kms .*; stores\.sessions: type sqlite .*; metrics: type otlp/,
     );
-    expect(() => compileConfig(join(dir, 'missing.yaml'), { root: ROOT })).toThrow(
+    await expect(compileConfig(join(dir, 'missing.yaml'), { root: ROOT })).rejects.toThrow(
       /cannot read config file .*missing\.yaml/,
     );
   });
 
-  it('the reader refuses anything but a compilation, naming the file', () => {
+  it('the reader refuses anything but a compilation, naming the file', async () => {
     const src = write('ok.yaml', YAML);
-    const good = compileConfig(src, { root: ROOT }).compiled;
+    const good = (await compileConfig(src, { root: ROOT })).compiled;
     const refused = (name: string, text: string) => {
       const p = write(name, text);
       try {
