@@ -4,11 +4,13 @@
  * is not such a compilation or not the one the deployment packaged, changing nothing.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import type { ScheduledEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCompiledConfig } from '../../../functions/aws/config.js';
 import {
   type AwsStack,
   CONFIG_YAML,
@@ -94,5 +96,34 @@ describe('AWS bundles and the compiled config', () => {
     stack.applyEnv({ REKEY_CONFIG_DIGEST: digest });
     const scheduler: Handler<ScheduledEvent, { status: string }> = await loadBundle('scheduler', 'good');
     expect(await scheduler(schedule(), lambdaContext('scheduler'))).toMatchObject({ status: 'applied' });
+  });
+
+  it('the build compiles the config it is given, and a failure leaves no compiled config behind', async () => {
+    const { compileFunctionsConfig } = (await import(
+      /* @vite-ignore */ pathToFileURL(join(ROOT, 'scripts/bundle/aws.mjs')).href
+    )) as {
+      compileFunctionsConfig(o: {
+        root: string;
+        outdir: string;
+        source: string;
+        quiet: boolean;
+      }): Promise<string>;
+    };
+    mkdirSync(join(ROOT, '.tmp'), { recursive: true });
+    const outdir = mkdtempSync(join(ROOT, '.tmp', 'aws-build-'));
+    try {
+      const good = join(stack.dir, 'build.yaml');
+      writeFileSync(good, CONFIG_YAML);
+      const out = await compileFunctionsConfig({ root: ROOT, outdir, source: good, quiet: true });
+      expect(readCompiledConfig(out, '/var/task').config.policies.map((p) => p.name)).toEqual(['pci']);
+      const bad = join(stack.dir, 'bad.yaml');
+      writeFileSync(bad, CONFIG_YAML.replace('verify: full', 'verify: always'));
+      await expect(compileFunctionsConfig({ root: ROOT, outdir, source: bad, quiet: true })).rejects.toThrow(
+        new RegExp(`${bad}:\\d+:\\d+: policies\\[0\\]\\.rewrap\\.verify`),
+      );
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,7 @@
  * compilation naming the file and field; a file that is not such a compilation is refused by the
  * reader, naming the file.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -64,6 +64,7 @@ describe('compiled config', () => {
   });
 
   it('a source inside the project keeps its place relative to the root', async () => {
+    mkdirSync(join(ROOT, '.tmp'), { recursive: true });
     const inside = mkdtempSync(join(ROOT, '.tmp', 'compiled-'));
     try {
       writeFileSync(join(inside, 'prod.yaml'), YAML);
