@@ -2,6 +2,8 @@ import { fileURLToPath } from 'node:url';
 import type { InvocationContext } from '@azure/functions';
 import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
 import { errorMessage } from '../../shared/core/errors.js';
+import type { EventVerifier } from '../../shared/core/governance/signature.js';
+import { eventVerifierFromConfig } from '../../shared/governance/signing.js';
 import { StorageQueueEventBus } from '../../shared/queues/storagequeue/StorageQueueEventBus.js';
 import { StorageQueueWorkQueue } from '../../shared/queues/storagequeue/StorageQueueWorkQueue.js';
 import { AzureTableStateStore } from '../../shared/stores/azuretable/AzureTableStateStore.js';
@@ -14,6 +16,11 @@ const BUNDLED_CONFIG = fileURLToPath(new URL('./rekey.yaml', import.meta.url));
 export interface Runtime {
   ctx: Composed;
   settings: AzureSettings;
+  /**
+   * The signature check of `key.compromised` events (the config's `incidents.signing`), built on
+   * first use: only the compromise function needs its secret. A failure is not kept.
+   */
+  eventVerifier(): Promise<EventVerifier>;
 }
 
 /** Builds the context from the app settings: Table state, Storage Queue work and events. */
@@ -41,7 +48,15 @@ async function build(): Promise<Runtime> {
     workQueue: settings.workQueue,
     eventsQueue: settings.eventsQueue ?? null,
   });
-  return { ctx, settings };
+  let verifier: Promise<EventVerifier> | undefined;
+  const eventVerifier = () => {
+    verifier ??= eventVerifierFromConfig(ctx.config, ctx.baseDir).catch((e) => {
+      verifier = undefined;
+      throw e;
+    });
+    return verifier;
+  };
+  return { ctx, settings, eventVerifier };
 }
 
 let runtime: Promise<Runtime> | undefined;

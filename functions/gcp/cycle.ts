@@ -70,9 +70,12 @@ function summary(r: CycleReport): Record<string, unknown> {
     ...(r.apply
       ? {
           apply: { runId: r.apply.runId, status: r.apply.status, totals: r.apply.totals },
-          outcomes: r.apply.outcomes
-            .slice(0, 100)
-            .map((o) => ({ type: o.type, keyRef: o.keyRef, status: o.status })),
+          outcomes: r.apply.outcomes.slice(0, 100).map((o) => ({
+            type: o.type,
+            keyRef: o.keyRef,
+            status: o.status,
+            ...(o.error ? { error: o.error } : {}),
+          })),
         }
       : {}),
   };

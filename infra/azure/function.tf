@@ -1,13 +1,14 @@
 locals {
   # What functions/azure/settings.ts reads; REKEY_STORAGE__* is also the queue trigger's
-  # connection (identity-based, Functions convention) and %REKEY_WORK_QUEUE% / %REKEY_SCHEDULE%
-  # are resolved by the host in the function bindings.
+  # connection (identity-based, Functions convention) and %REKEY_WORK_QUEUE%, %REKEY_SCHEDULE% and
+  # %REKEY_COST_SCHEDULE% are resolved by the host in the function bindings.
   app_settings = {
     REKEY_STORAGE__accountName = azurerm_storage_account.rekey.name
     REKEY_STATE_TABLE          = azurerm_storage_table.state.name
     REKEY_WORK_QUEUE           = azurerm_storage_queue.rewrap.name
     REKEY_EVENTS_QUEUE         = azurerm_storage_queue.events.name
     REKEY_SCHEDULE             = var.schedule
+    REKEY_COST_SCHEDULE        = var.cost_schedule
     REKEY_SHARDS               = tostring(var.shards)
     REKEY_ACTOR                = "azure-function:${var.name}"
     WEBSITE_RUN_FROM_PACKAGE   = "1"
@@ -49,7 +50,10 @@ resource "azurerm_linux_function_app" "rekey" {
     }
   }
 
-  app_settings = merge(var.app_settings, local.app_settings)
+  # The approvals function is anonymous at the host (functions/azure/approvals.ts): every request
+  # must carry an approver's JWT, checked by rekey before anything else. Its route is
+  # /api/approvals (output approvals_url).
+  app_settings = merge(var.app_settings, local.app_settings, local.secret_settings)
 
   tags = var.tags
 }

@@ -22,3 +22,17 @@ output "work_queue" {
 output "events_queue" {
   value = azurerm_storage_queue.events.name
 }
+
+output "approvals_url" {
+  description = "The approvals API (bearer JWT of an approver on every request)."
+  value       = "https://${azurerm_linux_function_app.rekey.default_hostname}/api/approvals"
+}
+
+output "incidents_topic_endpoint" {
+  description = "Where detectors publish key.compromised CloudEvents (Entra ID, EventGrid Data Sender)."
+  value       = azurerm_eventgrid_topic.incidents.endpoint
+}
+
+output "incidents_topic_id" {
+  value = azurerm_eventgrid_topic.incidents.id
+}

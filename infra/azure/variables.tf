@@ -39,6 +39,44 @@ variable "schedule" {
   default     = "0 0 */6 * * *"
 }
 
+variable "cost_schedule" {
+  description = "NCRONTAB schedule of the cost report (seconds first)."
+  type        = string
+  default     = "0 0 6 * * *"
+}
+
+variable "incident_signing_secret" {
+  description = "Key Vault secret with the HMAC key of key.compromised events, and the app setting that carries it (the secretEnv of incidents.signing.hmac in rekey.yaml). The vault must use Azure RBAC. Null when events are signed with JWS (public key bundled beside rekey.yaml) or not accepted."
+  type = object({
+    key_vault_id = string
+    name         = string
+    setting      = optional(string, "REKEY_INCIDENT_KEY")
+  })
+  default = null
+}
+
+variable "approval_token_secret" {
+  description = "Key Vault secret with the HS256 key of approver tokens, and the app setting that carries it (the secretEnv of approvals.tokens.hmac). Null when tokens are checked with a public key (approvals.tokens.jws)."
+  type = object({
+    key_vault_id = string
+    name         = string
+    setting      = optional(string, "REKEY_APPROVAL_TOKEN_KEY")
+  })
+  default = null
+}
+
+variable "incident_publisher_ids" {
+  description = "Object ids of the principals (a SIEM's managed identity, a detector's service principal) allowed to publish key.compromised events to the incidents topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "incidents_public_network_access" {
+  description = "Whether the incidents topic accepts events over the public network (false: private endpoints only)."
+  type        = bool
+  default     = true
+}
+
 variable "shards" {
   description = "Re-wrap shards per job (parallel queue workers per key and store)."
   type        = number

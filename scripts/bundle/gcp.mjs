@@ -3,6 +3,7 @@
 // (the deployment's config) and the price catalog. Called by scripts/bundle-functions.mjs.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 /**
@@ -108,6 +109,11 @@ export async function bundle({ root }) {
   // The deployment's config: REKEY_GCP_CONFIG at build time, else the example beside the sources.
   const config = process.env.REKEY_GCP_CONFIG ?? join(root, 'functions', 'gcp', 'rekey.yaml');
   if (!existsSync(config)) throw new Error(`GCP bundle: config ${config} not found (set REKEY_GCP_CONFIG)`);
+  // Checked now, so a bad policy fails the build rather than every cold start.
+  const { loadConfig } = await import(
+    pathToFileURL(join(root, 'dist', 'shared', 'core', 'policy', 'load.js')).href
+  );
+  loadConfig(readFileSync(config, 'utf8'), config);
   copyFileSync(config, join(out, 'rekey.yaml'));
   const catalog = join(root, 'data', 'prices', 'catalog.json');
   mkdirSync(join(out, 'data', 'prices'), { recursive: true });

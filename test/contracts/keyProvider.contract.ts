@@ -437,6 +437,30 @@ export function keyProviderContract(
         await p.rotate(ref);
         expectPermanentCryptoFailure(await rejectionOf(p.rewrap(ref, wrapped, { ...ctx, row: '0' })));
       });
+
+      it('rewrapMany answers per item, in order: good items move, a bad one is reported alone', async (t) => {
+        if (!p.rewrapMany) {
+          t.skip();
+          return;
+        }
+        const { ref } = await freshKey('rewrapmany');
+        const a = await wrapFresh(ref);
+        const b = await wrapFresh(ref);
+        const v2 = await p.rotate(ref);
+        const results = await p.rewrapMany(ref, [
+          { wrapped: a.wrapped, ctx },
+          { wrapped: b.wrapped, ctx: { ...ctx, row: '0' } },
+          { wrapped: b.wrapped, ctx },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+        const [ra, rb, rc] = results;
+        if (!ra!.ok || rb!.ok || !rc!.ok) throw new Error('unreachable');
+        expect(ra!.wrapped.version).toBe(v2.id);
+        await expectUnwrapsTo(ref, ra!.wrapped, ctx, a.dek);
+        await expectUnwrapsTo(ref, rc!.wrapped, ctx, b.dek);
+        expect(rb!.error.retryable).toBe(false);
+        expect(rb!.error.message).not.toContain(Buffer.from(b.dek).toString('hex'));
+      });
     });
 
     describe.skipIf(skipped('scheduleDestroy'))('scheduleDestroy', () => {

@@ -46,6 +46,9 @@ function stormy(p: KeyProvider, throttle: number, fail: number): KeyProvider & {
   out.wrap = wrap(p.wrap.bind(p));
   out.unwrap = wrap(p.unwrap.bind(p));
   out.rewrap = wrap(p.rewrap!.bind(p));
+  // The storm is per call: keep the engine on the per-item path (the local provider's batch call
+  // would otherwise take every unverified item).
+  out.rewrapMany = undefined;
   return out;
 }
 
@@ -89,6 +92,7 @@ describe('re-wrap engine under failure', () => {
     const v2 = await w.local.rotate(parseKeyRef(ref));
     const provider = Object.create(w.local) as KeyProvider;
     let calls = 0;
+    provider.rewrapMany = undefined; // per-item path: one call per DEK
     provider.rewrap = async (...a) => {
       calls++;
       if (Buffer.from(a[1].ciphertext).equals((await w!.store.get('k-000010'))!.wrapped)) {

@@ -343,14 +343,17 @@ export async function runRewrapJob(opts: RewrapJobOptions): Promise<RewrapJob> {
     opts.onProgress?.({ jobId: job.id, storeId: job.storeId, keyRef: job.keyRef, counts: { ...job.counts } });
   };
 
-  // A two-stage pipeline: while batch N is written and checkpointed, batch N+1 is read and
-  // re-wrapped. Writes and checkpoints still happen strictly in order, each checkpoint after
-  // its own batch's writes, so a crash resumes exactly as before.
-  let cursor = job.cursor;
+  // A pipeline: while batch N is written and checkpointed, batch N+1 is re-wrapped and batch
+  // N+2 is read. Writes and checkpoints still happen strictly in order, each checkpoint after
+  // its own batch's writes, so a crash resumes exactly as before. Reading ahead is safe: pages
+  // follow the id cursor, so a later page never holds a DEK an earlier batch writes.
   let inFlight: Promise<void> | null = null;
+  let ahead: Promise<PageOf> | null = store.scan(query, job.cursor, opts.batchSize);
   for (;;) {
-    const page: PageOf = await store.scan(query, cursor, opts.batchSize);
-    cursor = page.cursor;
+    const page: PageOf = await ahead!;
+    ahead = page.cursor === null ? null : store.scan(query, page.cursor, opts.batchSize);
+    // Awaited at the next turn; this only keeps a failure after an early exit from being unhandled.
+    ahead?.catch(() => {});
     const outcomes = page.items.length > 0 ? await processAll(page.items) : [];
     if (inFlight) {
       await inFlight;

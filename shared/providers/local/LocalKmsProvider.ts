@@ -20,6 +20,8 @@ import type {
   Page,
   ProviderCapabilities,
   RecoveryInfo,
+  RewrapItem,
+  RewrapItemResult,
   WrapContext,
   Wrapped,
 } from '../../core/ports/KeyProvider.js';
@@ -416,6 +418,43 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
       } finally {
         dek.fill(0);
       }
+    });
+  }
+
+  /**
+   * Many re-wraps in one synchronous loop: one lookup of the target version, no per-item promise.
+   * A bad item (tampered, wrong context, unusable source version) is reported in its result and
+   * the others carry on; an unusable target fails the whole call.
+   */
+  async rewrapMany(ref: KeyRef, items: RewrapItem[], toVersion?: string): Promise<RewrapItemResult[]> {
+    return this.guard(() => {
+      const name = this.nameOf(ref);
+      const nowMs = this.nowMs();
+      const entry = this.entry(name, nowMs);
+      const target = this.usableVersion(name, toVersion ?? entry.primary, nowMs);
+      const kek = this.kekOf(name, target);
+      return items.map((item): RewrapItemResult => {
+        let dek: Buffer | undefined;
+        try {
+          dek = this.unwrapSync(ref, item.wrapped, item.ctx);
+          const ciphertext = wrapDek(kek, name, target.id, dek, item.ctx ?? {});
+          return { ok: true, wrapped: { version: target.id, ciphertext } };
+        } catch (e) {
+          if (!(e instanceof RekeyError)) throw e;
+          const pe = e instanceof ProviderError ? e : null;
+          return {
+            ok: false,
+            error: {
+              code: e.code,
+              ...(pe ? { providerCode: pe.providerCode } : {}),
+              message: e.message,
+              retryable: pe?.retryable ?? false,
+            },
+          };
+        } finally {
+          dek?.fill(0);
+        }
+      });
     });
   }
 

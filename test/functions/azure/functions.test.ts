@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { QueueClient } from '@azure/storage-queue';
@@ -24,6 +24,7 @@ import {
   jsonLines,
   startFunctionsHost,
 } from './functionsHost.js';
+import { receiveAll, startIdentityEndpoint, timer } from './support.js';
 
 /**
  * The built Function App (dist/azure) end to end: Azurite for the state table and the queues,
@@ -57,47 +58,6 @@ let events: QueueClient;
 let keyRef: string;
 let firstVersion: string;
 const plaintexts = new Map<string, Buffer>();
-
-/** The App Service managed identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER). */
-async function startIdentityEndpoint(header: string): Promise<Server> {
-  const srv = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (req.headers['x-identity-header'] !== header || url.searchParams.get('api-version') !== '2019-08-01') {
-      res.writeHead(400).end();
-      return;
-    }
-    res.setHeader('content-type', 'application/json');
-    res.end(
-      JSON.stringify({
-        access_token: EMULATOR_TOKEN,
-        expires_on: String(Math.floor(Date.now() / 1000) + 3600),
-        resource: url.searchParams.get('resource'),
-        token_type: 'Bearer',
-      }),
-    );
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  return srv;
-}
-
-/** Receives every message on a queue, as the host's queue listener does, and deletes it. */
-async function receiveAll(q: QueueClient): Promise<{ body: unknown; dequeueCount: number; id: string }[]> {
-  const out = [];
-  for (;;) {
-    const r = await q.receiveMessages({ numberOfMessages: 32, visibilityTimeout: 60 });
-    if (r.receivedMessageItems.length === 0) return out;
-    for (const m of r.receivedMessageItems) {
-      out.push({
-        body: JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8')),
-        dequeueCount: m.dequeueCount,
-        id: m.messageId,
-      });
-      await q.deleteMessage(m.messageId, m.popReceipt);
-    }
-  }
-}
-
-const timer = { isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: {} };
 
 function lines(r: InvocationResult, msg: string) {
   return jsonLines(r.logs).filter((l) => l.msg === msg);
@@ -192,9 +152,16 @@ afterAll(async () => {
 });
 
 describe('rekey on Azure Functions (built bundle)', () => {
-  it('registers a timer, a Storage Queue and an Event Grid function bound to the app settings', () => {
+  it('registers timer, Storage Queue, Event Grid and HTTP functions bound to the app settings', () => {
     const byName = Object.fromEntries(host.functions.map((f) => [f.name, Object.values(f.bindings)]));
-    expect(Object.keys(byName).sort()).toEqual(['keyVaultEvents', 'rewrapWorker', 'scheduledCycle']);
+    expect(Object.keys(byName).sort()).toEqual([
+      'approvals',
+      'compromiseEvents',
+      'costReport',
+      'keyVaultEvents',
+      'rewrapWorker',
+      'scheduledCycle',
+    ]);
     expect(byName.scheduledCycle).toContainEqual(
       expect.objectContaining({ type: 'timerTrigger', direction: 'in', schedule: '%REKEY_SCHEDULE%' }),
     );
@@ -206,6 +173,21 @@ describe('rekey on Azure Functions (built bundle)', () => {
       }),
     );
     expect(byName.keyVaultEvents).toContainEqual(expect.objectContaining({ type: 'eventGridTrigger' }));
+    expect(byName.compromiseEvents).toContainEqual(expect.objectContaining({ type: 'eventGridTrigger' }));
+    expect(byName.costReport).toContainEqual(
+      expect.objectContaining({ type: 'timerTrigger', schedule: '%REKEY_COST_SCHEDULE%' }),
+    );
+    // Anonymous at the host: the handler itself demands an approver's bearer JWT.
+    expect(byName.approvals).toContainEqual(
+      expect.objectContaining({
+        type: 'httpTrigger',
+        direction: 'in',
+        authLevel: 'anonymous',
+        route: 'approvals/{*rest}',
+        methods: ['GET', 'POST'],
+      }),
+    );
+    expect(byName.approvals).toContainEqual(expect.objectContaining({ type: 'http', direction: 'out' }));
   });
 
   it('timer, queue workers, timer: the key is rotated, every DEK re-wrapped and verified, the old version disabled', async () => {

@@ -25,6 +25,8 @@ export interface InvocationResult {
 
 export interface FunctionsHost {
   functions: FunctionMetadata[];
+  /** http://127.0.0.1:<port>: where the HTTP-triggered functions are served (under /api). */
+  httpUrl: string | null;
   invoke(fn: string, input: unknown, triggerMetadata?: Record<string, unknown>): Promise<InvocationResult>;
   /** Every log line of every invocation so far. */
   logs: InvocationLog[];
@@ -61,10 +63,12 @@ export async function startFunctionsHost(dir: string, env: Record<string, string
   });
   const pending = new Map<number, (r: InvocationResult) => void>();
   const logs: InvocationLog[] = [];
-  const ready = await new Promise<{ functions: FunctionMetadata[] }>((resolveReady, reject) => {
+  type Ready = { functions: FunctionMetadata[]; httpPort: number | null };
+  const ready = await new Promise<Ready>((resolveReady, reject) => {
     child.once('exit', (code) => reject(new Error(`functions host exited (${code}): ${output}`)));
-    child.on('message', (m: { ready?: boolean; id?: number } & Record<string, unknown>) => {
-      if (m.ready) resolveReady(m as unknown as { functions: FunctionMetadata[] });
+    child.on('message', (m: { ready?: boolean; id?: number; http?: boolean } & Record<string, unknown>) => {
+      if (m.ready) resolveReady(m as unknown as Ready);
+      else if (m.http) logs.push(...(m.logs as InvocationLog[]));
       else if (typeof m.id === 'number') {
         const r = m as unknown as InvocationResult;
         logs.push(...r.logs);
@@ -77,6 +81,7 @@ export async function startFunctionsHost(dir: string, env: Record<string, string
   let next = 0;
   return {
     functions: ready.functions,
+    httpUrl: ready.httpPort ? `http://127.0.0.1:${ready.httpPort}` : null,
     logs,
     invoke(fn, input, triggerMetadata = {}) {
       const id = ++next;

@@ -94,11 +94,18 @@ describe('infra/azure (Terraform, azurerm)', () => {
 
   it('every role assignment is scoped to one resource, never a subscription or resource group', () => {
     const assignments = resources('azurerm_role_assignment');
-    expect(Object.keys(assignments).sort()).toEqual(['deadletter', 'keys', 'storage']);
+    expect(Object.keys(assignments).sort()).toEqual([
+      'deadletter',
+      'incident_publishers',
+      'incidents_deadletter',
+      'keys',
+      'secrets',
+      'storage',
+    ]);
     for (const [name, a] of Object.entries(assignments)) {
       const scope = String(a.scope);
       expect(scope, name).toMatch(
-        /^\$\{(azurerm_storage_account\.rekey\.id|azurerm_storage_container\.deadletter\.id|each\.value)\}$/,
+        /^\$\{(azurerm_storage_account\.rekey\.id|azurerm_storage_container\.deadletter\.id|azurerm_eventgrid_topic\.incidents\.id|each\.value)\}$|^\$\{each\.value\.key_vault_id\}\/secrets\/\$\{each\.value\.name\}$/,
       );
       expect(scope, name).not.toMatch(/subscription|resource_group/);
     }
@@ -132,9 +139,8 @@ describe('infra/azure (Terraform, azurerm)', () => {
     const builtIn = Object.values(resources('azurerm_role_assignment')).flatMap((a) =>
       strings(a.role_definition_name ?? []),
     );
-    expect(builtIn.join(' ')).not.toMatch(
-      /Key Vault (Crypto Officer|Administrator)|Owner\b(?! )|Contributor$/,
-    );
+    for (const role of builtIn)
+      expect(role).not.toMatch(/^(Owner|Contributor)$|Key Vault (Crypto Officer|Administrator)/);
     const storage = resources('azurerm_role_assignment').storage!;
     const storageRoles = [...String(storage.for_each).matchAll(/"([^"]+)"/g)].map((m) => m[1]);
     expect(storageRoles.sort()).toEqual([
@@ -155,7 +161,13 @@ describe('infra/azure (Terraform, azurerm)', () => {
     expect(settings[`${STORAGE_CONNECTION}__accountName`]).toBe(ref('azurerm_storage_account.rekey.name'));
     expect(settings.REKEY_SCHEDULE).toBe(ref('var.schedule'));
     const app = resources('azurerm_linux_function_app').rekey!;
-    expect(app.app_settings).toBe(ref('merge(var.app_settings, local.app_settings)'));
+    expect(settings.REKEY_COST_SCHEDULE).toBe(ref('var.cost_schedule'));
+    expect(app.app_settings).toBe(ref('merge(var.app_settings, local.app_settings, local.secret_settings)'));
+    // Every %SETTING% a function binding names is an app setting.
+    const main = readFileSync(resolve(DIR, '../../functions/azure/main.ts'), 'utf8');
+    const bound = [...main.matchAll(/'%([A-Z_]+)%'/g)].map((m) => m[1]!);
+    expect(bound.sort()).toEqual(['REKEY_COST_SCHEDULE', 'REKEY_SCHEDULE', 'REKEY_WORK_QUEUE']);
+    for (const b of bound) expect(settings, b).toHaveProperty(b);
     // The functions start with exactly these settings (values stand in for Terraform's).
     const env = Object.fromEntries(Object.keys(settings).map((k) => [k, k === 'REKEY_SHARDS' ? '4' : 'x']));
     expect(readSettings(env, '/app/rekey.yaml')).toMatchObject({
@@ -167,5 +179,53 @@ describe('infra/azure (Terraform, azurerm)', () => {
         queueEndpoint: 'https://x.queue.core.windows.net',
       },
     });
+  });
+
+  it('has an incidents topic taking CloudEvents from Entra ID publishers only, delivered to compromiseEvents', () => {
+    const topic = resources('azurerm_eventgrid_topic').incidents!;
+    expect(topic).toMatchObject({
+      input_schema: 'CloudEventSchemaV1_0',
+      local_auth_enabled: false,
+      identity: [{ type: 'SystemAssigned' }],
+    });
+    const sub = resources('azurerm_eventgrid_event_subscription').compromise!;
+    expect(sub).toMatchObject({
+      scope: ref('azurerm_eventgrid_topic.incidents.id'),
+      event_delivery_schema: 'CloudEventSchemaV1_0',
+      included_event_types: ['dev.rekey.key.compromised'],
+    });
+    const endpoint = (sub.azure_function_endpoint as Block[])[0]!;
+    expect(endpoint.function_id).toMatch(
+      /azurerm_linux_function_app\.rekey\.id\}\/functions\/compromiseEvents$/,
+    );
+    expect(endpoint.max_events_per_batch).toBe(1);
+    expect(sub.dead_letter_identity).toEqual([{ type: 'SystemAssigned' }]);
+    expect(sub.storage_blob_dead_letter_destination).toBeDefined();
+    const publishers = resources('azurerm_role_assignment').incident_publishers!;
+    expect(publishers).toMatchObject({
+      for_each: ref('toset(var.incident_publisher_ids)'),
+      scope: ref('azurerm_eventgrid_topic.incidents.id'),
+      role_definition_name: 'EventGrid Data Sender',
+    });
+    expect(resources('azurerm_role_assignment').incidents_deadletter).toMatchObject({
+      scope: ref('azurerm_storage_container.deadletter.id'),
+      principal_id: ref('azurerm_eventgrid_topic.incidents.identity[0].principal_id'),
+    });
+  });
+
+  it('passes the signing and token secrets as Key Vault references the app may read, one secret each', () => {
+    const locals = Object.assign({}, ...(tf.locals ?? [])) as Record<string, string>;
+    expect(locals.secret_settings).toMatch(/@Microsoft\.KeyVault\(VaultName=.*;SecretName=\$\{s\.name\}\)/);
+    expect(locals.secrets).toContain('var.incident_signing_secret');
+    expect(locals.secrets).toContain('var.approval_token_secret');
+    expect(resources('azurerm_role_assignment').secrets).toMatchObject({
+      for_each: ref('local.secrets'),
+      role_definition_name: 'Key Vault Secrets User',
+      principal_id: ref('azurerm_linux_function_app.rekey.identity[0].principal_id'),
+    });
+    const typeOf = (name: string) => String((tf.variable![name] as Block[])[0]!.type);
+    // The settings default to the secretEnv names the bundled examples and docs use.
+    expect(typeOf('incident_signing_secret')).toContain('"REKEY_INCIDENT_KEY"');
+    expect(typeOf('approval_token_secret')).toContain('"REKEY_APPROVAL_TOKEN_KEY"');
   });
 });
