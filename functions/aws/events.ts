@@ -5,34 +5,45 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, EventBridgeEvent } from 'aws-lambda';
+import { COMPROMISE_EVENT_TYPE } from '../../shared/core/domain/compromiseEvent.js';
 import type { KeyEvent } from '../../shared/core/domain/keyEvent.js';
 import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
+import { type CompromiseResult, compromiseHandler } from './compromise.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
- * EventBridge rule -> provider key events. AWS KMS `KMS CMK Rotation` and `KMS Imported Key
- * Material Expiration` go to handleKeyEvent (re-wrap to the new material, or rotate), once per
- * event id (Powertools idempotency on DynamoDB: a redelivered event gets the first result
- * back). A `KMS CMK Deletion` is logged and counted. A malformed event is rejected and not
- * retried; other failures throw, so Lambda retries the event and then hands it to the
- * function's failure destination.
+ * EventBridge rules -> key events.
+ * - AWS KMS `KMS CMK Rotation` and `KMS Imported Key Material Expiration` go to handleKeyEvent
+ *   (re-wrap to the new material, or rotate), once per event id (Powertools idempotency on
+ *   DynamoDB: a redelivered event gets the first result back). `KMS CMK Deletion` is logged
+ *   and counted.
+ * - rekey's own `key.compromised` CloudEvents (the EventBridge event's `detail`) go to
+ *   handleCompromiseEvent, which checks source and signature and acts once per event id.
+ * A malformed or refused event is answered, not retried; other failures throw, so Lambda
+ * retries the event and then hands it to the function's failure destination.
  */
 const logger = makeLogger('events');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ idempotency: true });
+const runtime = awsRuntime({
+  idempotency: true,
+  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+});
 
 type KmsEventBridgeEvent = EventBridgeEvent<string, unknown>;
 
-export interface EventResult {
-  eventId: string;
-  outcome: 'rewrapped' | 'rotated' | 'ignored' | 'key_deleted' | 'rejected';
-  keyRef?: string;
-  reason: string;
-  rotatedTo?: string;
-  rewrapped?: number;
-}
+export type EventResult =
+  | {
+      eventId: string;
+      outcome: 'rewrapped' | 'rotated' | 'ignored' | 'key_deleted' | 'rejected';
+      keyRef?: string;
+      reason: string;
+      rotatedTo?: string;
+      rewrapped?: number;
+    }
+  | CompromiseResult;
 
 /** Handles one key event; the raw event comes first, its `id` keys the idempotency record. */
 async function onKeyEvent(raw: KmsEventBridgeEvent, event: KeyEvent): Promise<EventResult> {
@@ -70,7 +81,10 @@ function idempotentOnKeyEvent(): Once {
   return once;
 }
 
+const onCompromise = compromiseHandler({ runtime, logger, metrics });
+
 async function run(raw: KmsEventBridgeEvent, context: Context): Promise<EventResult> {
+  if (raw?.['detail-type'] === COMPROMISE_EVENT_TYPE) return onCompromise(raw);
   const eventId = typeof raw?.id === 'string' ? raw.id : '(none)';
   let notice: ReturnType<typeof parseKmsEvent>;
   try {

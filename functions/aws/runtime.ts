@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
+import { type Composed, composeFrom } from '../../shared/compose.js';
 import { ConfigError, ProviderError } from '../../shared/core/errors.js';
+import type { EventBus } from '../../shared/core/ports/EventBus.js';
 import type { WorkQueue } from '../../shared/core/ports/WorkQueue.js';
 import { DynamoStateStore } from '../../shared/stores/dynamodb/DynamoStateStore.js';
-import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { EmfMetricsSink } from '../../shared/telemetry/metrics/EmfMetricsSink.js';
+import { readCompiledConfig } from './config.js';
+import { registerGlobs } from './globs.js';
 
 /**
  * What every rekey Lambda function shares: its settings from the environment (set in
@@ -16,8 +18,15 @@ import { EmfMetricsSink } from '../../shared/telemetry/metrics/EmfMetricsSink.js
  * (`AWS_ENDPOINT_URL_<SERVICE>`) from the environment the usual way.
  */
 export interface AwsRuntimeSettings {
-  /** REKEY_CONFIG: the rekey.yaml, absolute or relative to the function's root. Default `rekey.yaml`. */
+  /**
+   * REKEY_CONFIG: the compiled config (JSON, written by the build from rekey.yaml), absolute or
+   * relative to the function's root. Default `dist/aws/rekey.config.json`.
+   */
   configPath: string;
+  /** The function's root (LAMBDA_TASK_ROOT): relative paths in the config resolve from here. */
+  root: string;
+  /** REKEY_CONFIG_DIGEST: the source digest the deployment packaged; the compiled config must match. */
+  configDigest?: string;
   /** REKEY_STATE_TABLE: rekey's own state (DynamoDB). */
   stateTable: string;
   /** REKEY_QUEUE_URL: where the scheduler sends re-wrap shards. */
@@ -34,6 +43,9 @@ export interface AwsRuntimeSettings {
 
 type Needs = { queue?: boolean; idempotency?: boolean };
 
+/** Where the build writes the compiled config, relative to the function's root. */
+export const DEFAULT_CONFIG = 'dist/aws/rekey.config.json';
+
 /** Reads the settings; a missing or malformed variable is a ConfigError naming it. */
 export function readSettings(env: NodeJS.ProcessEnv = process.env, needs: Needs = {}): AwsRuntimeSettings {
   const required = (name: string): string => {
@@ -42,7 +54,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, needs: Needs 
     return v;
   };
   const root = env.LAMBDA_TASK_ROOT ?? process.cwd();
-  const config = env.REKEY_CONFIG?.trim() || 'rekey.yaml';
+  const config = env.REKEY_CONFIG?.trim() || DEFAULT_CONFIG;
   let shards: number | undefined;
   if (env.REKEY_SHARDS?.trim()) {
     shards = Number(env.REKEY_SHARDS);
@@ -53,6 +65,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, needs: Needs 
   }
   return {
     configPath: isAbsolute(config) ? config : resolve(root, config),
+    root,
+    ...(env.REKEY_CONFIG_DIGEST?.trim() ? { configDigest: env.REKEY_CONFIG_DIGEST.trim() } : {}),
     stateTable: required('REKEY_STATE_TABLE'),
     ...(needs.queue ? { queueUrl: required('REKEY_QUEUE_URL') } : {}),
     ...(env.REKEY_EVENT_BUS?.trim() ? { eventBus: env.REKEY_EVENT_BUS.trim() } : {}),
@@ -83,10 +97,12 @@ export interface AwsRuntime {
   /** The context, composed on first use and kept for the life of the execution environment. */
   context(): Promise<Composed>;
   settings(): AwsRuntimeSettings;
+  /** The public keys the compiled config carries (after context()). */
+  publicKeys(): Record<string, string>;
 }
 
 /**
- * Composes rekey for one function: the config file's providers and stores, with the state
+ * Composes rekey for one function: the compiled config's providers and stores, with the state
  * store, event bus and work queue built from the function's settings. A failed composition
  * is not cached, so the next invocation tries again (after a fixed configuration, say).
  */
@@ -94,11 +110,14 @@ export function awsRuntime(
   opts: {
     /** The re-wrap queue, for the function that sends shards (only it bundles the SQS client). */
     queue?: (queueUrl: string) => WorkQueue;
+    /** rekey's event bus, for the functions that publish events (the cost function does not). */
+    events?: (eventBus: string) => EventBus;
     idempotency?: boolean;
   } = {},
 ): AwsRuntime {
   let settings: AwsRuntimeSettings | undefined;
   let composed: Promise<Composed> | undefined;
+  let publicKeys: Record<string, string> = {};
   const get = () => {
     settings ??= readSettings(process.env, {
       queue: Boolean(opts.queue),
@@ -108,11 +127,18 @@ export function awsRuntime(
   };
   const build = async (): Promise<Composed> => {
     const s = get();
-    const config = readConfig(s.configPath);
+    const { config, catalog, publicKeys: keys, globs } = readCompiledConfig(s.configPath, s.root);
+    registerGlobs(globs);
+    if (s.configDigest && s.configDigest !== config.digest) {
+      throw new ConfigError(
+        `${s.configPath} was compiled from another config (digest ${config.digest.slice(0, 12)}) than the one deployed (REKEY_CONFIG_DIGEST ${s.configDigest.slice(0, 12)})`,
+      );
+    }
     const ctx = await composeFrom(config, {
       state: new DynamoStateStore({ table: s.stateTable }),
-      ...(s.eventBus ? { events: new EventBridgeEventBus({ eventBusName: s.eventBus }) } : {}),
+      ...(s.eventBus && opts.events ? { events: opts.events(s.eventBus) } : {}),
       ...(s.queueUrl && opts.queue ? { queue: opts.queue(s.queueUrl) } : {}),
+      catalog,
       actor: s.actor,
     });
     // Execution environments share host names and pids: a lease owner is never presumed
@@ -125,10 +151,12 @@ export function awsRuntime(
       service: metricsOptions().serviceName,
       onWarning: (m) => process.stderr.write(`rekey: metrics: ${m}\n`),
     });
+    publicKeys = keys;
     return ctx;
   };
   return {
     settings: get,
+    publicKeys: () => publicKeys,
     context() {
       composed ??= build().catch((e: unknown) => {
         composed = undefined;

@@ -3,8 +3,10 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
+import { ApprovalRequired } from '../../shared/core/usecases/approvals.js';
 import { type CycleReport, runScheduledCycle } from '../../shared/core/usecases/scheduled.js';
 import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -14,10 +16,16 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('scheduler');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ queue: (queueUrl) => new SqsWorkQueue({ queueUrl }) });
+const runtime = awsRuntime({
+  queue: (queueUrl) => new SqsWorkQueue({ queueUrl }),
+  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+});
 
 export interface SchedulerResult {
-  status: CycleReport['status'];
+  /** awaiting_approval: the config changed and the change needs approvals (nothing ran). */
+  status: CycleReport['status'] | 'awaiting_approval';
+  /** The approval request a changed config waits for. */
+  requestId?: string;
   planId?: string;
   actions?: number;
   findings?: number;
@@ -30,9 +38,23 @@ export interface SchedulerResult {
 
 async function run(event: ScheduledEvent): Promise<SchedulerResult> {
   const ctx = await runtime.context();
-  const report = await runScheduledCycle(ctx, {
-    ...(runtime.settings().shards ? { shards: runtime.settings().shards } : {}),
-  });
+  let report: CycleReport;
+  try {
+    report = await runScheduledCycle(ctx, {
+      ...(runtime.settings().shards ? { shards: runtime.settings().shards } : {}),
+    });
+  } catch (e) {
+    if (!(e instanceof ApprovalRequired)) throw e;
+    // Not a failure to retry: approvers act through the approvals API, the next cycle proceeds.
+    metrics.addMetric('rekey.cycle.awaiting_approval', MetricUnit.Count, 1);
+    const result: SchedulerResult = {
+      status: 'awaiting_approval',
+      queued: 0,
+      ...(e.requestId ? { requestId: e.requestId } : {}),
+    };
+    logger.warn('scheduled cycle awaits approval', { scheduledAt: event.time, ...result, reason: e.message });
+    return result;
+  }
   const result: SchedulerResult = { status: report.status, queued: report.queued };
   if (report.apply) {
     const outcomes: Record<string, number> = {};

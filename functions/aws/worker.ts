@@ -7,6 +7,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { ValidationError } from '../../shared/core/errors.js';
 import type { AdaptiveRate } from '../../shared/core/rewrap/adaptiveRate.js';
 import { runRewrapShard } from '../../shared/core/usecases/scheduled.js';
+import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -19,7 +20,7 @@ import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from '.
  */
 const logger = makeLogger('worker');
 const metrics = makeMetrics();
-const runtime = awsRuntime();
+const runtime = awsRuntime({ events: (eventBusName) => new EventBridgeEventBus({ eventBusName }) });
 const processor = new BatchProcessor(EventType.SQS);
 /** One rate per provider for every shard this execution environment works on. */
 const limiters = new Map<string, AdaptiveRate>();

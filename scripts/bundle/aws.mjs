@@ -3,10 +3,11 @@
 // it). The AWS SDK is bundled at the pinned version rather than taken from the runtime: rekey
 // uses recent KMS API fields that an older runtime SDK would silently drop. What is left out,
 // and why, is listed below; docs/serverless-aws.md explains the choices and the sizes.
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /** Function name -> entry file. Each becomes dist/aws/<name>.mjs with a `handler` export. */
 export const AWS_FUNCTIONS = {
@@ -14,6 +15,7 @@ export const AWS_FUNCTIONS = {
   worker: 'functions/aws/worker.ts',
   events: 'functions/aws/events.ts',
   costs: 'functions/aws/costs.ts',
+  approvals: 'functions/aws/approvals.ts',
 };
 
 /**
@@ -48,6 +50,22 @@ export const LEFT_OUT = {
   'shared/stores/postgres/PostgresStateStore.ts': 'PostgreSQL state',
   'shared/telemetry/metrics/OtlpMetricsSink.ts':
     'the OpenTelemetry metrics exporter (on AWS, metrics go out as EMF)',
+  // The functions read the config compiled at build time (with the price catalog inside), so
+  // the YAML parser and the schema library stay out of every bundle.
+  'shared/core/policy/load.ts':
+    'the YAML config loader (these functions read the config compiled by the build)',
+  'shared/cost/catalogFile.ts': 'the price catalog file loader (the compiled config carries the catalog)',
+};
+
+/** More left out of one function: what it never calls. */
+export const FUNCTION_LEFT_OUT = {
+  costs: {
+    'shared/telemetry/eventbridge/EventBridgeEventBus.ts': 'rekey events (the cost function publishes none)',
+  },
+  approvals: {
+    'shared/telemetry/eventbridge/EventBridgeEventBus.ts':
+      'rekey events (the approvals function publishes none)',
+  },
 };
 
 /** Packages that must never end up in an AWS bundle (the build fails if one does). */
@@ -59,7 +77,19 @@ const FORBIDDEN = [
   /^@grpc\//,
   /^pg$/,
   /^@opentelemetry\//,
+  // Validation happens at build time (functions/aws/compileConfig.ts), not in the functions.
+  /^yaml$/,
+  /^zod$/,
+  /^picomatch$/,
 ];
+
+/**
+ * rekey modules the bundles take from elsewhere: globs come compiled with the config
+ * (functions/aws/globs.ts), so the glob compiler stays out.
+ */
+export const REPLACED = {
+  'shared/core/policy/glob.ts': 'functions/aws/globs.ts',
+};
 
 /** Exported value names of a TypeScript module (types and interfaces are not values). */
 function exportedNames(source) {
@@ -82,10 +112,12 @@ function exportedNames(source) {
   return [...names];
 }
 
-function rekeyPlugin(root) {
-  const leftOut = new Map(Object.entries(LEFT_OUT).map(([rel, what]) => [join(root, rel), what]));
+function rekeyPlugin(root, fn) {
+  const leftOut = new Map(
+    Object.entries({ ...LEFT_OUT, ...FUNCTION_LEFT_OUT[fn] }).map(([rel, what]) => [join(root, rel), what]),
+  );
   const errorsModule = join(root, 'shared/core/errors.ts');
-  const yamlEsm = join(root, 'node_modules/yaml/browser/index.js');
+  const replaced = new Map(Object.entries(REPLACED).map(([from, to]) => [join(root, from), join(root, to)]));
   return {
     name: 'rekey-aws',
     setup(build) {
@@ -93,6 +125,7 @@ function rekeyPlugin(root) {
       build.onResolve({ filter: /\.js$/ }, (args) => {
         if (!args.importer.startsWith(root) || args.importer.includes('node_modules')) return undefined;
         const ts = join(args.resolveDir, args.path).replace(/\.js$/, '.ts');
+        if (replaced.has(ts)) return { path: replaced.get(ts) };
         const what = leftOut.get(ts);
         return what ? { path: ts, namespace: 'rekey-left-out', pluginData: { what } } : undefined;
       });
@@ -108,23 +141,16 @@ function rekeyPlugin(root) {
         ];
         return { contents: lines.join('\n'), loader: 'js', resolveDir: root };
       });
-      // yaml's ES module build (the same parser) tree-shakes; its Node build is one CommonJS graph.
-      build.onResolve({ filter: /^yaml$/ }, () => ({ path: yamlEsm }));
-      // `import { z } from 'zod'` binds the whole namespace object, which esbuild cannot shake
-      // (every locale and the JSON Schema converters come along); a namespace import can.
       // Error classes keep their names through minification: RekeyError subclasses name
       // themselves after their class (ValidationError, ProviderError...), and the logs show it.
       // A static block defines the name; esbuild's keepNames would cost 45 KB of helpers.
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path.includes('node_modules')) return undefined;
         const text = readFileSync(args.path, 'utf8');
-        const contents = text
-          .replace(/^import \{ z \} from 'zod';$/m, "import * as z from 'zod';")
-          .replace(
-            /^((?:export )?class (\w+) extends \w*(?:Error|Violation)\b[^{\n]*\{)$/gm,
-            (_, head, name) =>
-              `${head} static { Object.defineProperty(this, 'name', { value: '${name}' }); }`,
-          );
+        const contents = text.replace(
+          /^((?:export )?class (\w+) extends \w*(?:Error|Violation)\b[^{\n]*\{)$/gm,
+          (_, head, name) => `${head} static { Object.defineProperty(this, 'name', { value: '${name}' }); }`,
+        );
         return { contents, loader: 'ts' };
       });
     },
@@ -152,6 +178,7 @@ export async function bundle({
   quiet = false,
   outdir = join(root, 'dist', 'aws'),
   external = [],
+  config = true,
 }) {
   const esbuild = createRequire(join(root, 'package.json'))('esbuild');
   await mkdir(outdir, { recursive: true });
@@ -179,7 +206,7 @@ export async function bundle({
       banner: {
         js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
       },
-      plugins: [rekeyPlugin(root)],
+      plugins: [rekeyPlugin(root, name)],
       logLevel: 'warning',
     });
     const key = relative(root, outfile);
@@ -198,5 +225,53 @@ export async function bundle({
     results[name] = { file: outfile, bytes, byPackage: sizesByPackage(r.metafile, key) };
     if (!quiet) console.log(`${relative(root, outfile)} ${(bytes / 1024).toFixed(1)} KB`);
   }
+  if (config) await compileFunctionsConfig({ root, outdir, quiet });
   return results;
+}
+
+/** Where the functions find the compiled config (REKEY_CONFIG's default, functions/aws/runtime.ts). */
+export const COMPILED_CONFIG = 'rekey.config.json';
+
+/**
+ * Compiles the config the functions run on: REKEY_AWS_CONFIG if set (a failure fails the build),
+ * otherwise rekey.yaml at the root when there is one (a failure is reported, nothing written).
+ * The result, <outdir>/rekey.config.json, is what serverless.yml packages. A stale one is
+ * removed first, so the bundles never meet a config compiled by another build.
+ */
+export async function compileFunctionsConfig({
+  root,
+  outdir = join(root, 'dist', 'aws'),
+  source,
+  quiet = false,
+}) {
+  const explicit = source ?? process.env.REKEY_AWS_CONFIG?.trim();
+  const yamlPath = explicit
+    ? isAbsolute(explicit)
+      ? explicit
+      : resolve(root, explicit)
+    : join(root, 'rekey.yaml');
+  const out = join(outdir, COMPILED_CONFIG);
+  rmSync(out, { force: true });
+  if (!explicit && !existsSync(yamlPath)) {
+    if (!quiet)
+      console.log('aws: no rekey.yaml at the root, no compiled config (REKEY_AWS_CONFIG=file names one)');
+    return undefined;
+  }
+  const compiler = join(root, 'dist', 'functions', 'aws', 'compileConfig.js');
+  if (!existsSync(compiler))
+    throw new Error(`${relative(root, compiler)} is missing: run tsc first (npm run build does)`);
+  const { compileConfig } = await import(pathToFileURL(compiler).href);
+  try {
+    const { compiled, notes } = await compileConfig(yamlPath, { root });
+    writeFileSync(out, `${JSON.stringify(compiled)}\n`);
+    if (!quiet) {
+      for (const n of notes) console.log(`aws: note: ${n}`);
+      console.log(`aws: ${relative(root, out)} compiled from ${relative(root, yamlPath)}`);
+    }
+    return out;
+  } catch (e) {
+    if (explicit) throw e;
+    console.warn(`aws: rekey.yaml not compiled for the functions:\n${e.message}`);
+    return undefined;
+  }
 }

@@ -1,7 +1,8 @@
 import { ValidationError } from '../errors.js';
-import { type CatalogAllowance, type Price, type PriceCatalog, tieredCost } from './catalog.js';
+import type { CatalogAllowance } from './catalog.js';
 import { fmtMoney, fmtQty } from './format.js';
 import { type Interval, ms, overlapHours, type Period, parsePeriod } from './period.js';
+import { type Price, type PriceCatalog, tieredCost } from './priceCatalog.js';
 import type {
   CostInventory,
   CostKey,

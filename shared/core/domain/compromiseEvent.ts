@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { canonicalJson } from '../util/canonicalJson.js';
 import { parseKeyRef } from './keyRef.js';
@@ -109,14 +108,36 @@ export function parseCloudEvent(input: unknown): CloudEvent {
   return e as CloudEvent;
 }
 
-const nonEmpty = (max: number) => z.string().min(1, { error: 'must not be empty' }).max(max);
+/** `data`'s fields, in the order they are checked, with their longest accepted length. */
+const DATA_FIELDS: { name: keyof CompromiseEventData; max: number; optional?: boolean }[] = [
+  { name: 'keyRef', max: 2048 },
+  { name: 'version', max: 128, optional: true },
+  { name: 'reason', max: 1000 },
+  { name: 'reportedBy', max: 256 },
+];
 
-const DataSchema = z.strictObject({
-  keyRef: nonEmpty(2048),
-  version: nonEmpty(128).optional(),
-  reason: nonEmpty(1000),
-  reportedBy: nonEmpty(256),
-});
+/** `data`, checked field by field (written out, so event handlers need no schema library). */
+function parseData(v: unknown): CompromiseEventData {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail('data', 'must be a JSON object');
+  const d = v as Record<string, unknown>;
+  const out: Record<string, string> = {};
+  for (const { name, max, optional } of DATA_FIELDS) {
+    const x = d[name];
+    if (x === undefined) {
+      if (optional) continue;
+      fail(`data.${name}`, 'is required');
+    }
+    if (typeof x !== 'string')
+      fail(`data.${name}`, `must be a string (got ${x === null ? 'null' : typeof x})`);
+    const t = x as string;
+    if (t.length === 0) fail(`data.${name}`, 'must not be empty');
+    if (t.length > max) fail(`data.${name}`, `must be at most ${max} characters`);
+    out[name] = t;
+  }
+  const unknown = Object.keys(d).find((k) => !DATA_FIELDS.some((f) => f.name === k));
+  if (unknown !== undefined) fail(`data.${unknown.slice(0, 40)}`, 'is not a known field');
+  return out as unknown as CompromiseEventData;
+}
 
 /** Checks that a CloudEvent is a well-formed `key.compromised` event and returns what it says. */
 export function parseCompromiseEvent(input: unknown): CompromiseEvent {
@@ -127,16 +148,7 @@ export function parseCompromiseEvent(input: unknown): CompromiseEvent {
   const ct = event.datacontenttype;
   if (ct !== undefined && !/^application\/json\s*(?:;.*)?$/i.test(ct))
     fail('datacontenttype', `must be application/json (got "${ct.slice(0, 100)}")`);
-  const parsed = DataSchema.safeParse(event.data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    if (issue.code === 'invalid_type' && issue.path.length === 0) fail('data', 'must be a JSON object');
-    if (issue.code === 'unrecognized_keys') fail(`data.${issue.keys[0]}`, 'is not a known field');
-    const at = issue.path.length ? `data.${issue.path.join('.')}` : 'data';
-    const v = (event.data as Record<string, unknown> | undefined)?.[String(issue.path[0])];
-    fail(at, v === undefined ? 'is required' : issue.message);
-  }
-  const data = parsed.data!;
+  const data = parseData(event.data);
   try {
     data.keyRef = parseKeyRef(data.keyRef).uri;
   } catch (e) {

@@ -6,7 +6,7 @@ import { ValidationError } from '../errors.js';
  * values are not paths), and unbalanced brackets are an error rather than literal characters, so
  * a typo in a policy is reported instead of silently matching nothing.
  */
-const OPTIONS: picomatch.PicomatchOptions = { bash: true, dot: true, strictBrackets: true };
+export const GLOB_OPTIONS: picomatch.PicomatchOptions = { bash: true, dot: true, strictBrackets: true };
 
 export type GlobMatcher = (value: string) => boolean;
 
@@ -17,7 +17,7 @@ export function globMatcher(glob: string): GlobMatcher {
   let m = cache.get(glob);
   if (m) return m;
   try {
-    const compiled = picomatch(glob, OPTIONS);
+    const compiled = picomatch(glob, GLOB_OPTIONS);
     m = (value: string) => compiled(value);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);

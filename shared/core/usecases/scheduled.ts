@@ -1,12 +1,11 @@
-import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import type { RewrapJob } from '../ports/StateStore.js';
-import type { RewrapShardMessage } from '../ports/WorkQueue.js';
 import type { AdaptiveRate } from '../rewrap/adaptiveRate.js';
 import { type ApplyReport, applyPlan } from './applyPlan.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { makePlan } from './planCycle.js';
 import { settleRewrapJob, workOnRewrapJob } from './rewrap.js';
+import { parseShardMessage } from './shardMessage.js';
 
 /** What a scheduled run did, for the runtime's log line and metrics. */
 export interface CycleReport {
@@ -53,41 +52,7 @@ export async function runScheduledCycle(
   }
 }
 
-const verifySchema = z.union([
-  z.literal('full'),
-  z.literal('none'),
-  z.object({ sample: z.number().gt(0).lte(1) }).strict(),
-]);
-
-const shardMessageSchema = z
-  .object({
-    kind: z.literal('rewrap-shard'),
-    jobId: z.string().min(1).max(512),
-    providerId: z.string().min(1).max(128),
-    verify: verifySchema,
-    batchSize: z.number().int().min(1).max(10_000),
-    ratePerSecond: z.number().positive().optional(),
-  })
-  .strict();
-
-/** Checks a queue message body; a malformed one is refused with the field that is wrong. */
-export function parseShardMessage(body: unknown): RewrapShardMessage {
-  let value = body;
-  if (typeof body === 'string') {
-    try {
-      value = JSON.parse(body);
-    } catch {
-      throw new ValidationError('re-wrap message: body is not JSON');
-    }
-  }
-  const r = shardMessageSchema.safeParse(value);
-  if (!r.success) {
-    const first = r.error.issues[0]!;
-    const at = first.path.length ? first.path.join('.') : '(message)';
-    throw new ValidationError(`re-wrap message: ${at}: ${first.message}`);
-  }
-  return r.data as RewrapShardMessage;
-}
+export { parseShardMessage };
 
 export interface ShardReport {
   /** done: this shard is finished; busy: another worker holds it (redeliver later). */

@@ -18,6 +18,8 @@ import {
   type Handler,
   lambdaContext,
   loadBundle,
+  notAllowed,
+  observeCalls,
   queueDepth,
   REGION,
   startStack,
@@ -30,6 +32,8 @@ let costs: Handler<ScheduledEvent, Record<string, unknown>>;
 let orders: string;
 let logs: string;
 let out: ReturnType<typeof captureStdout>;
+/** What each function called on the emulated services, checked against its role at the end. */
+const calls = { scheduler: new Set<string>(), worker: new Set<string>(), costs: new Set<string>() };
 
 const schedule = (): ScheduledEvent => ({
   version: '0',
@@ -52,9 +56,9 @@ beforeAll(async () => {
   // The keys were made 200 days ago; from now on the emulator keeps real time.
   stack.emu.clock.set(new Date());
   stack.applyEnv({ REKEY_SHARDS: '3' });
-  scheduler = await loadBundle('scheduler');
-  worker = await loadBundle('worker');
-  costs = await loadBundle('costs');
+  scheduler = observeCalls(stack, await loadBundle('scheduler'), calls.scheduler);
+  worker = observeCalls(stack, await loadBundle('worker'), calls.worker);
+  costs = observeCalls(stack, await loadBundle('costs'), calls.costs);
   out = captureStdout();
 });
 
@@ -175,5 +179,14 @@ describe('AWS functions, end to end', () => {
       policy: 'pci',
       account: stack.emu.account,
     });
+  });
+
+  it('each function called only what its role in serverless.yml allows', () => {
+    expect(calls.scheduler).toContain('kms.RotateKeyOnDemand');
+    // verify: full takes the unwrap, wrap, verify path.
+    expect(calls.worker).toContain('kms.Encrypt');
+    expect(notAllowed(calls.scheduler, 'SchedulerRole')).toEqual([]);
+    expect(notAllowed(calls.worker, 'WorkerRole')).toEqual([]);
+    expect(notAllowed(calls.costs, 'CostsRole')).toEqual([]);
   });
 });

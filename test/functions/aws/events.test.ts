@@ -15,6 +15,8 @@ import {
   type Handler,
   lambdaContext,
   loadBundle,
+  notAllowed,
+  observeCalls,
   REGION,
   startStack,
 } from './helpers.js';
@@ -26,6 +28,7 @@ let state: DynamoStateStore;
 let orders: string;
 let other: string;
 let out: ReturnType<typeof captureStdout>;
+const calls = new Set<string>();
 
 function kmsEvent(ref: string, detailType = 'KMS CMK Rotation', extra: Partial<KmsEvent> = {}): KmsEvent {
   const arn = parseKeyRef(ref).uri.slice('aws-kms://'.length);
@@ -53,7 +56,7 @@ beforeAll(async () => {
   stack.emu.clock.set(new Date());
   stack.applyEnv();
   state = new DynamoStateStore({ table: stack.stateTable, doc: stack.dyn.client() });
-  events = await loadBundle('events');
+  events = observeCalls(stack, await loadBundle('events'), calls);
   out = captureStdout();
 });
 
@@ -125,5 +128,10 @@ describe('event function', () => {
       .map((l) => JSON.parse(l))
       .find((l) => l.message === 'event handling failed');
     expect(failed).toMatchObject({ eventId: ev.id, errorType: 'ProviderError' });
+  });
+
+  it('called only what the events role in serverless.yml allows', () => {
+    expect(calls).toContain('kms.DescribeKey');
+    expect(notAllowed(calls, 'EventsRole')).toEqual([]);
   });
 });

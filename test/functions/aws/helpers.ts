@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,6 +14,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { parse as parseYaml, type Tags } from 'yaml';
+import { compileConfig } from '../../../functions/aws/compileConfig.js';
 import { parseKeyRef } from '../../../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../../../shared/core/ports/DekStore.js';
 import { AwsKmsProvider } from '../../../shared/providers/aws/AwsKmsProvider.js';
@@ -31,11 +33,15 @@ const CREDENTIALS = {
 
 export type Handler<E = unknown, R = unknown> = (event: E, context: Context) => Promise<R>;
 
-/** Imports a built function bundle (`npm run build` makes them; `npm test` builds first). */
-export async function loadBundle<E, R>(fn: string): Promise<Handler<E, R>> {
+/**
+ * Imports a built function bundle (`npm run build` makes them; `npm test` builds first). A
+ * distinct `instance` gives a fresh copy, as a new execution environment would start.
+ */
+export async function loadBundle<E, R>(fn: string, instance?: string): Promise<Handler<E, R>> {
   const file = join(ROOT, 'dist', 'aws', `${fn}.mjs`);
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` (npm test does)`);
-  const mod = (await import(/* @vite-ignore */ pathToFileURL(file).href)) as { handler: Handler<E, R> };
+  const url = `${pathToFileURL(file).href}${instance ? `?instance=${encodeURIComponent(instance)}` : ''}`;
+  const mod = (await import(/* @vite-ignore */ url)) as { handler: Handler<E, R> };
   return mod.handler;
 }
 
@@ -64,6 +70,7 @@ export interface AwsStack {
   dyn: Dynalite;
   dir: string;
   queueUrl: string;
+  /** The compiled config the functions read (REKEY_CONFIG), compiled from the YAML beside it. */
   configPath: string;
   stateTable: string;
   dekTable: string;
@@ -95,7 +102,16 @@ policies:
     rewrap: { stores: [orders], verify: full, batchSize: 25 }
 `;
 
-/** Starts the services, creates the queue and tables, writes the config. */
+/** The YAML compiled as the build does it (functions/aws/compileConfig.ts); returns the JSON's path. */
+export async function writeCompiledConfig(dir: string, yaml: string): Promise<string> {
+  const source = join(dir, 'rekey.yaml');
+  writeFileSync(source, yaml);
+  const out = join(dir, 'rekey.config.json');
+  writeFileSync(out, JSON.stringify((await compileConfig(source, { root: ROOT })).compiled));
+  return out;
+}
+
+/** Starts the services, creates the queue and tables, writes the compiled config. */
 export async function startStack(
   opts: { keysCreatedDaysAgo?: number; config?: string } = {},
 ): Promise<AwsStack> {
@@ -104,8 +120,7 @@ export async function startStack(
   });
   const dyn = await startDynalite();
   const dir = mkdtempSync(join(tmpdir(), 'rekey-aws-fn-'));
-  const configPath = join(dir, 'rekey.yaml');
-  writeFileSync(configPath, opts.config ?? CONFIG_YAML);
+  const configPath = await writeCompiledConfig(dir, opts.config ?? CONFIG_YAML);
   const kms = new KMSClient({
     region: REGION,
     endpoint: emu.endpoint,
@@ -340,4 +355,63 @@ export function emfDocuments(lines: string[]): Array<
     }
   }
   return out;
+}
+
+/** serverless.yml's CloudFormation short forms (!Sub, !Ref, !GetAtt), kept as opaque objects. */
+const CFN_TAGS: Tags = ['Sub', 'Ref', 'GetAtt'].flatMap((name) => [
+  { tag: `!${name}`, resolve: (v: string) => ({ [name]: v }) },
+  { tag: `!${name}`, collection: 'seq' as const, resolve: (v: unknown) => ({ [name]: v }) },
+]);
+
+/** The IAM actions a role of serverless.yml allows (any resource). */
+export function roleActions(role: string): Set<string> {
+  const doc = parseYaml(readFileSync(join(ROOT, 'serverless.yml'), 'utf8'), { customTags: CFN_TAGS }) as {
+    resources: {
+      Resources: Record<
+        string,
+        { Properties: { Policies: { PolicyDocument: { Statement: { Action: string | string[] }[] } }[] } }
+      >;
+    };
+  };
+  const r = doc.resources.Resources[role];
+  if (!r) throw new Error(`serverless.yml has no ${role}`);
+  return new Set(
+    r.Properties.Policies.flatMap((p) => p.PolicyDocument.Statement).flatMap((st) =>
+      Array.isArray(st.Action) ? st.Action : [st.Action],
+    ),
+  );
+}
+
+/** The IAM actions an emulator operation (`kms.ReEncrypt`, `sqs.SendMessageBatch`...) needs. */
+export function iamActionsFor(op: string): string[] {
+  const [service, name] = op.split('.') as [string, string];
+  if (op === 'kms.ReEncrypt') return ['kms:ReEncryptFrom', 'kms:ReEncryptTo'];
+  // SQS authorizes a batch call as its single form.
+  if (service === 'sqs' && name.endsWith('Batch')) return [`sqs:${name.slice(0, -'Batch'.length)}`];
+  return [`${service}:${name}`];
+}
+
+/**
+ * Wraps a function handler: every emulator operation (KMS, SQS, EventBridge) made while it runs
+ * is added to `into`. Tests call handlers one at a time, so what happens meanwhile is theirs.
+ */
+export function observeCalls<E, R>(
+  stack: AwsStack,
+  handler: Handler<E, R>,
+  into: Set<string>,
+): Handler<E, R> {
+  return async (event, context) => {
+    const before = { ...stack.emu.requestCounts };
+    try {
+      return await handler(event, context);
+    } finally {
+      for (const [op, n] of Object.entries(stack.emu.requestCounts)) if (n > (before[op] ?? 0)) into.add(op);
+    }
+  };
+}
+
+/** The operations in `calls` that `role` does not allow. */
+export function notAllowed(calls: Set<string>, role: string): string[] {
+  const allowed = roleActions(role);
+  return [...calls].flatMap(iamActionsFor).filter((a) => !allowed.has(a));
 }

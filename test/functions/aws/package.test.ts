@@ -1,14 +1,15 @@
 /**
  * `serverless package` (Serverless Framework v3) runs offline and writes the CloudFormation
  * template this checks: the resources are there, each function has its own least-privilege
- * role, and every function's zip holds its bundle, the price catalog and the config.
+ * role, and every function's zip holds its bundle and the compiled config. Without a compiled
+ * config, packaging fails.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from './helpers.js';
+import { CONFIG_YAML, ROOT, writeCompiledConfig } from './helpers.js';
 
 type Json = Record<string, unknown>;
 interface Resource {
@@ -22,7 +23,7 @@ interface Statement {
   Condition?: Json;
 }
 
-const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs'] as const;
+const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs', 'approvals'] as const;
 /** KMS actions that touch key material or ciphertexts. */
 const CRYPTO = [
   'kms:Encrypt',
@@ -33,7 +34,10 @@ const CRYPTO = [
   'kms:GenerateDataKeyWithoutPlaintext',
   'kms:ImportKeyMaterial',
 ];
-const CONFIG = 'examples/rekey.yaml';
+/** Inside the project, as serverless packages files relative to it. */
+const CONFIG_DIR = join(ROOT, '.tmp', `sls-config-${process.pid}`);
+let CONFIG: string;
+let digest: string;
 let out: string;
 let resources: Record<string, Resource>;
 
@@ -60,12 +64,8 @@ function canIsolateNetwork(): boolean {
   return spawnSync('unshare', ['-n', 'true'], { stdio: 'ignore' }).status === 0;
 }
 
-beforeAll(() => {
-  for (const fn of FUNCTIONS) {
-    if (!existsSync(join(ROOT, 'dist/aws', `${fn}.mjs`)))
-      throw new Error(`dist/aws/${fn}.mjs is missing: run \`npm run build\` (npm test does)`);
-  }
-  out = mkdtempSync(join(tmpdir(), 'rekey-sls-'));
+/** `serverless package` with the given compiled config, offline; the exit status and output. */
+function slsPackage(config: string, into: string) {
   const sls = join(ROOT, 'node_modules/serverless/bin/serverless.js');
   const args = [
     sls,
@@ -75,8 +75,8 @@ beforeAll(() => {
     '--region',
     'us-east-1',
     '--package',
-    out,
-    `--param=config=${CONFIG}`,
+    into,
+    `--param=config=${config}`,
   ];
   const env = {
     PATH: process.env.PATH ?? '',
@@ -88,19 +88,39 @@ beforeAll(() => {
     // Packaging needs no real credentials; nothing of this machine's AWS setup is read.
     AWS_ACCESS_KEY_ID: 'AKIAPACKAGEONLY00000',
     AWS_SECRET_ACCESS_KEY: 'package-only',
-    AWS_CONFIG_FILE: join(out, 'no-aws-config'),
-    AWS_SHARED_CREDENTIALS_FILE: join(out, 'no-aws-credentials'),
+    AWS_CONFIG_FILE: join(into, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(into, 'no-aws-credentials'),
   };
   const [cmd, cmdArgs] = canIsolateNetwork()
     ? ['unshare', ['-n', process.execPath, ...args]]
     : [process.execPath, args];
-  execFileSync(cmd as string, cmdArgs as string[], { cwd: ROOT, env, stdio: 'pipe', timeout: 60_000 });
+  return spawnSync(cmd as string, cmdArgs as string[], {
+    cwd: ROOT,
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
+
+beforeAll(async () => {
+  for (const fn of FUNCTIONS) {
+    if (!existsSync(join(ROOT, 'dist/aws', `${fn}.mjs`)))
+      throw new Error(`dist/aws/${fn}.mjs is missing: run \`npm run build\` (npm test does)`);
+  }
+  mkdirSync(CONFIG_DIR, { recursive: true });
+  const compiled = await writeCompiledConfig(CONFIG_DIR, CONFIG_YAML);
+  CONFIG = relative(ROOT, compiled);
+  digest = JSON.parse(readFileSync(compiled, 'utf8')).config.digest;
+  out = mkdtempSync(join(tmpdir(), 'rekey-sls-'));
+  const r = slsPackage(CONFIG, out);
+  if (r.status !== 0) throw new Error(`serverless package failed:\n${r.stdout}\n${r.stderr}`);
   const template = JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
   resources = template.Resources;
 }, 90_000);
 
 afterAll(() => {
   if (out) rmSync(out, { recursive: true, force: true });
+  rmSync(CONFIG_DIR, { recursive: true, force: true });
 });
 
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
@@ -128,15 +148,26 @@ describe('serverless package (offline)', () => {
       });
       expect((fnResource(fn).Properties.Environment as Json).Variables).toMatchObject({
         REKEY_CONFIG: CONFIG,
+        REKEY_CONFIG_DIGEST: digest,
       });
     }
     const schedules = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.ScheduleExpression);
     expect(schedules).toHaveLength(2);
-    const kmsRule = ofType('AWS::Events::Rule').find(([, r]) => r.Properties.EventPattern)!;
-    expect(kmsRule[1].Properties.EventPattern).toEqual({
-      source: ['aws.kms'],
-      'detail-type': ['KMS CMK Rotation', 'KMS Imported Key Material Expiration', 'KMS CMK Deletion'],
-    });
+    const patterns = ofType('AWS::Events::Rule').filter(([, r]) => r.Properties.EventPattern);
+    expect(patterns.map(([, r]) => r.Properties.EventPattern)).toEqual([
+      {
+        source: ['aws.kms'],
+        'detail-type': ['KMS CMK Rotation', 'KMS Imported Key Material Expiration', 'KMS CMK Deletion'],
+      },
+      { 'detail-type': ['dev.rekey.key.compromised'] },
+    ]);
+    // KMS events come on the default bus, compromise events on rekey's own.
+    expect(patterns[0]![1].Properties.EventBusName).toBeUndefined();
+    expect(JSON.stringify(patterns[1]![1].Properties.EventBusName)).toMatch(/EventBus/);
+    for (const [, r] of patterns)
+      expect(r.Properties.Targets).toEqual([
+        expect.objectContaining({ Arn: { 'Fn::GetAtt': ['EventsLambdaFunction', 'Arn'] } }),
+      ]);
     const [, mapping] = ofType('AWS::Lambda::EventSourceMapping')[0]!;
     expect(mapping.Properties).toMatchObject({
       FunctionResponseTypes: ['ReportBatchItemFailures'],
@@ -176,7 +207,7 @@ describe('serverless package (offline)', () => {
         // creating a key that carries the managed tag take "*".
         if (s.Resource === '*') for (const a of kms) expect(CRYPTO).not.toContain(a);
         if (s.Resource === '*' && s.Condition === undefined) {
-          expect(kms.sort()).toEqual(['kms:ListAliases', 'kms:ListKeys']);
+          for (const a of kms) expect(['kms:ListAliases', 'kms:ListKeys']).toContain(a);
         } else if (s.Resource === '*') {
           expect(kms.sort()).toEqual(['kms:CreateKey', 'kms:TagResource']);
           expect(s.Condition).toEqual({ StringEquals: { 'aws:RequestTag/rekey-managed': 'true' } });
@@ -211,14 +242,26 @@ describe('serverless package (offline)', () => {
     const chains = ['kms:GetKeyPolicy', 'kms:TagResource', 'kms:UpdateAlias', 'kms:CreateKey'];
     expect(kmsActions('SchedulerRole')).toEqual(new Set([...list, ...read, ...manage, ...chains]));
     expect(kmsActions('WorkerRole')).toEqual(new Set([...read, ...crypto]));
-    expect(kmsActions('EventsRole')).toEqual(new Set([...read, ...crypto, 'kms:RotateKeyOnDemand']));
+    expect(kmsActions('EventsRole')).toEqual(
+      new Set([...read, ...crypto, 'kms:RotateKeyOnDemand', 'kms:ListAliases', ...chains]),
+    );
     expect(kmsActions('CostsRole')).toEqual(new Set([...list, ...read]));
+    expect(kmsActions('ApprovalsRole')).toEqual(new Set());
     // Queue, bus and tables: each function reaches only what it uses.
     const all = (role: string) => new Set(statements(role).flatMap(actions));
     expect(all('SchedulerRole')).toContain('sqs:SendMessage');
     expect(all('WorkerRole')).not.toContain('sqs:SendMessage');
     expect(all('WorkerRole')).toContain('sqs:ReceiveMessage');
     expect(all('CostsRole')).not.toContain('events:PutEvents');
+    expect(all('ApprovalsRole')).toEqual(
+      new Set([
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+      ]),
+    );
     const idempotency = (role: string) =>
       statements(role).some((s) => JSON.stringify(s.Resource).includes('IdempotencyTable'));
     expect(FUNCTIONS.filter((fn) => idempotency(`${fn[0]!.toUpperCase()}${fn.slice(1)}Role`))).toEqual([
@@ -226,10 +269,34 @@ describe('serverless package (offline)', () => {
     ]);
   });
 
-  it('packages each function with its bundle, the price catalog and the config, nothing else', () => {
+  it('packages each function with its bundle and the compiled config, nothing else', () => {
     for (const fn of FUNCTIONS) {
       const listing = zipEntries(readFileSync(join(out, `${fn}.zip`))).sort();
-      expect(listing).toEqual(['data/prices/catalog.json', `dist/aws/${fn}.mjs`, CONFIG].sort());
+      expect(listing).toEqual([`dist/aws/${fn}.mjs`, CONFIG].sort());
+    }
+  });
+
+  it('serves approvals on a function URL the handler authenticates, and passes HMAC secrets as parameters', () => {
+    const [, url] = ofType('AWS::Lambda::Url')[0]!;
+    expect(url.Properties).toMatchObject({
+      AuthType: 'NONE',
+      TargetFunctionArn: { 'Fn::GetAtt': ['ApprovalsLambdaFunction', 'Arn'] },
+    });
+    const env = (fn: string) => (fnResource(fn).Properties.Environment as Json).Variables as Json;
+    expect(env('approvals')).toMatchObject({ REKEY_APPROVAL_TOKEN_KEY: '' });
+    expect(env('events')).toMatchObject({ REKEY_INCIDENT_KEY: '' });
+    expect(env('scheduler').REKEY_INCIDENT_KEY).toBeUndefined();
+  });
+
+  it('refuses to package without a compiled config', () => {
+    const into = mkdtempSync(join(tmpdir(), 'rekey-sls-'));
+    try {
+      const r = slsPackage('.tmp/no-such-config.json', into);
+      expect(r.status).not.toBe(0);
+      expect(`${r.stdout}${r.stderr}`).toMatch(/REKEY_CONFIG_DIGEST/);
+      expect(existsSync(join(into, 'scheduler.zip'))).toBe(false);
+    } finally {
+      rmSync(into, { recursive: true, force: true });
     }
   });
 });

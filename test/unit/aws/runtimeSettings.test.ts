@@ -18,20 +18,27 @@ describe('AWS function settings', () => {
         { queue: true },
       ),
     ).toEqual({
-      configPath: '/var/task/rekey.yaml',
+      configPath: '/var/task/dist/aws/rekey.config.json',
+      root: '/var/task',
       stateTable: 'rekey-state',
       queueUrl: 'https://sqs.eu-west-1.amazonaws.com/111122223333/rekey-shards',
       eventBus: 'rekey',
       shards: 8,
       actor: 'aws-lambda:rekey-prod-scheduler',
     });
-    expect(readSettings({ ...base, REKEY_CONFIG: 'conf/prod.yaml' }).configPath).toBe(
-      '/var/task/conf/prod.yaml',
+    expect(readSettings({ ...base, REKEY_CONFIG: 'conf/prod.json' }).configPath).toBe(
+      '/var/task/conf/prod.json',
     );
     expect(
-      readSettings({ ...base, REKEY_CONFIG: '/opt/rekey.yaml', REKEY_ACTOR: 'svc:rekey' }),
+      readSettings({
+        ...base,
+        REKEY_CONFIG: '/opt/rekey.config.json',
+        REKEY_CONFIG_DIGEST: 'ab12',
+        REKEY_ACTOR: 'svc:rekey',
+      }),
     ).toMatchObject({
-      configPath: '/opt/rekey.yaml',
+      configPath: '/opt/rekey.config.json',
+      configDigest: 'ab12',
       actor: 'svc:rekey',
     });
   });

@@ -1,0 +1,129 @@
+/**
+ * The bundles run on the config compiled at build time: they carry neither the YAML parser nor
+ * the schema library, stay under the size target, and refuse, naming the file, a config that
+ * is not such a compilation or not the one the deployment packaged, changing nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import type { ScheduledEvent } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCompiledConfig } from '../../../functions/aws/config.js';
+import {
+  type AwsStack,
+  CONFIG_YAML,
+  type Handler,
+  lambdaContext,
+  loadBundle,
+  REGION,
+  ROOT,
+  startStack,
+} from './helpers.js';
+
+const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs'];
+let stack: AwsStack;
+
+const schedule = (): ScheduledEvent => ({
+  version: '0',
+  id: randomUUID(),
+  'detail-type': 'Scheduled Event',
+  source: 'aws.events',
+  account: '111122223333',
+  time: new Date().toISOString(),
+  region: REGION,
+  resources: [`arn:aws:events:${REGION}:111122223333:rule/rekey-test-schedule`],
+  detail: {},
+});
+
+async function failure(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('the invocation succeeded');
+}
+
+const stateItems = async () =>
+  (await stack.dyn.client().send(new ScanCommand({ TableName: stack.stateTable }))).Items ?? [];
+
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe('AWS bundles and the compiled config', () => {
+  it('carry neither yaml nor zod, and each stays within 600 KB', () => {
+    for (const fn of FUNCTIONS) {
+      const meta = JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
+      const inputs = Object.keys(meta.inputs);
+      expect(inputs.filter((p) => /node_modules\/(yaml|zod)\//.test(p))).toEqual([]);
+      expect(inputs.some((p) => p.endsWith('shared/core/policy/schema.ts'))).toBe(false);
+      expect(statSync(join(ROOT, 'dist/aws', `${fn}.mjs`)).size).toBeLessThanOrEqual(600 * 1024);
+    }
+    // The cost function publishes no events: it carries no EventBridge client.
+    const costs = JSON.parse(readFileSync(join(ROOT, 'dist/aws/costs.meta.json'), 'utf8'));
+    expect(Object.keys(costs.inputs).filter((p) => p.includes('client-eventbridge'))).toEqual([]);
+  });
+
+  it('a YAML file given as the config fails the invocation naming it, and changes nothing', async () => {
+    const yaml = join(stack.dir, 'given.yaml');
+    writeFileSync(yaml, CONFIG_YAML);
+    stack.applyEnv({ REKEY_CONFIG: yaml });
+    const scheduler = await loadBundle<ScheduledEvent, unknown>('scheduler', 'yaml');
+    const e = await failure(scheduler(schedule(), lambdaContext('scheduler')));
+    expect(e.name).toBe('ConfigError');
+    expect(e.message).toContain(yaml);
+    expect(e.message).toMatch(/looks like YAML.*npm run build/);
+    expect(await stateItems()).toEqual([]);
+  });
+
+  it('a compiled config other than the one deployed is refused', async () => {
+    stack.applyEnv({ REKEY_CONFIG_DIGEST: 'f'.repeat(64) });
+    const scheduler: Handler<ScheduledEvent, unknown> = await loadBundle('scheduler', 'digest');
+    const e = await failure(scheduler(schedule(), lambdaContext('scheduler')));
+    expect(e.name).toBe('ConfigError');
+    expect(e.message).toMatch(/compiled from another config .*REKEY_CONFIG_DIGEST ffffffffffff/);
+    expect(await stateItems()).toEqual([]);
+  });
+
+  it('the matching digest runs the cycle', async () => {
+    const digest = JSON.parse(readFileSync(stack.configPath, 'utf8')).config.digest;
+    stack.applyEnv({ REKEY_CONFIG_DIGEST: digest });
+    const scheduler: Handler<ScheduledEvent, { status: string }> = await loadBundle('scheduler', 'good');
+    expect(await scheduler(schedule(), lambdaContext('scheduler'))).toMatchObject({ status: 'applied' });
+  });
+
+  it('the build compiles the config it is given, and a failure leaves no compiled config behind', async () => {
+    const { compileFunctionsConfig } = (await import(
+      /* @vite-ignore */ pathToFileURL(join(ROOT, 'scripts/bundle/aws.mjs')).href
+    )) as {
+      compileFunctionsConfig(o: {
+        root: string;
+        outdir: string;
+        source: string;
+        quiet: boolean;
+      }): Promise<string>;
+    };
+    mkdirSync(join(ROOT, '.tmp'), { recursive: true });
+    const outdir = mkdtempSync(join(ROOT, '.tmp', 'aws-build-'));
+    try {
+      const good = join(stack.dir, 'build.yaml');
+      writeFileSync(good, CONFIG_YAML);
+      const out = await compileFunctionsConfig({ root: ROOT, outdir, source: good, quiet: true });
+      expect(readCompiledConfig(out, '/var/task').config.policies.map((p) => p.name)).toEqual(['pci']);
+      const bad = join(stack.dir, 'bad.yaml');
+      writeFileSync(bad, CONFIG_YAML.replace('verify: full', 'verify: always'));
+      await expect(compileFunctionsConfig({ root: ROOT, outdir, source: bad, quiet: true })).rejects.toThrow(
+        new RegExp(`${bad}:\\d+:\\d+: policies\\[0\\]\\.rewrap\\.verify`),
+      );
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  });
+});
