@@ -264,6 +264,8 @@ function quotaProvider(
     stats.ok++;
   };
   const provider = Object.create(inner) as LocalKmsProvider;
+  // A quota counts single operations (like a cloud KMS): no batch call.
+  (provider as { rewrapMany?: unknown }).rewrapMany = undefined;
   provider.rewrap = async (...a) => {
     take();
     return inner.rewrap(...a);
