@@ -21,6 +21,8 @@ interface Controlled {
 export async function startControlServer(
   port: number,
   c: Controlled,
+  /** More `GET name` endpoints an emulator adds (answered with 200 and the returned body). */
+  extra: Record<string, () => unknown> = {},
 ): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => send(res, 500, { message: String(e) }));
@@ -64,8 +66,11 @@ export async function startControlServer(
         case 'POST reset':
           c.reset();
           return send(res, 200, {});
-        default:
+        default: {
+          const more = req.method === 'GET' ? extra[path] : undefined;
+          if (more) return send(res, 200, more());
           return send(res, 404, { message: `no control endpoint ${req.method} /${path}` });
+        }
       }
     } catch (e) {
       return send(res, 400, { message: e instanceof Error ? e.message : String(e) });
