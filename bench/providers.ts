@@ -85,12 +85,13 @@ async function aws(n: number, quota: number) {
   const reEncrypts = async () => ((await emu.control('requests')).counts['kms.ReEncrypt'] ?? 0) as number;
   try {
     const state = SqliteStateStore.open(join(dir, 'state.db'));
-    const run = async (label: string, withQuota: boolean) => {
+    /** A new key with n DEKs encrypted under it by KMS, in a SQLite DEK store at `path`. */
+    const seed = async (label: string, path: string) => {
       const key = await provider.createKey({ name: `bench-${label}` });
       const ref = parseKeyRef(key.ref);
       const store = SqliteDekStore.open({
         id: label,
-        path: join(dir, `${label}.db`),
+        path,
         table: 'data_keys',
         columns: COLUMNS,
         create: true,
@@ -110,6 +111,10 @@ async function aws(n: number, quota: number) {
         context: {},
       }));
       for (let i = 0; i < recs.length; i += 10_000) await store.insertMany(recs.slice(i, i + 10_000));
+      return { key, ref, keyId, store, blobs };
+    };
+    const run = async (label: string, withQuota: boolean) => {
+      const { key, ref, keyId, store, blobs } = await seed(label, join(dir, `${label}.db`));
       const v2 = await provider.rotate(ref);
       let rawRate = 0;
       if (!withQuota) {
@@ -159,31 +164,9 @@ async function aws(n: number, quota: number) {
     // processes, each with its own SDK client and half the rate, on id-range shards).
     const ws = join(dir, 'cli');
     mkdirSync(ws);
-    const key = await provider.createKey({ name: 'bench-cli' });
-    const keyId = key.ref.split('/').pop()!;
-    const store = SqliteDekStore.open({
-      id: 'app',
-      path: join(ws, 'app.db'),
-      table: 'data_keys',
-      columns: COLUMNS,
-      create: true,
-    });
-    const blobs = await pool(n, 64, async () => {
-      const r = await client.send(
-        new EncryptCommand({ KeyId: keyId, Plaintext: new Uint8Array(32).fill(7) }),
-      );
-      return r.CiphertextBlob!;
-    });
-    const recs: DekRecord[] = blobs.map((b, i) => ({
-      id: `d${String(i).padStart(7, '0')}`,
-      keyRef: key.ref,
-      version: key.primaryVersion,
-      wrapped: b,
-      context: {},
-    }));
-    for (let i = 0; i < recs.length; i += 10_000) await store.insertMany(recs.slice(i, i + 10_000));
+    const { key, ref: cliRef, store } = await seed('cli', join(ws, 'app.db'));
     await store.close?.();
-    await provider.rotate(parseKeyRef(key.ref));
+    await provider.rotate(cliRef);
     writeFileSync(
       join(ws, 'rekey.yaml'),
       `version: 1\nproviders:\n  aws: { type: aws-kms, regions: [us-east-1], endpoint: "${emu.endpoint}" }\n` +

@@ -11,7 +11,14 @@ import { consumeApproval, type GateResult, gateAction } from './approvals.js';
 import { rotateImportedKey } from './byok.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
-import { prepareRewrapJob, settleRewrapJob, sumCounts, workJobs, workOnRewrapJob } from './rewrap.js';
+import {
+  prepareRewrapJob,
+  rewrapCompletedEvent,
+  settleRewrapJob,
+  sumCounts,
+  workJobs,
+  workOnRewrapJob,
+} from './rewrap.js';
 
 export interface ActionOutcome {
   index: number;
@@ -610,25 +617,7 @@ async function runRewrapAction(
       },
     });
     await publishEvents(ctx, [
-      {
-        type: 'RewrapCompleted',
-        id: jobId,
-        time: ctx.clock.now().toISOString(),
-        detail: {
-          keyRef: action.keyRef,
-          providerId: action.provider,
-          store: storeId,
-          toVersion,
-          fromVersions: action.fromVersions,
-          rewrapped: job.counts.rewrapped,
-          failed: job.counts.failed,
-          verified: job.counts.verified,
-          mode: provider.capabilities().serverSideRewrap ? 'server-side' : 'unwrap-wrap',
-          jobId,
-          startedAt: startedAt.toISOString(),
-          durationMs: ctx.clock.now().getTime() - startedAt.getTime(),
-        },
-      },
+      rewrapCompletedEvent(job, provider, { startedAt, finishedAt: ctx.clock.now() }),
     ]);
   }
   const totals = sumCounts(jobs);

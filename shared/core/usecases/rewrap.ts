@@ -3,6 +3,8 @@ import { parseKeyRef } from '../domain/keyRef.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { parseVerify } from '../policy/values.js';
 import type { DekScanQuery } from '../ports/DekStore.js';
+import type { RekeyEvent } from '../ports/EventBus.js';
+import type { KeyProvider } from '../ports/KeyProvider.js';
 import type { RewrapCounts, RewrapJob } from '../ports/StateStore.js';
 import { AdaptiveRate } from '../rewrap/adaptiveRate.js';
 import { newRewrapJob, runRewrapJob, type VerifyMode } from '../rewrap/rewrapJob.js';
@@ -181,6 +183,33 @@ export async function workOnRewrapJob(
       await ctx.state.releaseLease(lease, ctx.instanceId);
     }
   }
+}
+
+/** The `RewrapCompleted` event of a finished job (inline or queued). */
+export function rewrapCompletedEvent(
+  job: RewrapJob,
+  provider: KeyProvider,
+  at: { startedAt: Date; finishedAt: Date },
+): RekeyEvent {
+  return {
+    type: 'RewrapCompleted',
+    id: job.id,
+    time: at.finishedAt.toISOString(),
+    detail: {
+      keyRef: job.keyRef,
+      providerId: provider.id,
+      store: job.storeId,
+      toVersion: job.toVersion,
+      fromVersions: job.fromVersions,
+      rewrapped: job.counts.rewrapped,
+      failed: job.counts.failed,
+      verified: job.counts.verified,
+      mode: provider.capabilities().serverSideRewrap ? 'server-side' : 'unwrap-wrap',
+      jobId: job.id,
+      startedAt: at.startedAt.toISOString(),
+      durationMs: Math.max(0, at.finishedAt.getTime() - at.startedAt.getTime()),
+    },
+  };
 }
 
 /** Marks a split job done once every shard is, and returns it with summed counts. */

@@ -4,7 +4,7 @@ import type { AdaptiveRate } from '../rewrap/adaptiveRate.js';
 import { type ApplyReport, applyPlan } from './applyPlan.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { makePlan } from './planCycle.js';
-import { settleRewrapJob, workOnRewrapJob } from './rewrap.js';
+import { rewrapCompletedEvent, settleRewrapJob, workOnRewrapJob } from './rewrap.js';
 import { parseShardMessage } from './shardMessage.js';
 
 /** What a scheduled run did, for the runtime's log line and metrics. */
@@ -121,26 +121,7 @@ async function announceOnce(ctx: RekeyContext, job: RewrapJob, providerId: strin
       failures: job.failures.slice(0, 10),
     },
   });
-  await publishEvents(ctx, [
-    {
-      type: 'RewrapCompleted',
-      id: job.id,
-      time: now,
-      detail: {
-        keyRef: job.keyRef,
-        providerId,
-        store: job.storeId,
-        toVersion: job.toVersion,
-        fromVersions: job.fromVersions,
-        rewrapped: job.counts.rewrapped,
-        failed: job.counts.failed,
-        verified: job.counts.verified,
-        mode: provider.capabilities().serverSideRewrap ? 'server-side' : 'unwrap-wrap',
-        jobId: job.id,
-        startedAt: job.createdAt ?? job.updatedAt,
-        durationMs: Math.max(0, Date.parse(now) - Date.parse(job.createdAt ?? job.updatedAt)),
-      },
-    },
-  ]);
+  const startedAt = new Date(job.createdAt ?? job.updatedAt);
+  await publishEvents(ctx, [rewrapCompletedEvent(job, provider, { startedAt, finishedAt: new Date(now) })]);
   return true;
 }
