@@ -71,8 +71,11 @@ export interface RewrapJobOptions {
 }
 
 const MAX_RECORDED_FAILURES = 100;
-/** DEKs per batched provider call. */
-const BATCH_CALL = 250;
+/**
+ * DEKs per batched provider call: a whole default batch, so per-call costs (an HSM checks on
+ * the token that each version may still be used, once per call) are paid once per batch.
+ */
+const BATCH_CALL = 1000;
 /** Rounds per batch: a DEK that lost a CAS race or hit transient errors is tried again. */
 const MAX_ROUNDS = 3;
 

@@ -101,7 +101,7 @@ interface Family {
 
 const attr = (type: number, value: pkcs11js.Attribute['value']): pkcs11js.Attribute => ({ type, value });
 
-/** Usage flags every session object sets to false: it can be wrapped, nothing else. */
+/** Usage flags an AES key of rekey's sets to false, before turning on the one it needs. */
 const NO_USE = [
   attr(P.CKA_ENCRYPT, false),
   attr(P.CKA_DECRYPT, false),
@@ -112,6 +112,14 @@ const NO_USE = [
   attr(P.CKA_DERIVE, false),
 ];
 
+/**
+ * Usage flags a DEK object (CKK_GENERIC_SECRET) sets to false, so it can be wrapped and nothing
+ * else. A generic secret has no encryption or key-wrapping mechanism in PKCS#11; what a token
+ * could do with one is an HMAC (sign, verify) or a derivation, and those are what is turned off.
+ * Setting the other four too would cost about a tenth of a re-wrap on SoftHSM for nothing.
+ */
+const DEK_NO_USE = [attr(P.CKA_SIGN, false), attr(P.CKA_VERIFY, false), attr(P.CKA_DERIVE, false)];
+
 /** Unwrapped DEK for unwrap(): readable (its value is read back and checked), private. */
 const READABLE_DEK_TEMPLATE: pkcs11js.Template = [
   attr(P.CKA_CLASS, P.CKO_SECRET_KEY),
@@ -120,7 +128,7 @@ const READABLE_DEK_TEMPLATE: pkcs11js.Template = [
   attr(P.CKA_PRIVATE, true),
   attr(P.CKA_SENSITIVE, false),
   attr(P.CKA_EXTRACTABLE, true),
-  ...NO_USE,
+  ...DEK_NO_USE,
 ];
 
 /**
@@ -135,7 +143,7 @@ const SEALED_DEK_TEMPLATE: pkcs11js.Template = [
   attr(P.CKA_PRIVATE, false),
   attr(P.CKA_SENSITIVE, true),
   attr(P.CKA_EXTRACTABLE, true),
-  ...NO_USE,
+  ...DEK_NO_USE,
 ];
 
 /**
@@ -555,6 +563,10 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         attr(P.CKA_KEY_TYPE, P.CKK_AES),
         attr(P.CKA_VALUE_LEN, 32),
         attr(P.CKA_TOKEN, false),
+        // Not private, like SEALED_DEK_TEMPLATE: sensitive and never extractable, so no call can
+        // read it, and SoftHSM would otherwise decrypt it with the token key on every use
+        // (about a quarter of a cached key's re-wrap). See docs/pkcs11.md.
+        attr(P.CKA_PRIVATE, false),
         attr(P.CKA_SENSITIVE, true),
         attr(P.CKA_EXTRACTABLE, false),
         ...NO_USE.filter((a) => a.type !== P.CKA_WRAP && a.type !== P.CKA_UNWRAP),
@@ -854,7 +866,7 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
             attr(P.CKA_PRIVATE, true),
             attr(P.CKA_SENSITIVE, true),
             attr(P.CKA_EXTRACTABLE, true),
-            ...NO_USE,
+            ...DEK_NO_USE,
             attr(P.CKA_VALUE, payload),
           ]);
           const out = p.C_WrapKey(
