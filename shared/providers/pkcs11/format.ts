@@ -162,9 +162,11 @@ const CT_FORMAT = 0x01;
 
 /** Ciphertext as stored by the application: format byte | AES key wrap output. */
 export function encodeCiphertext(wrapped: Buffer): Uint8Array {
-  const out = new Uint8Array(1 + wrapped.length);
+  // From Node's Buffer pool: a ciphertext is not secret, and one small allocation per DEK from
+  // the C heap (which SoftHSM also allocates from for every call) costs a re-wrap dearly.
+  const out = Buffer.allocUnsafe(1 + wrapped.length);
   out[0] = CT_FORMAT;
-  out.set(wrapped, 1);
+  wrapped.copy(out, 1);
   return out;
 }
 
