@@ -277,6 +277,37 @@ export function dekStoreContract(name: string, setup: () => Promise<DekStoreFixt
       expect(await store.replaceMany([])).toEqual([]);
     });
 
+    it('replaceMany takes items of different lengths and target versions in one call', async () => {
+      const key = 'local://mixed';
+      const long = (b: number, n: number) => new Uint8Array(n).fill(b);
+      await store.insertMany([
+        dek('q-1', key, '1', long(1, 3)),
+        dek('q-2', key, '1', long(2, 200)),
+        dek('q-3', key, '1', long(3, 1)),
+      ]);
+      // One version for all, lengths differing on both sides.
+      expect(
+        await store.replaceMany([
+          { id: 'q-1', expected: long(1, 3), newWrapped: long(11, 90), newVersion: '2' },
+          { id: 'q-2', expected: long(2, 200), newWrapped: long(12, 1), newVersion: '2' },
+          { id: 'q-3', expected: long(3, 2), newWrapped: long(13, 7), newVersion: '2' },
+        ]),
+      ).toEqual([true, true, false]);
+      expect(hex((await store.get('q-1'))!.wrapped)).toBe('0b'.repeat(90));
+      expect(hex((await store.get('q-2'))!.wrapped)).toBe('0c');
+      expect(hex((await store.get('q-3'))!.wrapped)).toBe('03');
+      // Versions differing within the call.
+      expect(
+        await store.replaceMany([
+          { id: 'q-1', expected: long(11, 90), newWrapped: long(21, 5), newVersion: '3' },
+          { id: 'q-3', expected: long(3, 1), newWrapped: long(23, 5), newVersion: '4' },
+        ]),
+      ).toEqual([true, true]);
+      expect((await store.get('q-1'))!.version).toBe('3');
+      expect((await store.get('q-3'))!.version).toBe('4');
+      expect(hex((await store.get('q-3'))!.wrapped)).toBe('17'.repeat(5));
+    });
+
     it('countByVersion counts the DEKs of one key per version', async () => {
       const key = 'local://count';
       await store.insertMany([

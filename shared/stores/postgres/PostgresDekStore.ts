@@ -139,6 +139,15 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
       FROM unnest($1::${idCast}[], $2::bytea[], $3::text[], $4::bytea[], $5::int4[]) AS u(id, nw, nv, ex, i)
       WHERE ${id} = u.id AND d.${t.wrapped} = u.ex
       RETURNING u.i`,
+    // The same, for the usual batch where every item moves to one version: the ciphertexts go
+    // as two binary parameters, each the batch's byte strings end to end, cut apart by 1-based
+    // offsets and lengths. Arrays of bytea travel as hex text, twice the bytes and an encoding
+    // pass on each side; the re-wrap engine writes every batch it moves this way.
+    replaceManyPacked: `UPDATE ${t.table} AS d
+      SET ${t.wrapped} = substring($2::bytea FROM u.no FOR u.nl), ${t.version} = $3::text::${versionCast}
+      FROM unnest($1::${idCast}[], $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int4[]) AS u(id, no, nl, eo, el, i)
+      WHERE ${id} = u.id AND d.${t.wrapped} = substring($4::bytea FROM u.eo FOR u.el)
+      RETURNING u.i`,
     count: `SELECT ${version}::text AS v, COUNT(*)::int8 AS n ${from} WHERE ${key} = $1 AND ${version} IS NOT NULL GROUP BY ${version}`,
     insert: `INSERT INTO ${t.table} (${insertCols})
       SELECT u.id, u.k, u.v::${versionCast}, u.w${ctxSelect}
@@ -448,6 +457,37 @@ export class PostgresDekStore implements DekStore {
       idx: number[],
     ) => {
       const ids: string[] = [];
+      const version = items[idx[0]!]!.newVersion;
+      if (idx.every((i) => items[i]!.newVersion === version)) {
+        const packed = (pick: (it: DekReplacement) => Uint8Array) => {
+          const parts = idx.map((i) => pick(items[i]!));
+          const offsets: number[] = [];
+          const lengths: number[] = [];
+          let at = 1;
+          for (const b of parts) {
+            offsets.push(at);
+            lengths.push(b.length);
+            at += b.length;
+          }
+          return { bytes: Buffer.concat(parts), offsets, lengths };
+        };
+        for (const i of idx) ids.push(canonical(items[i]!.id)!);
+        const nw = packed((it) => it.newWrapped);
+        const ex = packed((it) => it.expected);
+        const r = await exec(sql.replaceManyPacked, [
+          ids,
+          nw.bytes,
+          version,
+          ex.bytes,
+          nw.offsets,
+          nw.lengths,
+          ex.offsets,
+          ex.lengths,
+          idx,
+        ]);
+        for (const row of r.rows) out[row.i] = true;
+        return;
+      }
       const nw: Buffer[] = [];
       const nv: string[] = [];
       const ex: Buffer[] = [];
