@@ -1,23 +1,64 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, PolicyError } from '../shared/core/errors.js';
-import { registerApply } from './commands/apply.js';
-import { registerApprovals } from './commands/approvals.js';
-import { registerByok } from './commands/byok.js';
-import { registerCost } from './commands/cost.js';
-import { registerDemo } from './commands/demo.js';
-import { registerDr } from './commands/dr.js';
-import { registerIncident } from './commands/incident.js';
-import { registerInventory } from './commands/inventory.js';
-import { registerMisc } from './commands/misc.js';
-import { registerPlan } from './commands/plan.js';
-import { registerReport } from './commands/report.js';
-import { registerRewrap } from './commands/rewrap.js';
-import { registerKeys, registerStatus } from './commands/status.js';
 import { EXIT, exitCodeFor } from './exitCodes.js';
 import type { GlobalOptions } from './session.js';
 import { REKEY_VERSION } from './version.js';
 
-export function buildProgram(): Command {
+type Register = (program: Command, globals: () => GlobalOptions) => void;
+
+/**
+ * The commands, in help order, by module. A run loads only the module of the command it runs
+ * (all of them for help or an unknown command): every module pulls in what its commands need,
+ * and a process that only re-wraps (a worker of `rekey rewrap --workers N`) should not pay
+ * for the cost reports, approvals or BYOK code at start-up.
+ */
+const MODULES: { commands: string[]; load: () => Promise<Register[]> }[] = [
+  {
+    commands: ['init', 'validate', 'audit'],
+    load: async () => [(await import('./commands/misc.js')).registerMisc],
+  },
+  { commands: ['plan'], load: async () => [(await import('./commands/plan.js')).registerPlan] },
+  { commands: ['apply'], load: async () => [(await import('./commands/apply.js')).registerApply] },
+  { commands: ['rewrap'], load: async () => [(await import('./commands/rewrap.js')).registerRewrap] },
+  {
+    commands: ['status', 'keys'],
+    load: async () => {
+      const m = await import('./commands/status.js');
+      return [m.registerStatus, m.registerKeys];
+    },
+  },
+  { commands: ['demo'], load: async () => [(await import('./commands/demo.js')).registerDemo] },
+  { commands: ['report'], load: async () => [(await import('./commands/report.js')).registerReport] },
+  { commands: ['cost'], load: async () => [(await import('./commands/cost.js')).registerCost] },
+  { commands: ['dr', 'state'], load: async () => [(await import('./commands/dr.js')).registerDr] },
+  { commands: ['byok'], load: async () => [(await import('./commands/byok.js')).registerByok] },
+  {
+    commands: ['inventory'],
+    load: async () => [(await import('./commands/inventory.js')).registerInventory],
+  },
+  { commands: ['incident'], load: async () => [(await import('./commands/incident.js')).registerIncident] },
+  {
+    commands: ['approvals'],
+    load: async () => [(await import('./commands/approvals.js')).registerApprovals],
+  },
+];
+
+/** Global options that take a value (the command name comes after them). */
+const VALUE_OPTIONS = new Set(['-c', '--config', '--state']);
+
+/** The command an argv names, if it names one before any help flag. */
+function commandOf(argv: string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (VALUE_OPTIONS.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+    else if (a === '-h' || a === '--help' || a === '-V' || a === '--version') return undefined;
+  }
+  return undefined;
+}
+
+/** The program with every command, or with only the one `argv` runs when it names one. */
+export async function buildProgram(argv?: string[]): Promise<Command> {
   const program = new Command();
   program
     .name('rekey')
@@ -30,25 +71,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  registerMisc(program, globals);
-  registerPlan(program, globals);
-  registerApply(program, globals);
-  registerRewrap(program, globals);
-  registerStatus(program, globals);
-  registerKeys(program, globals);
-  registerDemo(program, globals);
-  registerReport(program, globals);
-  registerCost(program, globals);
-  registerDr(program, globals);
-  registerByok(program, globals);
-  registerInventory(program, globals);
-  registerIncident(program, globals);
-  registerApprovals(program, globals);
+  const name = argv ? commandOf(argv) : undefined;
+  const only = MODULES.find((m) => name !== undefined && m.commands.includes(name));
+  for (const m of only ? [only] : MODULES) for (const register of await m.load()) register(program, globals);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
