@@ -110,8 +110,26 @@ export function canonicalContext(ctx: WrapContext): string {
   return `${out}}`;
 }
 
+/**
+ * The AADs of recent (key, version, context) triples. A re-wrap meets the same few contexts
+ * (tenants, tables) over and over; canonicalising one costs more than the cipher's AAD pass.
+ * Keyed by the context's plain JSON, so differently ordered spellings are separate entries
+ * with the same canonical value. AADs are not secret.
+ */
+const AAD_MEMO_MAX = 4096;
+const aadMemo = new Map<string, Buffer>();
+
 function dekAad(name: string, version: string, ctx: WrapContext): Buffer {
-  return Buffer.from(`rekey-local-dek|${name}|${version}|${canonicalContext(ctx)}`, 'utf8');
+  // Plain JSON drops what is not a string (undefined, functions): those go the checked way.
+  for (const k in ctx) if (typeof ctx[k] !== 'string') canonicalContext(ctx);
+  const key = `${name}\0${version}\0${JSON.stringify(ctx)}`;
+  let aad = aadMemo.get(key);
+  if (aad === undefined) {
+    aad = Buffer.from(`rekey-local-dek|${name}|${version}|${canonicalContext(ctx)}`, 'utf8');
+    if (aadMemo.size >= AAD_MEMO_MAX) aadMemo.clear();
+    aadMemo.set(key, aad);
+  }
+  return aad;
 }
 
 /**
