@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { adapterModules } from './adapterModules.js';
 import { resolveSecret } from './config/secrets.js';
 import { AuditLog } from './core/audit/auditLog.js';
 import type { PriceCatalog } from './core/cost/catalog.js';
@@ -101,7 +102,7 @@ export async function composeFrom(
         }
         case 'aws-kms': {
           // Loaded only when configured: the SDK stays out of local-only start-up.
-          const { AwsKmsProvider } = await import('./providers/aws/AwsKmsProvider.js');
+          const { AwsKmsProvider } = await adapterModules.awsKms();
           const p = new AwsKmsProvider({
             id,
             regions: pc.regions,
@@ -114,7 +115,7 @@ export async function composeFrom(
           break;
         }
         case 'gcp-kms': {
-          const { GcpKmsProvider, gcpEndpointOptions } = await import('./providers/gcp/GcpKmsProvider.js');
+          const { GcpKmsProvider, gcpEndpointOptions } = await adapterModules.gcpKms();
           const p = new GcpKmsProvider({
             id,
             projects: pc.projects,
@@ -128,7 +129,7 @@ export async function composeFrom(
           break;
         }
         case 'azure-kv': {
-          const { AzureKeyVaultProvider } = await import('./providers/azure/AzureKeyVaultProvider.js');
+          const { AzureKeyVaultProvider } = await adapterModules.azureKeyVault();
           // Credentials: DefaultAzureCredential (managed identity, workload identity, az login...).
           const p = new AzureKeyVaultProvider({
             id,
@@ -140,14 +141,14 @@ export async function composeFrom(
           break;
         }
         case 'pkcs11': {
-          const { Pkcs11Provider } = await import('./providers/pkcs11/Pkcs11Provider.js');
+          const { Pkcs11Provider } = await adapterModules.pkcs11();
           // The provider keeps the PIN for re-login; it is never logged or echoed.
           const pin = resolveSecret(pc.pin, baseDir, `provider ${id} pin`);
           const p = await Pkcs11Provider.open({ id, module: pc.module, token: pc.token, pin, clock });
           providers.set(id, p);
           closers.push(() => p.close());
           // The HSM is also where BYOK material comes from (rekey byok, policies' byok.source).
-          const { createByokSource } = await import('./providers/pkcs11/export.js');
+          const { createByokSource } = await adapterModules.pkcs11Byok();
           materialSources.set(id, createByokSource(p));
           break;
         }
@@ -172,7 +173,7 @@ export async function composeFrom(
           break;
         }
         case 'postgres': {
-          const { PostgresDekStore } = await import('./stores/postgres/PostgresDekStore.js');
+          const { PostgresDekStore } = await adapterModules.postgresDekStore();
           const url = secretText(sc.url, baseDir, `stores.${id}.url`);
           const s = new PostgresDekStore({ ...sc, id, url });
           if (opts.createStores) await s.ensureTable();
@@ -181,7 +182,7 @@ export async function composeFrom(
           break;
         }
         case 'dynamodb': {
-          const { DynamoDekStore } = await import('./stores/dynamodb/DynamoDekStore.js');
+          const { DynamoDekStore } = await adapterModules.dynamoDekStore();
           const s = new DynamoDekStore({ ...sc, id });
           if (opts.createStores) await s.ensureTable();
           stores.set(id, s);
@@ -195,7 +196,7 @@ export async function composeFrom(
     closers.push(() => state.close?.());
     let events: EventBus | undefined = opts.events;
     if (!events && config.events?.type === 'eventbridge') {
-      const { EventBridgeEventBus } = await import('./telemetry/eventbridge/EventBridgeEventBus.js');
+      const { EventBridgeEventBus } = await adapterModules.eventBridge();
       events = new EventBridgeEventBus({
         eventBusName: config.events.bus,
         ...(config.events.region ? { region: config.events.region } : {}),
@@ -204,7 +205,7 @@ export async function composeFrom(
     }
     let metrics: MetricsSink | undefined;
     if (config.metrics) {
-      const { metricsSinkFromConfig } = await import('./telemetry/metrics/fromConfig.js');
+      const { metricsSinkFromConfig } = await adapterModules.metrics();
       const sink = await metricsSinkFromConfig(config.metrics, {
         baseDir,
         secret: (ref, what) => secretText(ref, baseDir, what),
@@ -253,11 +254,11 @@ async function openState(
     case 'sqlite':
       return SqliteStateStore.open(at(sc.path));
     case 'postgres': {
-      const { PostgresStateStore } = await import('./stores/postgres/PostgresStateStore.js');
+      const { PostgresStateStore } = await adapterModules.postgresStateStore();
       return PostgresStateStore.open({ url: secretText(sc.url, baseDir, 'state.url'), schema: sc.schema });
     }
     case 'dynamodb': {
-      const { DynamoStateStore } = await import('./stores/dynamodb/DynamoStateStore.js');
+      const { DynamoStateStore } = await adapterModules.dynamoStateStore();
       const s = new DynamoStateStore({
         table: sc.table,
         ...(sc.region ? { region: sc.region } : {}),
