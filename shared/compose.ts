@@ -44,6 +44,11 @@ export interface ComposeOptions {
   state?: StateStore;
   events?: EventBus;
   queue?: WorkQueue;
+  /**
+   * Parts of the config a runtime never reaches, left unbuilt (the context has none of them):
+   * the approvals API works on rekey's own state only, the cost report reads no DEK.
+   */
+  without?: { providers?: boolean; stores?: boolean };
   /** The price catalog, when the runtime brings it (validated at build time); default: the shipped file. */
   catalog?: PriceCatalog;
 }
@@ -80,7 +85,7 @@ export async function composeFrom(
   const stores = new Map<string, DekStore>();
   const closers: (() => Promise<void> | void)[] = [];
   try {
-    for (const [id, pc] of Object.entries(config.providers)) {
+    for (const [id, pc] of opts.without?.providers ? [] : Object.entries(config.providers)) {
       const given = opts.providerOverrides?.get(id);
       if (given) {
         providers.set(id, given);
@@ -158,7 +163,7 @@ export async function composeFrom(
           );
       }
     }
-    for (const [id, sc] of Object.entries(config.stores)) {
+    for (const [id, sc] of opts.without?.stores ? [] : Object.entries(config.stores)) {
       switch (sc.type) {
         case 'sqlite': {
           const s = SqliteDekStore.open({

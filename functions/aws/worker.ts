@@ -6,7 +6,7 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { ValidationError } from '../../shared/core/errors.js';
 import type { AdaptiveRate } from '../../shared/core/rewrap/adaptiveRate.js';
-import { runRewrapShard } from '../../shared/core/usecases/scheduled.js';
+import { runRewrapShard } from '../../shared/core/usecases/rewrapShard.js';
 import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from './runtime.js';
 

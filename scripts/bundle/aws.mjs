@@ -61,10 +61,13 @@ export const LEFT_OUT = {
 export const FUNCTION_LEFT_OUT = {
   costs: {
     'shared/telemetry/eventbridge/EventBridgeEventBus.ts': 'rekey events (the cost function publishes none)',
+    'shared/stores/dynamodb/DynamoDekStore.ts': 'DEK stores (the cost function reads no DEK)',
   },
   approvals: {
     'shared/telemetry/eventbridge/EventBridgeEventBus.ts':
       'rekey events (the approvals function publishes none)',
+    'shared/providers/aws/AwsKmsProvider.ts': 'the KMS provider (the approvals function calls none)',
+    'shared/stores/dynamodb/DynamoDekStore.ts': 'DEK stores (the approvals function reads no DEK)',
   },
 };
 
@@ -210,6 +213,41 @@ export function sizesByPackage(metafile, outfile) {
 }
 
 /**
+ * The esbuild settings of an AWS bundle with one entry, `<outdir>/<name>.mjs`, its chunks in
+ * `<outdir>/chunks/<name>-<hash>.mjs`. The functions add the rekey plugin; the functions
+ * benchmark builds its baselines with these, so that only what goes in differs.
+ */
+export function esbuildSettings({ name, entry, outdir, external = [] }) {
+  return {
+    entryPoints: { [name]: entry },
+    outdir,
+    // Paths few invocations take (an import() in rekey's code or the SDK's) become chunks
+    // beside the bundle, loaded when first taken. Code that two of them, or one of them and the
+    // bundle, share goes to a chunk of its own, which the bundle imports with everything else.
+    splitting: true,
+    entryNames: '[name]',
+    chunkNames: `${CHUNK_DIR}/${name}-[hash]`,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    // The SDK's ES module builds shake unused commands; their CommonJS builds carry them all.
+    mainFields: ['module', 'main'],
+    minify: true,
+    legalComments: 'none',
+    sourcemap: 'external',
+    metafile: true,
+    external: [...LAZY_EXTERNALS, ...external],
+    // Bundled CommonJS packages still call require() for Node's built-in modules.
+    banner: {
+      js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
+    },
+    logLevel: 'warning',
+  };
+}
+
+/**
  * Builds the bundles. `only` limits the functions; `outdir` and `external` (more packages left
  * to the runtime) are for comparisons such as the functions benchmark.
  */
@@ -227,6 +265,7 @@ export async function bundle({
   for (const [name, entry] of Object.entries(AWS_FUNCTIONS)) {
     if (only && !only.includes(name)) continue;
     const outfile = join(outdir, `${name}.mjs`);
+    // A previous build's map and chunks (chunk names change with their contents).
     rmSync(`${outfile}.map`, { force: true });
     const chunks = join(outdir, CHUNK_DIR);
     for (const f of existsSync(chunks) ? readdirSync(chunks) : []) {
@@ -234,31 +273,8 @@ export async function bundle({
     }
     const r = await esbuild.build({
       absWorkingDir: root,
-      entryPoints: { [name]: join(root, entry) },
-      outdir,
-      // Paths few invocations take (an import() in rekey's code or the SDK's) become chunks
-      // beside the bundle, loaded when first taken; everything else is one file.
-      splitting: true,
-      entryNames: '[name]',
-      chunkNames: `${CHUNK_DIR}/${name}-[hash]`,
-      outExtension: { '.js': '.mjs' },
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      // The SDK's ES module builds shake unused commands; their CommonJS builds carry them all.
-      mainFields: ['module', 'main'],
-      minify: true,
-      legalComments: 'none',
-      sourcemap: 'external',
-      metafile: true,
-      external: [...LAZY_EXTERNALS, ...external],
-      // Bundled CommonJS packages still call require() for Node's built-in modules.
-      banner: {
-        js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
-      },
+      ...esbuildSettings({ name, entry: join(root, entry), outdir, external }),
       plugins: [rekeyPlugin(root, name)],
-      logLevel: 'warning',
     });
     const key = relative(root, outfile);
     const bad = Object.keys(r.metafile.inputs).filter((p) =>
