@@ -22,7 +22,10 @@
  * leaves every @aws-sdk and @smithy package to the one the Lambda runtime ships: smaller, but
  * loaded from node_modules as many files; its figures show that trade.
  *
- *   node dist/bench/functions.js [--runs 5] [--json]     (after `npm run build`)
+ *   node dist/bench/functions.js [--runs 5] [--json] [--before DIR]     (after `npm run build`)
+ *
+ * `--before DIR` measures another build's bundles alike (an earlier version's dist/aws, built
+ * from its sources), for before/after figures taken in the same runs.
  *
  * Targets: what a cold start loads (the bundle and the chunks it imports statically) <= 600 KB,
  * and cold load <= 1.3x the KMS client built with the same settings (the plainly built client,
@@ -34,7 +37,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compileConfig } from '../functions/aws/compileConfig.js';
 
@@ -367,7 +370,7 @@ const median = (xs: number[]) => {
 };
 const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
-export async function functionsBench(opts: { runs?: number } = {}) {
+export async function functionsBench(opts: { runs?: number; before?: string } = {}) {
   const runs = opts.runs ?? 5;
   const script = (await import(pathToFileURL(join(ROOT, 'scripts/bundle/aws.mjs')).href)) as BundleScript;
   const fns = Object.keys(script.AWS_FUNCTIONS);
@@ -411,6 +414,22 @@ export async function functionsBench(opts: { runs?: number } = {}) {
     for (const fn of fns) {
       built[`${fn}-runtime-sdk`] = { file: variant[fn]!.file, kb: variant[fn]!.bytes / 1024 };
     }
+    // --before DIR: another build's bundles (an earlier version's dist/aws), measured alike.
+    const before = opts.before ? fns.filter((fn) => existsSync(join(opts.before!, `${fn}.mjs`))) : [];
+    for (const fn of before) {
+      const file = join(opts.before!, `${fn}.mjs`);
+      const metaFile = join(opts.before!, `${fn}.meta.json`);
+      const meta = existsSync(metaFile)
+        ? (JSON.parse(readFileSync(metaFile, 'utf8')) as Metafile)
+        : undefined;
+      const outfile = meta && Object.keys(meta.outputs).find((k) => k.endsWith(`/${fn}.mjs`));
+      const kb = outfile
+        ? script
+            .functionFiles(meta, outfile)
+            .init.reduce((n, f) => n + statSync(join(opts.before!, '../..', f)).size, 0)
+        : statSync(file).size;
+      built[`${fn}-before`] = { file, kb: kb / 1024 };
+    }
     // First calls: the functions compose from a compiled config; every endpoint is refused.
     const source = join(dir, 'rekey.yaml');
     writeFileSync(source, CONFIG_YAML);
@@ -422,6 +441,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
     const calls: Record<string, { file: string; fn: string }> = {
       'sdk-only': { file: sdkCall.file, fn: 'sdk-only' },
       ...Object.fromEntries(fns.map((fn) => [fn, { file: built[fn]!.file, fn }])),
+      ...Object.fromEntries(before.map((fn) => [`${fn}-before`, { file: built[`${fn}-before`]!.file, fn }])),
     };
     // Warm the file cache, then take every file in turn, `runs` rounds.
     for (const b of Object.values(built)) loadOnce(b.file);
@@ -476,6 +496,7 @@ export async function functionsBench(opts: { runs?: number } = {}) {
       baselinesWithTheirClients: fns.map((fn) => figure(`${fn}-clients`)),
       bundles,
       runtimeSdkVariant: fns.map((fn) => figure(`${fn}-runtime-sdk`)),
+      ...(before.length > 0 ? { before: before.map((fn) => figure(`${fn}-before`)) } : {}),
     };
   } finally {
     await endpoint?.close();
@@ -487,7 +508,11 @@ export async function functionsBench(opts: { runs?: number } = {}) {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   const i = args.indexOf('--runs');
-  const result = await functionsBench({ runs: i >= 0 ? Number(args[i + 1]) : 5 });
+  const b = args.indexOf('--before');
+  const result = await functionsBench({
+    runs: i >= 0 ? Number(args[i + 1]) : 5,
+    ...(b >= 0 ? { before: resolve(args[b + 1]!) } : {}),
+  });
   if (args.includes('--json')) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
@@ -503,6 +528,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       );
       const v = result.runtimeSdkVariant.find((x) => x.bundle === `${f.bundle}-runtime-sdk`);
       if (v) console.log(`           with the runtime's SDK instead: ${v.kb} KB, cold load ${v.loadRatio}x`);
+      const was = result.before?.find((x) => x.bundle === `${f.bundle}-before`);
+      if (was)
+        console.log(
+          `           before: ${was.kb} KB, cold load ${was.loadRatio}x (import ${was.importRatio}x, first call ${was.firstCallRatio}x)`,
+        );
       if (f.largest)
         console.log(
           `           largest: ${Object.entries(f.largest)
