@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { adapterModules } from './adapterModules.js';
 import { resolveSecret } from './config/secrets.js';
 import { AuditLog } from './core/audit/auditLog.js';
 import type { PriceCatalog } from './core/cost/catalog.js';
@@ -43,6 +44,11 @@ export interface ComposeOptions {
   state?: StateStore;
   events?: EventBus;
   queue?: WorkQueue;
+  /**
+   * Parts of the config a runtime never reaches, left unbuilt (the context has none of them):
+   * the approvals API works on rekey's own state only, the cost report reads no DEK.
+   */
+  without?: { providers?: boolean; stores?: boolean };
   /** The price catalog, when the runtime brings it (validated at build time); default: the shipped file. */
   catalog?: PriceCatalog;
 }
@@ -79,7 +85,7 @@ export async function composeFrom(
   const stores = new Map<string, DekStore>();
   const closers: (() => Promise<void> | void)[] = [];
   try {
-    for (const [id, pc] of Object.entries(config.providers)) {
+    for (const [id, pc] of opts.without?.providers ? [] : Object.entries(config.providers)) {
       const given = opts.providerOverrides?.get(id);
       if (given) {
         providers.set(id, given);
@@ -101,7 +107,7 @@ export async function composeFrom(
         }
         case 'aws-kms': {
           // Loaded only when configured: the SDK stays out of local-only start-up.
-          const { AwsKmsProvider } = await import('./providers/aws/AwsKmsProvider.js');
+          const { AwsKmsProvider } = await adapterModules.awsKms();
           const p = new AwsKmsProvider({
             id,
             regions: pc.regions,
@@ -114,7 +120,7 @@ export async function composeFrom(
           break;
         }
         case 'gcp-kms': {
-          const { GcpKmsProvider, gcpEndpointOptions } = await import('./providers/gcp/GcpKmsProvider.js');
+          const { GcpKmsProvider, gcpEndpointOptions } = await adapterModules.gcpKms();
           const p = new GcpKmsProvider({
             id,
             projects: pc.projects,
@@ -128,7 +134,7 @@ export async function composeFrom(
           break;
         }
         case 'azure-kv': {
-          const { AzureKeyVaultProvider } = await import('./providers/azure/AzureKeyVaultProvider.js');
+          const { AzureKeyVaultProvider } = await adapterModules.azureKeyVault();
           // Credentials: DefaultAzureCredential (managed identity, workload identity, az login...).
           const p = new AzureKeyVaultProvider({
             id,
@@ -140,14 +146,14 @@ export async function composeFrom(
           break;
         }
         case 'pkcs11': {
-          const { Pkcs11Provider } = await import('./providers/pkcs11/Pkcs11Provider.js');
+          const { Pkcs11Provider } = await adapterModules.pkcs11();
           // The provider keeps the PIN for re-login; it is never logged or echoed.
           const pin = resolveSecret(pc.pin, baseDir, `provider ${id} pin`);
           const p = await Pkcs11Provider.open({ id, module: pc.module, token: pc.token, pin, clock });
           providers.set(id, p);
           closers.push(() => p.close());
           // The HSM is also where BYOK material comes from (rekey byok, policies' byok.source).
-          const { createByokSource } = await import('./providers/pkcs11/export.js');
+          const { createByokSource } = await adapterModules.pkcs11Byok();
           materialSources.set(id, createByokSource(p));
           break;
         }
@@ -157,7 +163,7 @@ export async function composeFrom(
           );
       }
     }
-    for (const [id, sc] of Object.entries(config.stores)) {
+    for (const [id, sc] of opts.without?.stores ? [] : Object.entries(config.stores)) {
       switch (sc.type) {
         case 'sqlite': {
           const s = SqliteDekStore.open({
@@ -172,7 +178,7 @@ export async function composeFrom(
           break;
         }
         case 'postgres': {
-          const { PostgresDekStore } = await import('./stores/postgres/PostgresDekStore.js');
+          const { PostgresDekStore } = await adapterModules.postgresDekStore();
           const url = secretText(sc.url, baseDir, `stores.${id}.url`);
           const s = new PostgresDekStore({ ...sc, id, url });
           if (opts.createStores) await s.ensureTable();
@@ -181,7 +187,7 @@ export async function composeFrom(
           break;
         }
         case 'dynamodb': {
-          const { DynamoDekStore } = await import('./stores/dynamodb/DynamoDekStore.js');
+          const { DynamoDekStore } = await adapterModules.dynamoDekStore();
           const s = new DynamoDekStore({ ...sc, id });
           if (opts.createStores) await s.ensureTable();
           stores.set(id, s);
@@ -195,7 +201,7 @@ export async function composeFrom(
     closers.push(() => state.close?.());
     let events: EventBus | undefined = opts.events;
     if (!events && config.events?.type === 'eventbridge') {
-      const { EventBridgeEventBus } = await import('./telemetry/eventbridge/EventBridgeEventBus.js');
+      const { EventBridgeEventBus } = await adapterModules.eventBridge();
       events = new EventBridgeEventBus({
         eventBusName: config.events.bus,
         ...(config.events.region ? { region: config.events.region } : {}),
@@ -204,7 +210,7 @@ export async function composeFrom(
     }
     let metrics: MetricsSink | undefined;
     if (config.metrics) {
-      const { metricsSinkFromConfig } = await import('./telemetry/metrics/fromConfig.js');
+      const { metricsSinkFromConfig } = await adapterModules.metrics();
       const sink = await metricsSinkFromConfig(config.metrics, {
         baseDir,
         secret: (ref, what) => secretText(ref, baseDir, what),
@@ -253,11 +259,11 @@ async function openState(
     case 'sqlite':
       return SqliteStateStore.open(at(sc.path));
     case 'postgres': {
-      const { PostgresStateStore } = await import('./stores/postgres/PostgresStateStore.js');
+      const { PostgresStateStore } = await adapterModules.postgresStateStore();
       return PostgresStateStore.open({ url: secretText(sc.url, baseDir, 'state.url'), schema: sc.schema });
     }
     case 'dynamodb': {
-      const { DynamoStateStore } = await import('./stores/dynamodb/DynamoStateStore.js');
+      const { DynamoStateStore } = await adapterModules.dynamoStateStore();
       const s = new DynamoStateStore({
         table: sc.table,
         ...(sc.region ? { region: sc.region } : {}),

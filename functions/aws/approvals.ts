@@ -13,7 +13,8 @@ import { approverVerifier } from './verifiers.js';
  * token's subject. The log shows method, path and status, never a header or a body.
  */
 const logger = makeLogger('approvals');
-const runtime = awsRuntime();
+// The API reads and writes approval requests in rekey's state: no key provider, no DEK store.
+const runtime = awsRuntime({ without: { providers: true, stores: true } });
 let verifier: Promise<ApproverTokenVerifier> | undefined;
 
 type Response = APIGatewayProxyStructuredResultV2 & { statusCode: number; body: string };

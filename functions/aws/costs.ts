@@ -13,7 +13,8 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('costs');
 const metrics = makeMetrics();
-const runtime = awsRuntime();
+// Costs come from the inventory (taken from the providers when none is stored), never from DEKs.
+const runtime = awsRuntime({ without: { stores: true } });
 
 export interface CostsResult {
   period: string;

@@ -5,13 +5,13 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, EventBridgeEvent } from 'aws-lambda';
-import { COMPROMISE_EVENT_TYPE } from '../../shared/core/domain/compromiseEvent.js';
+import { COMPROMISE_EVENT_TYPE } from '../../shared/core/domain/compromiseEventType.js';
 import type { KeyEvent } from '../../shared/core/domain/keyEvent.js';
 import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
 import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
-import { type CompromiseResult, compromiseHandler } from './compromise.js';
+import type { CompromiseResult } from './compromise.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -81,10 +81,27 @@ function idempotentOnKeyEvent(): Once {
   return once;
 }
 
-const onCompromise = compromiseHandler({ runtime, logger, metrics });
+type OnCompromise = ReturnType<typeof import('./compromise.js').compromiseHandler>;
+let onCompromise: Promise<OnCompromise> | undefined;
+
+/**
+ * The compromise response (its use case, CloudEvent envelopes, signature checks with jose) is
+ * a chunk of its own, loaded by the first `key.compromised` event an execution environment
+ * gets: KMS key events, what this function handles day to day, never load it.
+ */
+function compromiseResponse(): Promise<OnCompromise> {
+  onCompromise ??= import('./compromise.js').then(
+    ({ compromiseHandler }) => compromiseHandler({ runtime, logger, metrics }),
+    (e: unknown) => {
+      onCompromise = undefined;
+      throw e;
+    },
+  );
+  return onCompromise;
+}
 
 async function run(raw: KmsEventBridgeEvent, context: Context): Promise<EventResult> {
-  if (raw?.['detail-type'] === COMPROMISE_EVENT_TYPE) return onCompromise(raw);
+  if (raw?.['detail-type'] === COMPROMISE_EVENT_TYPE) return (await compromiseResponse())(raw);
   const eventId = typeof raw?.id === 'string' ? raw.id : '(none)';
   let notice: ReturnType<typeof parseKmsEvent>;
   try {

@@ -113,6 +113,8 @@ export function awsRuntime(
     /** rekey's event bus, for the functions that publish events (the cost function does not). */
     events?: (eventBus: string) => EventBus;
     idempotency?: boolean;
+    /** What the function never reaches: left out of its context (and of its bundle). */
+    without?: { providers?: boolean; stores?: boolean };
   } = {},
 ): AwsRuntime {
   let settings: AwsRuntimeSettings | undefined;
@@ -140,6 +142,7 @@ export function awsRuntime(
       ...(s.queueUrl && opts.queue ? { queue: opts.queue(s.queueUrl) } : {}),
       catalog,
       actor: s.actor,
+      ...(opts.without ? { without: opts.without } : {}),
     });
     // Execution environments share host names and pids: a lease owner is never presumed
     // gone here, leases expire instead.

@@ -5,8 +5,7 @@ import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
 import { ApprovalRequired } from '../../shared/core/usecases/approvals.js';
 import { type CycleReport, runScheduledCycle } from '../../shared/core/usecases/scheduled.js';
-import { SqsWorkQueue } from '../../shared/queues/sqs/SqsWorkQueue.js';
-import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
+import { eventBusOnFirstUse, workQueueOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -16,9 +15,21 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('scheduler');
 const metrics = makeMetrics();
+// Only cycles that act send shards or publish events; most find nothing due. The SQS and
+// EventBridge clients load with the first cycle that needs them (onFirstUse.ts).
 const runtime = awsRuntime({
-  queue: (queueUrl) => new SqsWorkQueue({ queueUrl }),
-  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+  queue: (queueUrl) =>
+    workQueueOnFirstUse(async () => {
+      const { SqsWorkQueue } = await import('../../shared/queues/sqs/SqsWorkQueue.js');
+      return new SqsWorkQueue({ queueUrl });
+    }),
+  events: (eventBusName) =>
+    eventBusOnFirstUse(async () => {
+      const { EventBridgeEventBus } = await import(
+        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
+      );
+      return new EventBridgeEventBus({ eventBusName });
+    }),
 });
 
 export interface SchedulerResult {

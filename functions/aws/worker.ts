@@ -6,8 +6,8 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { ValidationError } from '../../shared/core/errors.js';
 import type { AdaptiveRate } from '../../shared/core/rewrap/adaptiveRate.js';
-import { runRewrapShard } from '../../shared/core/usecases/scheduled.js';
-import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
+import { runRewrapShard } from '../../shared/core/usecases/rewrapShard.js';
+import { eventBusOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -20,7 +20,17 @@ import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from '.
  */
 const logger = makeLogger('worker');
 const metrics = makeMetrics();
-const runtime = awsRuntime({ events: (eventBusName) => new EventBridgeEventBus({ eventBusName }) });
+// Only the shard that completes a job publishes (RewrapCompleted): the EventBridge client loads
+// with the first such shard of the execution environment (onFirstUse.ts).
+const runtime = awsRuntime({
+  events: (eventBusName) =>
+    eventBusOnFirstUse(async () => {
+      const { EventBridgeEventBus } = await import(
+        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
+      );
+      return new EventBridgeEventBus({ eventBusName });
+    }),
+});
 const processor = new BatchProcessor(EventType.SQS);
 /** One rate per provider for every shard this execution environment works on. */
 const limiters = new Map<string, AdaptiveRate>();

@@ -3,7 +3,7 @@
 // it). The AWS SDK is bundled at the pinned version rather than taken from the runtime: rekey
 // uses recent KMS API fields that an older runtime SDK would silently drop. What is left out,
 // and why, is listed below; docs/serverless-aws.md explains the choices and the sizes.
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isAbsolute, join, relative, resolve } from 'node:path';
@@ -55,16 +55,21 @@ export const LEFT_OUT = {
   'shared/core/policy/load.ts':
     'the YAML config loader (these functions read the config compiled by the build)',
   'shared/cost/catalogFile.ts': 'the price catalog file loader (the compiled config carries the catalog)',
+  // The stack creates the tables (serverless.yml): CreateTable and DescribeTable stay out.
+  'shared/stores/dynamodb/ensureTable.ts': 'creating DynamoDB tables (serverless.yml creates them)',
 };
 
 /** More left out of one function: what it never calls. */
 export const FUNCTION_LEFT_OUT = {
   costs: {
     'shared/telemetry/eventbridge/EventBridgeEventBus.ts': 'rekey events (the cost function publishes none)',
+    'shared/stores/dynamodb/DynamoDekStore.ts': 'DEK stores (the cost function reads no DEK)',
   },
   approvals: {
     'shared/telemetry/eventbridge/EventBridgeEventBus.ts':
       'rekey events (the approvals function publishes none)',
+    'shared/providers/aws/AwsKmsProvider.ts': 'the KMS provider (the approvals function calls none)',
+    'shared/stores/dynamodb/DynamoDekStore.ts': 'DEK stores (the approvals function reads no DEK)',
   },
 };
 
@@ -89,7 +94,13 @@ const FORBIDDEN = [
  */
 export const REPLACED = {
   'shared/core/policy/glob.ts': 'functions/aws/globs.ts',
+  // Every invocation composes the KMS provider and the DynamoDB stores: they are imported with
+  // the bundle instead of through compose's import() (see shared/adapterModules.ts).
+  'shared/adapterModules.ts': 'functions/aws/adapterModules.ts',
 };
+
+/** Where the chunks split off a function's bundle go, beside it: `chunks/<fn>-<hash>.mjs`. */
+export const CHUNK_DIR = 'chunks';
 
 /** Exported value names of a TypeScript module (types and interfaces are not values). */
 function exportedNames(source) {
@@ -121,6 +132,19 @@ function rekeyPlugin(root, fn) {
   return {
     name: 'rekey-aws',
     setup(build) {
+      // @middy/core imports Node's web streams for one check on handlers that stream their
+      // response, which rekey's never do; importing them costs about 4 ms at every cold start.
+      // The check goes to the global ReadableStream (the same class), looked up when it runs.
+      build.onResolve({ filter: /^node:stream\/web$/ }, (args) =>
+        /node_modules\/@middy\/core\//.test(args.importer)
+          ? { path: 'node:stream/web', namespace: 'rekey-web-streams-on-use' }
+          : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: 'rekey-web-streams-on-use' }, () => ({
+        contents:
+          'export const ReadableStream = { [Symbol.hasInstance]: (v) => v instanceof globalThis.ReadableStream };',
+        loader: 'js',
+      }));
       // The modules listed in LEFT_OUT, resolved from .js specifiers in the TypeScript sources.
       build.onResolve({ filter: /\.js$/ }, (args) => {
         if (!args.importer.startsWith(root) || args.importer.includes('node_modules')) return undefined;
@@ -157,15 +181,72 @@ function rekeyPlugin(root, fn) {
   };
 }
 
-/** Sizes by package (or by rekey folder), largest first: what to look at when a bundle grows. */
+/**
+ * The files of one function in its metafile (keys relative to the project root): `init`, the
+ * bundle and the chunks it imports statically (what a cold start loads), and `lazy`, the chunks
+ * loaded by an `import()` on a path only some invocations take.
+ */
+export function functionFiles(metafile, outfile) {
+  const init = [];
+  const visit = (key) => {
+    if (init.includes(key) || !metafile.outputs[key]) return;
+    init.push(key);
+    for (const i of metafile.outputs[key].imports) if (i.kind === 'import-statement') visit(i.path);
+  };
+  visit(outfile);
+  const lazy = Object.keys(metafile.outputs).filter((k) => k.endsWith('.mjs') && !init.includes(k));
+  return { init, lazy };
+}
+
+/**
+ * Sizes by package (or by rekey folder), largest first, of what a cold start loads (the bundle
+ * and its static chunks): what to look at when a bundle grows.
+ */
 export function sizesByPackage(metafile, outfile) {
   const out = {};
-  for (const [path, info] of Object.entries(metafile.outputs[outfile]?.inputs ?? {})) {
-    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
-    const key = m ? m[1] : path.split('/').slice(0, 2).join('/');
-    out[key] = (out[key] ?? 0) + info.bytesInOutput;
+  for (const file of functionFiles(metafile, outfile).init) {
+    for (const [path, info] of Object.entries(metafile.outputs[file].inputs)) {
+      const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+      const key = m ? m[1] : path.split('/').slice(0, 2).join('/');
+      out[key] = (out[key] ?? 0) + info.bytesInOutput;
+    }
   }
   return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
+/**
+ * The esbuild settings of an AWS bundle with one entry, `<outdir>/<name>.mjs`, its chunks in
+ * `<outdir>/chunks/<name>-<hash>.mjs`. The functions add the rekey plugin; the functions
+ * benchmark builds its baselines with these, so that only what goes in differs.
+ */
+export function esbuildSettings({ name, entry, outdir, external = [] }) {
+  return {
+    entryPoints: { [name]: entry },
+    outdir,
+    // Paths few invocations take (an import() in rekey's code or the SDK's) become chunks
+    // beside the bundle, loaded when first taken. Code that two of them, or one of them and the
+    // bundle, share goes to a chunk of its own, which the bundle imports with everything else.
+    splitting: true,
+    entryNames: '[name]',
+    chunkNames: `${CHUNK_DIR}/${name}-[hash]`,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    // The SDK's ES module builds shake unused commands; their CommonJS builds carry them all.
+    mainFields: ['module', 'main'],
+    minify: true,
+    legalComments: 'none',
+    sourcemap: 'external',
+    metafile: true,
+    external: [...LAZY_EXTERNALS, ...external],
+    // Bundled CommonJS packages still call require() for Node's built-in modules.
+    banner: {
+      js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
+    },
+    logLevel: 'warning',
+  };
 }
 
 /**
@@ -186,34 +267,22 @@ export async function bundle({
   for (const [name, entry] of Object.entries(AWS_FUNCTIONS)) {
     if (only && !only.includes(name)) continue;
     const outfile = join(outdir, `${name}.mjs`);
+    // A previous build's map and chunks (chunk names change with their contents).
     rmSync(`${outfile}.map`, { force: true });
+    const chunks = join(outdir, CHUNK_DIR);
+    for (const f of existsSync(chunks) ? readdirSync(chunks) : []) {
+      if (f.startsWith(`${name}-`)) rmSync(join(chunks, f), { force: true });
+    }
     const r = await esbuild.build({
       absWorkingDir: root,
-      entryPoints: [join(root, entry)],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      // The SDK's ES module builds shake unused commands; their CommonJS builds carry them all.
-      mainFields: ['module', 'main'],
-      minify: true,
-      legalComments: 'none',
-      sourcemap: 'external',
-      metafile: true,
-      external: [...LAZY_EXTERNALS, ...external],
-      // Bundled CommonJS packages still call require() for Node's built-in modules.
-      banner: {
-        js: "import { createRequire as __rekeyRequire } from 'node:module'; const require = __rekeyRequire(import.meta.url);",
-      },
+      ...esbuildSettings({ name, entry: join(root, entry), outdir, external }),
       plugins: [rekeyPlugin(root, name)],
-      logLevel: 'warning',
     });
     const key = relative(root, outfile);
     const bad = Object.keys(r.metafile.inputs).filter((p) =>
       FORBIDDEN.some((re) => re.test(/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(p)?.[1] ?? '')),
     );
-    const imports = r.metafile.outputs[key]?.imports ?? [];
+    const imports = Object.values(r.metafile.outputs).flatMap((o) => o.imports);
     const badImports = imports.filter((i) => FORBIDDEN.some((re) => re.test(i.path)));
     if (bad.length || badImports.length) {
       throw new Error(
@@ -221,9 +290,23 @@ export async function bundle({
       );
     }
     writeFileSync(join(outdir, `${name}.meta.json`), JSON.stringify(r.metafile));
-    const bytes = statSync(outfile).size;
-    results[name] = { file: outfile, bytes, byPackage: sizesByPackage(r.metafile, key) };
-    if (!quiet) console.log(`${relative(root, outfile)} ${(bytes / 1024).toFixed(1)} KB`);
+    const { init, lazy } = functionFiles(r.metafile, key);
+    const size = (files) => files.reduce((n, f) => n + statSync(join(root, f)).size, 0);
+    const bytes = size(init);
+    results[name] = {
+      file: outfile,
+      bytes,
+      lazyBytes: size(lazy),
+      files: [...init, ...lazy].map((f) => join(root, f)),
+      byPackage: sizesByPackage(r.metafile, key),
+    };
+    if (!quiet) {
+      const parts = init.length > 1 ? ` in ${init.length} files` : '';
+      const later = lazy.length
+        ? `, ${(size(lazy) / 1024).toFixed(1)} KB in ${lazy.length} chunks loaded on use`
+        : '';
+      console.log(`${key} ${(bytes / 1024).toFixed(1)} KB${parts}${later}`);
+    }
   }
   if (config) await compileFunctionsConfig({ root, outdir, quiet });
   return results;

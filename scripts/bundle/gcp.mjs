@@ -51,8 +51,10 @@ const leaveOut = {
     }));
     b.onLoad({ filter: /.*/, namespace: 'rekey-native' }, () => ({ contents: NO_SQLITE, loader: 'js' }));
     for (const { filter, what } of LEFT_OUT) {
+      // compose reaches its adapters through its loader table (shared/adapterModules.ts).
       b.onResolve({ filter }, (a) =>
-        a.importer.includes(`${join('shared', 'compose')}`)
+        a.importer.includes(`${join('shared', 'compose')}`) ||
+        a.importer.includes(`${join('shared', 'adapterModules')}`)
           ? { path: a.path, namespace: 'rekey-left-out', pluginData: what }
           : undefined,
       );

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { createDocClient, type DocClient, ensureDynamoTable } from '../../shared/stores/dynamodb/client.js';
+import { createDocClient, type DocClient } from '../../shared/stores/dynamodb/client.js';
+import { ensureDynamoTable } from '../../shared/stores/dynamodb/ensureTable.js';
 import { dekTableDefinition, stateTableDefinition } from '../../shared/stores/dynamodb/tables.js';
 
 /**

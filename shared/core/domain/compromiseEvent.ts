@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.js';
 import { canonicalJson } from '../util/canonicalJson.js';
+import { COMPROMISE_EVENT_TYPE } from './compromiseEventType.js';
 import { parseKeyRef } from './keyRef.js';
 
 /**
@@ -7,7 +8,7 @@ import { parseKeyRef } from './keyRef.js';
  * must be treated as compromised. The schema, the signature and the transports that carry it are
  * documented in docs/governance.md.
  */
-export const COMPROMISE_EVENT_TYPE = 'dev.rekey.key.compromised';
+export { COMPROMISE_EVENT_TYPE };
 
 /** The extension attribute that carries the signature (HMAC or detached JWS). */
 export const SIGNATURE_ATTRIBUTE = 'rekeysignature';

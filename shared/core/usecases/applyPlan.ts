@@ -8,7 +8,6 @@ import type { ActionRecord, ActionStatus, Plan, PlanAction, RewrapAction } from 
 import type { ApplyRun, RewrapJob } from '../ports/StateStore.js';
 import type { WorkMessage } from '../ports/WorkQueue.js';
 import { consumeApproval, type GateResult, gateAction } from './approvals.js';
-import { rotateImportedKey } from './byok.js';
 import { acquireLease, providerById, publishEvents, type RekeyContext } from './context.js';
 import { dekReferences } from './inventory.js';
 import {
@@ -312,8 +311,11 @@ async function executeAction(
           result: { previousPrimary: action.expectPrimary, primary: key.primaryVersion },
         };
       }
-      // Imported material: the new version is new material from the policy's BYOK source.
-      const imported = action.byok ? await rotateImportedKey(ctx, provider, key, action.byok) : undefined;
+      // Imported material: the new version is new material from the policy's BYOK source. Few
+      // rotations are BYOK ones, so that module loads with the first (a bundle keeps it apart).
+      const imported = action.byok
+        ? await (await import('./byok.js')).rotateImportedKey(ctx, provider, key, action.byok)
+        : undefined;
       const v = imported ? imported.version : await provider.rotate(ref);
       await audit('key.rotated', {
         previousPrimary: action.expectPrimary,

@@ -61,12 +61,7 @@ import {
   walkChain,
 } from './aliasChain.js';
 import { toRekeyError, unsupported } from './errors.js';
-import {
-  importedVersion,
-  importMaterial as importInto,
-  prepareImport as prepareImportInto,
-  type WrappingKeySpec,
-} from './importMaterial.js';
+import type { WrappingKeySpec } from './importMaterial.js';
 
 export interface AwsKmsProviderOptions {
   /** Configured provider id, e.g. `aws-prod`. */
@@ -1293,6 +1288,8 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
   }
 
   // ---- BYOK: importing material (docs/byok.md) ----
+  // importMaterial.ts is loaded by the first import: listing, rotating and re-wrapping, what the
+  // Lambda functions do, never need it (they run no BYOK rotation, docs/serverless-aws.md).
 
   async prepareImport(ref: KeyRef, algorithm: ImportWrapAlgorithm): Promise<ImportParameters> {
     const r = this.awsRef(ref);
@@ -1303,7 +1300,8 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     const md = await this.describeRef(r);
-    return prepareImportInto(this.access, r, md, algorithm, this.opts.importWrappingKeySpec ?? 'RSA_4096');
+    const { prepareImport } = await import('./importMaterial.js');
+    return prepareImport(this.access, r, md, algorithm, this.opts.importWrappingKeySpec ?? 'RSA_4096');
   }
 
   /**
@@ -1325,7 +1323,15 @@ export class AwsKmsProvider implements KeyProvider, KeyCreator {
       );
     }
     const md = await this.describeRef(r);
-    const { materialId, plan, validTo } = await importInto(this.access, r, md, params, wrappedMaterial, opts);
+    const { importMaterial, importedVersion } = await import('./importMaterial.js');
+    const { materialId, plan, validTo } = await importMaterial(
+      this.access,
+      r,
+      md,
+      params,
+      wrappedMaterial,
+      opts,
+    );
     if (plan.rotate) {
       const v = await this.rotateOnDemand(r.region, md);
       if (v.id !== materialId) {

@@ -16,11 +16,11 @@ import {
   createDocClient,
   type DocClient,
   type DynamoConnection,
-  ensureDynamoTable,
   guarded,
   isConditionFailure,
   mapLimit,
 } from './client.js';
+import { ensureDynamoTable } from './ensureTable.js';
 import { DEFAULT_DEK_ATTRIBUTES, DEFAULT_DEK_INDEX, dekTableDefinition } from './tables.js';
 
 export type DynamoDekStoreOptions = {

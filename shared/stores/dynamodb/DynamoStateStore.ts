@@ -26,11 +26,11 @@ import {
   createDocClient,
   type DocClient,
   type DynamoConnection,
-  ensureDynamoTable,
   guarded,
   isConditionFailure,
   translateDynamoError,
 } from './client.js';
+import { ensureDynamoTable } from './ensureTable.js';
 import { stateTableDefinition } from './tables.js';
 
 export type DynamoStateStoreOptions = {

@@ -1,10 +1,4 @@
-import {
-  CreateTableCommand,
-  type CreateTableCommandInput,
-  DescribeTableCommand,
-  DynamoDBClient,
-  type DynamoDBClientConfig,
-} from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConfigError, ConflictError, ProviderError, RekeyError } from '../../core/errors.js';
 
@@ -93,32 +87,6 @@ export async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T>
     return await fn();
   } catch (e) {
     throw translateDynamoError(e, what);
-  }
-}
-
-/** Creates a table if it does not exist and waits until it is ACTIVE (tests, demos, first runs). */
-export async function ensureDynamoTable(
-  doc: DocClient,
-  def: CreateTableCommandInput,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const name = def.TableName!;
-  try {
-    await doc.send(new CreateTableCommand(def));
-  } catch (e) {
-    if ((e as SdkLikeError).name !== 'ResourceInUseException')
-      throw translateDynamoError(e, `creating table ${name}`);
-  }
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const d = await guarded(`describing table ${name}`, () =>
-      doc.send(new DescribeTableCommand({ TableName: name })),
-    );
-    const indexesReady = (d.Table?.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === 'ACTIVE');
-    if (d.Table?.TableStatus === 'ACTIVE' && indexesReady) return;
-    if (Date.now() > until)
-      throw new ProviderError('dynamodb', 'Timeout', `table ${name} did not become ACTIVE`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

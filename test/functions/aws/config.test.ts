@@ -22,7 +22,7 @@ import {
   startStack,
 } from './helpers.js';
 
-const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs'];
+const FUNCTIONS = ['scheduler', 'worker', 'events', 'costs', 'approvals'];
 let stack: AwsStack;
 
 const schedule = (): ScheduledEvent => ({
@@ -49,7 +49,20 @@ async function failure(p: Promise<unknown>): Promise<Error> {
 const stateItems = async () =>
   (await stack.dyn.client().send(new ScanCommand({ TableName: stack.stateTable }))).Items ?? [];
 
+type Metafile = { outputs: Record<string, { inputs: Record<string, unknown> }> };
+let functionFiles: (meta: Metafile, outfile: string) => { init: string[]; lazy: string[] };
+const meta = (fn: string): Metafile =>
+  JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
+/** The sources in a function's init files (bundle and static chunks) or in its chunks loaded on use. */
+function inputsOf(fn: string, part: 'init' | 'lazy'): string[] {
+  const m = meta(fn);
+  return functionFiles(m, `dist/aws/${fn}.mjs`)[part].flatMap((f) => Object.keys(m.outputs[f]!.inputs));
+}
+
 beforeAll(async () => {
+  ({ functionFiles } = (await import(
+    /* @vite-ignore */ pathToFileURL(join(ROOT, 'scripts/bundle/aws.mjs')).href
+  )) as { functionFiles: typeof functionFiles });
   stack = await startStack();
 });
 afterAll(async () => {
@@ -57,17 +70,51 @@ afterAll(async () => {
 });
 
 describe('AWS bundles and the compiled config', () => {
-  it('carry neither yaml nor zod, and each stays within 600 KB', () => {
+  it('carry neither yaml nor zod, and each stays within 600 KB', async () => {
     for (const fn of FUNCTIONS) {
-      const meta = JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
-      const inputs = Object.keys(meta.inputs);
+      const m = JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
+      const inputs = Object.keys(m.inputs);
       expect(inputs.filter((p) => /node_modules\/(yaml|zod)\//.test(p))).toEqual([]);
       expect(inputs.some((p) => p.endsWith('shared/core/policy/schema.ts'))).toBe(false);
-      expect(statSync(join(ROOT, 'dist/aws', `${fn}.mjs`)).size).toBeLessThanOrEqual(600 * 1024);
+      // What a cold start loads: the bundle and the chunks it imports statically.
+      const { init } = functionFiles(m, `dist/aws/${fn}.mjs`);
+      expect(init[0]).toBe(`dist/aws/${fn}.mjs`);
+      const bytes = init.reduce((n, f) => n + statSync(join(ROOT, f)).size, 0);
+      expect(bytes).toBeLessThanOrEqual(600 * 1024);
     }
     // The cost function publishes no events: it carries no EventBridge client.
     const costs = JSON.parse(readFileSync(join(ROOT, 'dist/aws/costs.meta.json'), 'utf8'));
     expect(Object.keys(costs.inputs).filter((p) => p.includes('client-eventbridge'))).toEqual([]);
+  });
+
+  it('load at cold start only what their usual invocations use; the rest is in chunks loaded on use', () => {
+    const has = (fn: string, part: 'init' | 'lazy', re: RegExp) => inputsOf(fn, part).some((p) => re.test(p));
+    // The compromise response and its signature checks (jose) wait for a key.compromised event.
+    expect(has('events', 'init', /handleCompromise\.ts$|node_modules\/jose\//)).toBe(false);
+    expect(has('events', 'lazy', /handleCompromise\.ts$/)).toBe(true);
+    expect(has('events', 'lazy', /node_modules\/jose\//)).toBe(true);
+    // Shards and events: the scheduler's SQS and EventBridge clients, the worker's EventBridge one.
+    expect(has('scheduler', 'init', /client-sqs\/|client-eventbridge\//)).toBe(false);
+    expect(has('scheduler', 'lazy', /client-sqs\//)).toBe(true);
+    expect(has('worker', 'init', /client-eventbridge\//)).toBe(false);
+    expect(has('worker', 'lazy', /client-eventbridge\//)).toBe(true);
+    // BYOK imports wait for one; a worker carries nothing of planning or approvals.
+    for (const fn of ['scheduler', 'worker', 'events'])
+      expect(has(fn, 'init', /importMaterial\.ts$|usecases\/byok\.ts$/)).toBe(false);
+    expect(has('worker', 'init', /usecases\/(applyPlan|approvals)\.ts$/)).toBe(false);
+    // The approvals API reaches no key provider, the cost report no DEK: not in their bundles.
+    expect(has('approvals', 'init', /client-kms\/|^shared\/providers\/aws\/AwsKmsProvider\.ts$/)).toBe(false);
+    expect(has('costs', 'init', /^shared\/stores\/dynamodb\/DynamoDekStore\.ts$/)).toBe(false);
+    for (const fn of FUNCTIONS) {
+      // Tables come from the stack: no function can create one.
+      expect(has(fn, 'init', /CreateTableCommand\.js$|^shared\/stores\/dynamodb\/ensureTable\.ts$/)).toBe(
+        false,
+      );
+      // Middy's web streams check is left to the global ReadableStream (scripts/bundle/aws.mjs).
+      const files = functionFiles(meta(fn), `dist/aws/${fn}.mjs`).init;
+      const code = files.map((f) => readFileSync(join(ROOT, f), 'utf8')).join('\n');
+      expect(code).not.toMatch(/from\s*["']node:stream\/web["']/);
+    }
   });
 
   it('a YAML file given as the config fails the invocation naming it, and changes nothing', async () => {

@@ -1,7 +1,7 @@
 /**
  * `serverless package` (Serverless Framework v3) runs offline and writes the CloudFormation
  * template this checks: the resources are there, each function has its own least-privilege
- * role, and every function's zip holds its bundle and the compiled config. Without a compiled
+ * role, and every function's zip holds its bundle, its chunks and the compiled config. Without a compiled
  * config, packaging fails.
  */
 import { spawnSync } from 'node:child_process';
@@ -269,10 +269,18 @@ describe('serverless package (offline)', () => {
     ]);
   });
 
-  it('packages each function with its bundle and the compiled config, nothing else', () => {
+  it('packages each function with its bundle, its chunks and the compiled config, nothing else', () => {
     for (const fn of FUNCTIONS) {
       const listing = zipEntries(readFileSync(join(out, `${fn}.zip`))).sort();
-      expect(listing).toEqual([`dist/aws/${fn}.mjs`, CONFIG].sort());
+      // Every file the build wrote for the function (the esbuild metafile's outputs): the bundle
+      // and the chunks it imports, with the build or on first use; no source map.
+      const meta = JSON.parse(readFileSync(join(ROOT, 'dist/aws', `${fn}.meta.json`), 'utf8'));
+      const files = Object.keys(meta.outputs).filter((f) => f.endsWith('.mjs'));
+      expect(files).toContain(`dist/aws/${fn}.mjs`);
+      expect(
+        files.filter((f) => f !== `dist/aws/${fn}.mjs`).every((f) => f.startsWith(`dist/aws/chunks/${fn}-`)),
+      ).toBe(true);
+      expect(listing).toEqual([...files, CONFIG].sort());
     }
   });
 

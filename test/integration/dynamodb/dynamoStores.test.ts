@@ -8,9 +8,9 @@ import type { Plan } from '../../../shared/core/plan/types.js';
 import { loadConfig } from '../../../shared/core/policy/load.js';
 import type { DekRecord } from '../../../shared/core/ports/DekStore.js';
 import type { AuditRecord } from '../../../shared/core/ports/StateStore.js';
-import { ensureDynamoTable } from '../../../shared/stores/dynamodb/client.js';
 import { DynamoDekStore } from '../../../shared/stores/dynamodb/DynamoDekStore.js';
 import { DynamoStateStore } from '../../../shared/stores/dynamodb/DynamoStateStore.js';
+import { ensureDynamoTable } from '../../../shared/stores/dynamodb/ensureTable.js';
 import { dekTableDefinition } from '../../../shared/stores/dynamodb/tables.js';
 import { type Dynalite, startDynalite } from '../../support/dynalite.js';
 
