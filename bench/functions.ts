@@ -40,6 +40,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compileConfig } from '../functions/aws/compileConfig.js';
+import { functionsConfigYaml } from '../test/emulators/aws/functionsConfig.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SIZE_TARGET_KB = 600;
@@ -81,23 +82,7 @@ const EXPORTED: Record<string, string> = {
 };
 
 /** The config the first calls compose (the functions' test config, with approvals). */
-const CONFIG_YAML = `version: 1
-providers:
-  aws-prod: { type: aws-kms, regions: [${REGION}] }
-stores:
-  orders: { type: dynamodb, table: orders-deks, region: ${REGION} }
-policies:
-  - name: pci
-    match: { provider: [aws-prod], tags: { data-class: pci } }
-    rotate: { every: P90D }
-    rewrap: { stores: [orders], verify: full, batchSize: 25 }
-approvals:
-  approvers: [sec-alice, sec-bob]
-  quorum: 2
-  expiry: P1D
-  require: [policy_change]
-  tokens: { hmac: { secretEnv: REKEY_APPROVAL_TOKEN_KEY } }
-`;
+const CONFIG_YAML = functionsConfigYaml(REGION, { approvals: true });
 
 /** The event each function gets on its first call: what it handles day to day. */
 function eventFor(fn: string): unknown {

@@ -20,6 +20,7 @@ import { parseKeyRef } from '../../../shared/core/domain/keyRef.js';
 import type { DekRecord } from '../../../shared/core/ports/DekStore.js';
 import { AwsKmsProvider } from '../../../shared/providers/aws/AwsKmsProvider.js';
 import { DynamoDekStore } from '../../../shared/stores/dynamodb/DynamoDekStore.js';
+import { functionsConfigYaml } from '../../emulators/aws/functionsConfig.js';
 import { type AwsEmulator, startAwsEmulator } from '../../emulators/aws/index.js';
 import { type Dynalite, startDynalite } from '../../support/dynalite.js';
 
@@ -90,17 +91,7 @@ export interface AwsStack {
   close(): Promise<void>;
 }
 
-export const CONFIG_YAML = `version: 1
-providers:
-  aws-prod: { type: aws-kms, regions: [${REGION}] }
-stores:
-  orders: { type: dynamodb, table: orders-deks, region: ${REGION} }
-policies:
-  - name: pci
-    match: { provider: [aws-prod], tags: { data-class: pci } }
-    rotate: { every: P90D }
-    rewrap: { stores: [orders], verify: full, batchSize: 25 }
-`;
+export const CONFIG_YAML = functionsConfigYaml(REGION);
 
 /** The YAML compiled as the build does it (functions/aws/compileConfig.ts); returns the JSON's path. */
 export async function writeCompiledConfig(dir: string, yaml: string): Promise<string> {
