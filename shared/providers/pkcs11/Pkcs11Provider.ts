@@ -26,7 +26,9 @@ import { isCkr, PROVIDER, translate } from './errors.js';
 import {
   APPLICATION,
   buildPayload,
+  CT_HEADER,
   checkName,
+  ciphertextAt,
   decodeCiphertext,
   decodeMeta,
   deriveData,
@@ -161,8 +163,9 @@ const SEALED_DEK_TEMPLATE: pkcs11js.Template = [
  */
 class KeyCache {
   private readonly copies = new Map<string, { h: Handle; owned: boolean }>();
-  /** Insertion order is recency order: a hit is moved to the end. */
-  private readonly derived = new Map<string, Handle>();
+  /** Derived keys with the tick of their last use; the least recently used is evicted. */
+  private readonly derived = new Map<string, { h: Handle; used: number }>();
+  private tick = 0;
   constructor(
     private readonly p: Pkcs11,
     readonly s: Handle,
@@ -193,34 +196,41 @@ class KeyCache {
   }
 
   derivedKey(name: string, v: string, digest: string): Handle | undefined {
-    const k = KeyCache.vkey(name, v) + digest;
-    const h = this.derived.get(k);
-    if (h) {
-      this.derived.delete(k);
-      this.derived.set(k, h);
-    }
-    return h;
+    const e = this.derived.get(KeyCache.vkey(name, v) + digest);
+    if (!e) return undefined;
+    // A hit only stamps the entry: no reordering of the map on the per-DEK path.
+    e.used = ++this.tick;
+    return e.h;
   }
 
   /** Keeps a derived key; false when the cache holds none (size 0): the caller destroys it. */
   addDerived(name: string, v: string, digest: string, h: Handle): boolean {
     if (this.max <= 0) return false;
     while (this.derived.size >= this.max) {
-      const [oldest, old] = this.derived.entries().next().value as [string, Handle];
-      this.derived.delete(oldest);
-      destroyQuietly(this.p, this.s, old);
+      // Full: a scan for the least recently used entry (only when contexts outnumber the cache).
+      let oldest: string | undefined;
+      let min = Number.POSITIVE_INFINITY;
+      for (const [k, e] of this.derived) {
+        if (e.used < min) {
+          min = e.used;
+          oldest = k;
+        }
+      }
+      const old = this.derived.get(oldest!)!;
+      this.derived.delete(oldest!);
+      destroyQuietly(this.p, this.s, old.h);
     }
-    this.derived.set(KeyCache.vkey(name, v) + digest, h);
+    this.derived.set(KeyCache.vkey(name, v) + digest, { h, used: ++this.tick });
     return true;
   }
 
   /** Destroys the copy and derived keys of one version (or of every version of `name`). */
   drop(name: string, v?: string): void {
     const prefix = v === undefined ? `${name}\0` : KeyCache.vkey(name, v);
-    for (const [k, h] of this.derived) {
+    for (const [k, e] of this.derived) {
       if (k.startsWith(prefix)) {
         this.derived.delete(k);
-        destroyQuietly(this.p, this.s, h);
+        destroyQuietly(this.p, this.s, e.h);
       }
     }
     for (const [k, c] of this.copies) {
@@ -232,7 +242,7 @@ class KeyCache {
   }
 
   clear(): void {
-    for (const h of this.derived.values()) destroyQuietly(this.p, this.s, h);
+    for (const e of this.derived.values()) destroyQuietly(this.p, this.s, e.h);
     for (const c of this.copies.values()) if (c.owned) destroyQuietly(this.p, this.s, c.h);
     this.derived.clear();
     this.copies.clear();
@@ -1037,8 +1047,10 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
     };
     const mech = this.wrapMechParams;
     const temp: Handle[] = [];
-    // C_WrapKey writes into this and returns the written slice, which encodeCiphertext copies.
-    let outBuf = Buffer.alloc(256);
+    // The batch's ciphertexts share one buffer: C_WrapKey writes each output in place (after
+    // its format byte) and the result is a view, one allocation per batch instead of per DEK.
+    let slab = Buffer.alloc(0);
+    let at = 0;
     return items.map((item, i): RewrapItemResult => {
       const what = `rewrap item ${i} from version ${item.wrapped.version} of pkcs11 key "${name}"`;
       let dek: Handle | null = null;
@@ -1049,9 +1061,15 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
         const kOld = wrappingKey(from, from === to ? toCopy : versionCopy(from, false), data, temp);
         dek = this.unwrapToSession(p, s, kOld, ct, false, what);
         const kNew = wrappingKey(to, toCopy, data, temp);
-        if (outBuf.length < ct.length + 64) outBuf = Buffer.alloc(ct.length + 64);
-        const out = p.C_WrapKey(s, mech, kNew, dek, outBuf);
-        return { ok: true, wrapped: { version: to, ciphertext: encodeCiphertext(out) } };
+        const room = CT_HEADER + ct.length + 64;
+        if (slab.length - at < room) {
+          slab = Buffer.alloc(room * (items.length - i));
+          at = 0;
+        }
+        const out = p.C_WrapKey(s, mech, kNew, dek, slab.subarray(at + CT_HEADER, at + room));
+        const ciphertext = ciphertextAt(slab, at, out.length);
+        at += ciphertext.length;
+        return { ok: true, wrapped: { version: to, ciphertext } };
       } catch (e) {
         // Lost login or session: let run() log in again and redo the whole (idempotent) batch.
         if (isCkr(e, 'CKR_USER_NOT_LOGGED_IN', 'CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) throw e;

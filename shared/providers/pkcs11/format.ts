@@ -160,6 +160,18 @@ export function openPayload(payload: Buffer, ctx: WrapContext, what: string): Ui
 
 const CT_FORMAT = 0x01;
 
+/** Bytes a ciphertext adds in front of the AES key wrap output (the format byte). */
+export const CT_HEADER = 1;
+
+/**
+ * Turns `buf[at]` and the `wrappedLen` bytes of key wrap output written after it into a
+ * ciphertext, and returns a view of it: lets a batch write every output into one buffer.
+ */
+export function ciphertextAt(buf: Buffer, at: number, wrappedLen: number): Uint8Array {
+  buf[at] = CT_FORMAT;
+  return buf.subarray(at, at + CT_HEADER + wrappedLen);
+}
+
 /** Ciphertext as stored by the application: format byte | AES key wrap output. */
 export function encodeCiphertext(wrapped: Buffer): Uint8Array {
   // From Node's Buffer pool: a ciphertext is not secret, and one small allocation per DEK from
