@@ -11,7 +11,8 @@ import type {
   StateStore,
 } from '../../core/ports/StateStore.js';
 import { checkRecordWrite, type RecordWrite } from '../common/records.js';
-import { requireString, toMillis } from '../sqlite/json.js';
+import { positiveInt, TimedDocumentStore, type TimedKind } from '../common/timedDocuments.js';
+import { requireString } from '../sqlite/json.js';
 import {
   type AzureStorageConnection,
   checkTableName,
@@ -44,8 +45,6 @@ export type AzureTableStateStoreOptions = { table: string } & (
 type Entity = Record<string, unknown>;
 type Stored = TableEntityResult<Entity>;
 
-type TimedKind = 'inventory' | 'plan' | 'run';
-
 /** One stored item as a backup carries it (the StateStore port's backup entry). */
 export type AzureStateEntry =
   | { t: 'inventory'; v: InventorySnapshot }
@@ -55,13 +54,6 @@ export type AzureStateEntry =
   | { t: 'job'; v: RewrapJob }
   | { t: 'audit'; v: AuditRecord }
   | { t: 'record'; v: StateRecord };
-
-function positiveInt(n: unknown, field: string): number {
-  if (!Number.isSafeInteger(n) || (n as number) < 1) {
-    throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
-  }
-  return n as number;
-}
 
 /**
  * rekey's state in one Azure Table (Table Storage or Cosmos DB for Table). Layout:
@@ -83,11 +75,12 @@ function positiveInt(n: unknown, field: string): number {
  * (insert record n, move the tail pointer from n-1 with its ETag): both or neither, so the
  * chain can never fork or leave a gap. Bodies are gzipped JSON in binary chunks.
  */
-export class AzureTableStateStore implements StateStore {
+export class AzureTableStateStore extends TimedDocumentStore implements StateStore {
   readonly table: string;
   readonly client: TableClient;
 
   constructor(opts: AzureTableStateStoreOptions) {
+    super();
     this.table = checkTableName(opts.table, 'azure table state store');
     this.client = 'client' in opts ? opts.client : createTableClient(opts, this.table);
   }
@@ -148,7 +141,7 @@ export class AzureTableStateStore implements StateStore {
 
   // --- bodies kept under a time index (snapshots, plans, runs) ---------------------------------
 
-  private async saveTimed(kind: TimedKind, id: string, ms: number, value: unknown): Promise<void> {
+  protected async saveTimed(kind: TimedKind, id: string, ms: number, value: unknown): Promise<void> {
     const pk = key(`${kind} ${id}`, kind, escapeKey(id));
     const packed = gzipJson(value);
     const previous = await this.get(pk, 'body');
@@ -200,7 +193,7 @@ export class AzureTableStateStore implements StateStore {
     for (const p of await this.partsOf(pk, gen)) await this.deleteQuietly(pk, p.rowKey!);
   }
 
-  private async readTimed<T>(kind: TimedKind, id: string): Promise<T | null> {
+  protected async readTimed<T>(kind: TimedKind, id: string): Promise<T | null> {
     const pk = key(`${kind} ${id}`, kind, escapeKey(id));
     const head = await this.get(pk, 'body');
     if (!head) return null;
@@ -213,58 +206,13 @@ export class AzureTableStateStore implements StateStore {
     return gunzipJson<T>(Buffer.concat(parts.map((p) => readChunks(p, where))), where);
   }
 
-  /** Newest first, by the time index; `limit` bodies at most. */
-  private async latestTimed<T>(kind: TimedKind, limit: number): Promise<T[]> {
+  protected async latestIds(kind: TimedKind, limit: number): Promise<string[]> {
     const index = await this.query(odata`PartitionKey eq ${`${kind}:bytime`}`, limit);
-    const out: T[] = [];
-    for (const entry of index) {
-      const body = await this.readTimed<T>(kind, String(entry.id));
-      if (body !== null) out.push(body);
-    }
-    return out;
+    return index.map((entry) => String(entry.id));
   }
 
-  async saveInventory(s: InventorySnapshot): Promise<void> {
-    const id = requireString(s.id, 'inventory snapshot id');
-    const ms = toMillis(s.takenAt, `inventory snapshot ${id} takenAt`);
-    await guarded(`saving inventory snapshot ${id}`, () => this.saveTimed('inventory', id, ms, s));
-  }
-
-  async latestInventory(): Promise<InventorySnapshot | null> {
-    const [s] = await guarded('reading latest inventory', () =>
-      this.latestTimed<InventorySnapshot>('inventory', 1),
-    );
-    return s ?? null;
-  }
-
-  async savePlan(plan: Plan): Promise<void> {
-    const id = requireString(plan.id, 'plan id');
-    const ms = toMillis(plan.createdAt, `plan ${id} createdAt`);
-    await guarded(`saving plan ${id}`, () => this.saveTimed('plan', id, ms, plan));
-  }
-
-  async getPlan(id: string): Promise<Plan | null> {
-    return guarded(`reading plan ${id}`, () => this.readTimed<Plan>('plan', id));
-  }
-
-  async latestPlan(): Promise<Plan | null> {
-    const [p] = await guarded('reading latest plan', () => this.latestTimed<Plan>('plan', 1));
-    return p ?? null;
-  }
-
-  async saveRun(run: ApplyRun): Promise<void> {
-    const id = requireString(run.id, 'run id');
-    const ms = toMillis(run.startedAt, `run ${id} startedAt`);
-    await guarded(`saving run ${id}`, () => this.saveTimed('run', id, ms, run));
-  }
-
-  async getRun(id: string): Promise<ApplyRun | null> {
-    return guarded(`reading run ${id}`, () => this.readTimed<ApplyRun>('run', id));
-  }
-
-  async listRuns(limit: number): Promise<ApplyRun[]> {
-    positiveInt(limit, 'listRuns limit');
-    return guarded('listing runs', () => this.latestTimed<ApplyRun>('run', limit));
+  protected guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return guarded(what, fn);
   }
 
   // --- action records ------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import type {
   StateStore,
 } from '../../core/ports/StateStore.js';
 import { checkRecordWrite, type RecordWrite } from '../common/records.js';
-import { parseStored, requireString, toMillis } from '../sqlite/json.js';
+import { positiveInt, TimedDocumentStore, type TimedKind } from '../common/timedDocuments.js';
+import { parseStored, requireString } from '../sqlite/json.js';
 import {
   createDocClient,
   type DocClient,
@@ -47,13 +48,6 @@ const pad = (n: number, width: number) => String(n).padStart(width, '0');
 const msKey = (ms: number) => pad(ms, 13);
 const seqKey = (seq: number) => pad(seq, 16);
 
-function positiveInt(n: unknown, field: string): number {
-  if (!Number.isSafeInteger(n) || (n as number) < 1) {
-    throw new ValidationError(`${field} must be a positive integer, got ${String(n)}`);
-  }
-  return n as number;
-}
-
 /**
  * rekey's state in one DynamoDB table (`pk`, `sk`). Layout:
  *
@@ -71,13 +65,14 @@ function positiveInt(n: unknown, field: string): number {
  * read back (records are never deleted, so n-1 existing and n absent means n = max + 1).
  * DynamoDB Local emulators without transactions (dynalite) run all of it.
  */
-export class DynamoStateStore implements StateStore {
+export class DynamoStateStore extends TimedDocumentStore implements StateStore {
   readonly table: string;
   readonly doc: DocClient;
   /** A client passed in belongs to the caller, who closes it. */
   private readonly ownsClient: boolean;
 
   constructor(opts: DynamoStateStoreOptions) {
+    super();
     if (typeof opts.table !== 'string' || opts.table.length < 3) {
       throw new ConfigError('dynamodb state store: table must name a DynamoDB table');
     }
@@ -122,7 +117,7 @@ export class DynamoStateStore implements StateStore {
 
   // --- bodies kept under a time index (snapshots, plans, runs) ---------------------------------
 
-  private async saveTimed(kind: string, id: string, ms: number, value: unknown): Promise<void> {
+  protected async saveTimed(kind: TimedKind, id: string, ms: number, value: unknown): Promise<void> {
     const pk = `${kind}#${id}`;
     const packed = gzipSync(Buffer.from(JSON.stringify(value), 'utf8'));
     const previous = await this.get(pk, 'body');
@@ -182,7 +177,7 @@ export class DynamoStateStore implements StateStore {
     }
   }
 
-  private async readTimed<T>(kind: string, id: string): Promise<T | null> {
+  protected async readTimed<T>(kind: TimedKind, id: string): Promise<T | null> {
     const pk = `${kind}#${id}`;
     const head = await this.get(pk, 'body');
     if (!head) return null;
@@ -208,8 +203,7 @@ export class DynamoStateStore implements StateStore {
     return parseStored<T>(text, `${kind} ${id}`);
   }
 
-  /** Newest first, by the time index; `limit` bodies at most. */
-  private async latestTimed<T>(kind: string, limit: number): Promise<T[]> {
+  protected async latestIds(kind: TimedKind, limit: number): Promise<string[]> {
     const index = await this.queryAll(
       {
         KeyConditionExpression: 'pk = :pk',
@@ -218,55 +212,11 @@ export class DynamoStateStore implements StateStore {
       },
       limit,
     );
-    const out: T[] = [];
-    for (const entry of index) {
-      const body = await this.readTimed<T>(kind, String(entry.id));
-      if (body !== null) out.push(body);
-    }
-    return out;
+    return index.map((entry) => String(entry.id));
   }
 
-  async saveInventory(s: InventorySnapshot): Promise<void> {
-    const id = requireString(s.id, 'inventory snapshot id');
-    const ms = toMillis(s.takenAt, `inventory snapshot ${id} takenAt`);
-    await guarded(`saving inventory snapshot ${id}`, () => this.saveTimed('inventory', id, ms, s));
-  }
-
-  async latestInventory(): Promise<InventorySnapshot | null> {
-    const [s] = await guarded('reading latest inventory', () =>
-      this.latestTimed<InventorySnapshot>('inventory', 1),
-    );
-    return s ?? null;
-  }
-
-  async savePlan(plan: Plan): Promise<void> {
-    const id = requireString(plan.id, 'plan id');
-    const ms = toMillis(plan.createdAt, `plan ${id} createdAt`);
-    await guarded(`saving plan ${id}`, () => this.saveTimed('plan', id, ms, plan));
-  }
-
-  async getPlan(id: string): Promise<Plan | null> {
-    return guarded(`reading plan ${id}`, () => this.readTimed<Plan>('plan', id));
-  }
-
-  async latestPlan(): Promise<Plan | null> {
-    const [p] = await guarded('reading latest plan', () => this.latestTimed<Plan>('plan', 1));
-    return p ?? null;
-  }
-
-  async saveRun(run: ApplyRun): Promise<void> {
-    const id = requireString(run.id, 'run id');
-    const ms = toMillis(run.startedAt, `run ${id} startedAt`);
-    await guarded(`saving run ${id}`, () => this.saveTimed('run', id, ms, run));
-  }
-
-  async getRun(id: string): Promise<ApplyRun | null> {
-    return guarded(`reading run ${id}`, () => this.readTimed<ApplyRun>('run', id));
-  }
-
-  async listRuns(limit: number): Promise<ApplyRun[]> {
-    positiveInt(limit, 'listRuns limit');
-    return guarded('listing runs', () => this.latestTimed<ApplyRun>('run', limit));
+  protected guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return guarded(what, fn);
   }
 
   // --- action records ------------------------------------------------------------------------
@@ -568,7 +518,7 @@ export class DynamoStateStore implements StateStore {
   }
 
   async *exportEntries(): AsyncIterable<StateEntry> {
-    const timed = async <T>(kind: string): Promise<T[]> => {
+    const timed = async <T>(kind: TimedKind): Promise<T[]> => {
       const index = await this.queryAll({
         KeyConditionExpression: 'pk = :pk',
         ExpressionAttributeValues: { ':pk': kind },
