@@ -46,15 +46,23 @@ const MODULES: { commands: string[]; load: () => Promise<Register[]> }[] = [
 /** Global options that take a value (the command name comes after them). */
 const VALUE_OPTIONS = new Set(['-c', '--config', '--state']);
 
-/** The command an argv names, if it names one before any help flag. */
-function commandOf(argv: string[]): string | undefined {
+/**
+ * The command modules a run needs: the one of the command `argv` names, none for a version
+ * flag before any command (it prints and exits), every one for help, an unknown command or
+ * no command at all (help and commander's suggestions list them all).
+ */
+function modulesFor(argv: string[]): typeof MODULES {
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i]!;
     if (VALUE_OPTIONS.has(a)) i++;
-    else if (!a.startsWith('-')) return a;
-    else if (a === '-h' || a === '--help' || a === '-V' || a === '--version') return undefined;
+    else if (a === '-V' || a === '--version') return [];
+    else if (a === '-h' || a === '--help') return MODULES;
+    else if (!a.startsWith('-')) {
+      const m = MODULES.find((x) => x.commands.includes(a));
+      return m ? [m] : MODULES;
+    }
   }
-  return undefined;
+  return MODULES;
 }
 
 /** The program with every command, or with only the one `argv` runs when it names one. */
@@ -71,9 +79,8 @@ export async function buildProgram(argv?: string[]): Promise<Command> {
     .showHelpAfterError()
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  const name = argv ? commandOf(argv) : undefined;
-  const only = MODULES.find((m) => name !== undefined && m.commands.includes(name));
-  for (const m of only ? [only] : MODULES) for (const register of await m.load()) register(program, globals);
+  for (const m of argv ? modulesFor(argv) : MODULES)
+    for (const register of await m.load()) register(program, globals);
   return program;
 }
 
