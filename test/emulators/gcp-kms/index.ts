@@ -36,6 +36,11 @@ export interface GcpKmsEmulator {
   kms: KmsState;
   /** Calls served, by RPC name (faulted ones included). */
   requestCounts: Record<string, number>;
+  /**
+   * Resolves once no request held back by `latencyMs` is still waiting to run, so one test's slow
+   * call cannot consume the faults the next test scripts.
+   */
+  settled(): Promise<void>;
   /** Forgets every key ring, key, fault and count. */
   reset(): void;
   close(): Promise<void>;
@@ -99,6 +104,7 @@ export async function startGcpKmsEmulator(opts: GcpKmsEmulatorOptions = {}): Pro
   const faults = new GcpFaults(opts.faults);
   const kms = new KmsState({ clock, locations: opts.locations, projects: opts.projects });
   const requestCounts: Record<string, number> = {};
+  const delayed = new Set<Promise<void>>();
   clock.onJump(() => kms.tick());
 
   const handlers: grpc.UntypedServiceImplementation = {};
@@ -109,6 +115,8 @@ export async function startGcpKmsEmulator(opts: GcpKmsEmulatorOptions = {}): Pro
     ) => {
       requestCounts[method] = (requestCounts[method] ?? 0) + 1;
       const run = () => {
+        // A caller that gave up (deadline passed, call cancelled) gets no answer and changes nothing.
+        if (call.cancelled) return;
         try {
           // Real time passes between calls too: let due rotations and destructions happen.
           kms.tick();
@@ -131,8 +139,16 @@ export async function startGcpKmsEmulator(opts: GcpKmsEmulatorOptions = {}): Pro
         }
       };
       const delay = faults.latency();
-      if (delay > 0) setTimeout(run, delay);
-      else run();
+      if (delay > 0) {
+        const done = new Promise<void>((resolve) =>
+          setTimeout(() => {
+            run();
+            resolve();
+          }, delay),
+        );
+        delayed.add(done);
+        void done.then(() => delayed.delete(done));
+      } else run();
     };
   }
 
@@ -161,6 +177,9 @@ export async function startGcpKmsEmulator(opts: GcpKmsEmulatorOptions = {}): Pro
     faults,
     kms,
     requestCounts,
+    settled: async () => {
+      while (delayed.size > 0) await Promise.all([...delayed]);
+    },
     reset,
     close: async () => {
       await control?.close();

@@ -57,7 +57,9 @@ async function key(tags?: Record<string, string>, via: GcpKmsProvider = p): Prom
 beforeAll(async () => {
   emu = await emulator();
 });
-beforeEach(() => {
+beforeEach(async () => {
+  // A request an earlier test left waiting on injected latency must not eat this test's faults.
+  await emu.settled();
   emu.faults.reset();
   p = provider();
 });

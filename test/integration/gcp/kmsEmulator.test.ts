@@ -158,6 +158,7 @@ describe('status codes', () => {
       );
     } finally {
       emu.faults.set({ latencyMs: 0 });
+      await emu.settled();
     }
   });
 
