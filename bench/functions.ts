@@ -6,7 +6,8 @@
  * it weighs). A second baseline per function imports every SDK client that function carries, to
  * show what rekey itself adds on top of the clients it cannot do without.
  *
- * Three figures per bundle, each the median of fresh processes, every file taken in turn:
+ * Three figures per bundle, each the median of fresh processes, every file taken in turn (the
+ * ratios of the first two are medians of pairs, each load beside a baseline load just before it):
  *  - cold load: wall time of `node -e "import(bundle)"`, Node's own start included;
  *  - import: the import alone, timed inside that process;
  *  - first call: import, then one invocation with a representative event (a schedule, an SQS
@@ -22,7 +23,7 @@
  * leaves every @aws-sdk and @smithy package to the one the Lambda runtime ships: smaller, but
  * loaded from node_modules as many files; its figures show that trade.
  *
- *   node dist/bench/functions.js [--runs 5] [--json] [--before DIR]     (after `npm run build`)
+ *   node dist/bench/functions.js [--runs 11] [--json] [--before DIR]     (after `npm run build`)
  *
  * `--before DIR` measures another build's bundles alike (an earlier version's dist/aws, built
  * from its sources), for before/after figures taken in the same runs.
@@ -356,7 +357,7 @@ const median = (xs: number[]) => {
 const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
 export async function functionsBench(opts: { runs?: number; before?: string } = {}) {
-  const runs = opts.runs ?? 5;
+  const runs = opts.runs ?? 11;
   const script = (await import(pathToFileURL(join(ROOT, 'scripts/bundle/aws.mjs')).href)) as BundleScript;
   const fns = Object.keys(script.AWS_FUNCTIONS);
   for (const fn of fns) {
@@ -434,11 +435,19 @@ export async function functionsBench(opts: { runs?: number; before?: string } = 
     const wall: Record<string, number[]> = Object.fromEntries(Object.keys(built).map((k) => [k, []]));
     const imp: Record<string, number[]> = Object.fromEntries(Object.keys(built).map((k) => [k, []]));
     const call: Record<string, number[]> = Object.fromEntries(Object.keys(calls).map((k) => [k, []]));
+    // Each file's load next to a load of the baseline taken just before it: this machine's speed
+    // drifts within seconds, so the ratios are the medians of these pairs.
+    const pairWall: Record<string, number[]> = Object.fromEntries(Object.keys(built).map((k) => [k, []]));
+    const pairImp: Record<string, number[]> = Object.fromEntries(Object.keys(built).map((k) => [k, []]));
+    const base = built['sdk-only']!.file;
     for (let i = 0; i < runs; i++) {
       for (const [name, b] of Object.entries(built)) {
+        const before = loadOnce(base);
         const r = loadOnce(b.file);
         wall[name]!.push(r.wallMs);
         imp[name]!.push(r.importMs);
+        pairWall[name]!.push(r.wallMs / before.wallMs);
+        pairImp[name]!.push(r.importMs / before.importMs);
       }
       for (const [name, c] of Object.entries(calls)) call[name]!.push(await callOnce(c.file, c.fn, env));
     }
@@ -453,8 +462,8 @@ export async function functionsBench(opts: { runs?: number; before?: string } = 
         coldLoadMs: round(coldLoadMs, 1),
         importMs: round(importMs, 1),
         ...(call[name] ? { firstCallMs: round(median(call[name]), 1) } : {}),
-        loadRatio: round(coldLoadMs / median(wall['sdk-only']!)),
-        importRatio: round(importMs / median(imp['sdk-only']!)),
+        loadRatio: round(median(pairWall[name]!)),
+        importRatio: round(median(pairImp[name]!)),
         ...(call[name] ? { firstCallRatio: round(median(call[name]) / median(call['sdk-only']!)) } : {}),
       };
     };
@@ -495,7 +504,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const i = args.indexOf('--runs');
   const b = args.indexOf('--before');
   const result = await functionsBench({
-    runs: i >= 0 ? Number(args[i + 1]) : 5,
+    runs: i >= 0 ? Number(args[i + 1]) : 11,
     ...(b >= 0 ? { before: resolve(args[b + 1]!) } : {}),
   });
   if (args.includes('--json')) {

@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { mergeInitChunks } from './merge.mjs';
 
 /** Function name -> entry file. Each becomes dist/aws/<name>.mjs with a `handler` export. */
 export const AWS_FUNCTIONS = {
@@ -273,12 +274,23 @@ export async function bundle({
     for (const f of existsSync(chunks) ? readdirSync(chunks) : []) {
       if (f.startsWith(`${name}-`)) rmSync(join(chunks, f), { force: true });
     }
+    const settings = esbuildSettings({ name, entry: join(root, entry), outdir, external });
+    // Linked maps, so that the second pass (mergeInitChunks) maps its output to the sources.
     const r = await esbuild.build({
       absWorkingDir: root,
-      ...esbuildSettings({ name, entry: join(root, entry), outdir, external }),
+      ...settings,
+      sourcemap: 'linked',
       plugins: [rekeyPlugin(root, name)],
     });
     const key = relative(root, outfile);
+    r.metafile = await mergeInitChunks({
+      esbuild,
+      root,
+      metafile: r.metafile,
+      entryKey: key,
+      files: functionFiles(r.metafile, key),
+      settings,
+    });
     const bad = Object.keys(r.metafile.inputs).filter((p) =>
       FORBIDDEN.some((re) => re.test(/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(p)?.[1] ?? '')),
     );
