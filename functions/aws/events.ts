@@ -10,8 +10,8 @@ import type { KeyEvent } from '../../shared/core/domain/keyEvent.js';
 import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
-import { EventBridgeEventBus } from '../../shared/telemetry/eventbridge/EventBridgeEventBus.js';
 import type { CompromiseResult } from './compromise.js';
+import { eventBusOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -27,9 +27,17 @@ import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
  */
 const logger = makeLogger('events');
 const metrics = makeMetrics();
+// A provider's key event publishes nothing (handleKeyEvent re-wraps or rotates); only the
+// compromise response does. The EventBridge client loads with its first publish (onFirstUse.ts).
 const runtime = awsRuntime({
   idempotency: true,
-  events: (eventBusName) => new EventBridgeEventBus({ eventBusName }),
+  events: (eventBusName) =>
+    eventBusOnFirstUse(async () => {
+      const { EventBridgeEventBus } = await import(
+        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
+      );
+      return new EventBridgeEventBus({ eventBusName });
+    }),
 });
 
 type KmsEventBridgeEvent = EventBridgeEvent<string, unknown>;

@@ -5,8 +5,9 @@ import type { WorkQueue } from '../../shared/core/ports/WorkQueue.js';
  * Ports whose adapter is built by its first use: the adapter's module, and the SDK client it
  * brings, are then a chunk of their own (scripts/bundle/aws.mjs), loaded by the first publish or
  * send of the execution environment. For what most invocations of a function never do: the
- * scheduler sends shards and publishes events only in cycles that act, and a worker publishes
- * only when its shard is the one that completes a job. A failed load is tried again next time.
+ * scheduler sends shards and publishes events only in cycles that act, a worker publishes
+ * only when its shard is the one that completes a job, and the events function only when it
+ * responds to a compromise. A failed load is tried again next time.
  */
 function once<T>(load: () => Promise<T>): () => Promise<T> {
   let loaded: Promise<T> | undefined;

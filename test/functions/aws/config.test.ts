@@ -77,8 +77,9 @@ describe('AWS bundles and the compiled config', () => {
       expect(inputs.filter((p) => /node_modules\/(yaml|zod)\//.test(p))).toEqual([]);
       expect(inputs.some((p) => p.endsWith('shared/core/policy/schema.ts'))).toBe(false);
       // What a cold start loads: the bundle and the chunks it imports statically.
+      // One file: the chunks it shares with its lazy chunks are folded into it (merge.mjs).
       const { init } = functionFiles(m, `dist/aws/${fn}.mjs`);
-      expect(init[0]).toBe(`dist/aws/${fn}.mjs`);
+      expect(init).toEqual([`dist/aws/${fn}.mjs`]);
       const bytes = init.reduce((n, f) => n + statSync(join(ROOT, f)).size, 0);
       expect(bytes).toBeLessThanOrEqual(600 * 1024);
     }
@@ -98,6 +99,9 @@ describe('AWS bundles and the compiled config', () => {
     expect(has('scheduler', 'lazy', /client-sqs\//)).toBe(true);
     expect(has('worker', 'init', /client-eventbridge\//)).toBe(false);
     expect(has('worker', 'lazy', /client-eventbridge\//)).toBe(true);
+    // A provider's key event publishes nothing; the compromise response does.
+    expect(has('events', 'init', /client-eventbridge\//)).toBe(false);
+    expect(has('events', 'lazy', /client-eventbridge\//)).toBe(true);
     // BYOK imports wait for one; a worker carries nothing of planning or approvals.
     for (const fn of ['scheduler', 'worker', 'events'])
       expect(has(fn, 'init', /importMaterial\.ts$|usecases\/byok\.ts$/)).toBe(false);
