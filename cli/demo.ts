@@ -1,7 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { composeFrom, readConfig } from '../shared/compose.js';
+import { composeFrom } from '../shared/compose.js';
+import { readConfig } from '../shared/config/readConfig.js';
 import { verifyAuditChain } from '../shared/core/audit/auditLog.js';
 import { parseKeyRef } from '../shared/core/domain/keyRef.js';
 import { ConfigError, errorMessage } from '../shared/core/errors.js';

@@ -1,5 +1,13 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgress from 'cli-progress';
 import type { ProgressEvent } from '../shared/core/usecases/context.js';
+
+/** cli-progress, loaded when a bar is first drawn: quiet runs and pipes never need it. */
+let barModule: typeof cliProgress | undefined;
+const bars = (): typeof cliProgress => {
+  barModule ??= createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
+  return barModule;
+};
 
 /**
  * Progress for long work: a bar on an interactive terminal, a plain line every few seconds
@@ -44,13 +52,14 @@ export function progressReporter(opts: { quiet: boolean }): {
           if (tty) {
             if (barKey !== key) {
               stopBar();
-              bar = new cliProgress.SingleBar(
+              const { SingleBar, Presets } = bars();
+              bar = new SingleBar(
                 {
                   format:
                     '  re-wrap {store} [{bar}] {value}/{total} DEKs {percentage}% eta {eta_formatted} failed {failed}',
                   stream: process.stderr,
                 },
-                cliProgress.Presets.shades_classic,
+                Presets.shades_classic,
               );
               bar.start(Math.max(e.total, e.done), 0, { store: e.storeId, failed: 0, rate: 0 });
               barKey = key;

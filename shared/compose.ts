@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { adapterModules } from './adapterModules.js';
@@ -7,7 +6,6 @@ import { resolveSecret } from './config/secrets.js';
 import { AuditLog } from './core/audit/auditLog.js';
 import type { PriceCatalog } from './core/cost/catalog.js';
 import { ConfigError } from './core/errors.js';
-import { loadConfig } from './core/policy/load.js';
 import type { RekeyConfig } from './core/policy/types.js';
 import { type Clock, systemClock } from './core/ports/Clock.js';
 import type { DekStore } from './core/ports/DekStore.js';
@@ -17,7 +15,6 @@ import type { MetricsSink } from './core/ports/MetricsSink.js';
 import type { StateStore } from './core/ports/StateStore.js';
 import type { WorkQueue } from './core/ports/WorkQueue.js';
 import type { ProgressEvent, RekeyContext } from './core/usecases/context.js';
-import { loadCatalog } from './cost/catalogFile.js';
 import { LocalKmsProvider } from './providers/local/LocalKmsProvider.js';
 import { SqliteDekStore } from './stores/sqlite/SqliteDekStore.js';
 import { SqliteStateStore } from './stores/sqlite/SqliteStateStore.js';
@@ -46,9 +43,10 @@ export interface ComposeOptions {
   queue?: WorkQueue;
   /**
    * Parts of the config a runtime never reaches, left unbuilt (the context has none of them):
-   * the approvals API works on rekey's own state only, the cost report reads no DEK.
+   * the approvals API works on rekey's own state only, the cost report reads no DEK, a re-wrap
+   * worker process prices nothing (no price catalog).
    */
-  without?: { providers?: boolean; stores?: boolean };
+  without?: { providers?: boolean; stores?: boolean; catalog?: boolean };
   /** The price catalog, when the runtime brings it (validated at build time); default: the shipped file. */
   catalog?: PriceCatalog;
 }
@@ -58,19 +56,12 @@ export interface Composed extends RekeyContext {
   close(): Promise<void>;
 }
 
-export function readConfig(configPath: string): RekeyConfig {
-  let text: string;
-  try {
-    text = readFileSync(configPath, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config file ${configPath}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
-  return loadConfig(text, configPath);
-}
-
+/** Reads and validates the config file, then composes from it. */
 export async function compose(opts: ComposeOptions): Promise<Composed> {
-  const config = readConfig(opts.configPath);
-  return composeFrom(config, opts);
+  // Loaded here, not with this module: composing from a config validated elsewhere needs
+  // neither the YAML parser nor the schema library (config/readConfig.ts).
+  const { readConfig } = await import('./config/readConfig.js');
+  return composeFrom(readConfig(opts.configPath), opts);
 }
 
 export async function composeFrom(
@@ -218,6 +209,7 @@ export async function composeFrom(
       metrics = sink;
       closers.push(() => sink.close?.());
     }
+    const catalog = opts.catalog ?? (opts.without?.catalog ? undefined : await loadShippedCatalog());
     return {
       config,
       baseDir,
@@ -226,7 +218,7 @@ export async function composeFrom(
       stores,
       state,
       audit: new AuditLog(state, clock),
-      catalog: opts.catalog ?? loadCatalog(),
+      ...(catalog ? { catalog } : {}),
       ...(events ? { events } : {}),
       ...(opts.queue ? { queue: opts.queue } : {}),
       ...(metrics ? { metrics } : {}),
@@ -298,4 +290,10 @@ export function localOwnerGone(owner: string): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
+}
+
+/** The shipped price catalog, validated (its loader brings the schema library, hence loaded here). */
+async function loadShippedCatalog() {
+  const { loadCatalog } = await import('./cost/catalogFile.js');
+  return loadCatalog();
 }

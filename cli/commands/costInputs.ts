@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { readConfig } from '../../shared/compose.js';
+import { readConfig } from '../../shared/config/readConfig.js';
 import type { PriceCatalog } from '../../shared/core/cost/catalog.js';
 import type { CostInventory, UsageCounter } from '../../shared/core/cost/types.js';
 import { ConfigError } from '../../shared/core/errors.js';

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { composeFrom, readConfig } from '../../shared/compose.js';
+import { composeFrom } from '../../shared/compose.js';
+import { readConfig } from '../../shared/config/readConfig.js';
 import { verifyAuditChain } from '../../shared/core/audit/auditLog.js';
 import {
   appendCheckpoint,

@@ -3,6 +3,7 @@ import { type Command, Option } from 'commander';
 import type { Composed } from '../../shared/compose.js';
 import { parseKeyRef } from '../../shared/core/domain/keyRef.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../shared/core/errors.js';
+import type { RekeyConfig } from '../../shared/core/policy/types.js';
 import type { RewrapJob } from '../../shared/core/ports/StateStore.js';
 import { acquireLease, providerForRef } from '../../shared/core/usecases/context.js';
 import { takeInventory } from '../../shared/core/usecases/inventory.js';
@@ -35,6 +36,29 @@ interface RewrapCliOptions {
   dryRun?: boolean;
   resume?: string;
   workerOf?: string;
+  configStdin?: boolean;
+}
+
+/** Marks the config a `rekey rewrap --workers N` parent writes to each child's stdin. */
+const WORKER_CONFIG_FORMAT = 'rekey-worker-config';
+
+/** The config handed over by the parent process (validated there); a ConfigError if it is not one. */
+async function configFromParent(): Promise<RekeyConfig> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let data: { format?: unknown; config?: Partial<RekeyConfig> } | null = null;
+  try {
+    data = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    // reported below
+  }
+  const c = data?.config;
+  if (data?.format !== WORKER_CONFIG_FORMAT || c?.version !== 1 || typeof c.file !== 'string') {
+    throw new ConfigError(
+      '--config-stdin: standard input does not hold the config of a `rekey rewrap --workers N` parent',
+    );
+  }
+  return c as RekeyConfig;
 }
 
 function intOption(name: string, text: string, min: number, max: number): number {
@@ -133,9 +157,17 @@ async function runChildren(
     ...(o.rate ? ['--rate', String(Math.max(1, Math.floor(Number(o.rate) / workers)))] : []),
     ...(o.concurrency ? ['--concurrency', o.concurrency] : []),
   ];
-  const children = Array.from({ length: workers }, () =>
-    spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: process.env }),
-  );
+  // Each child gets the config this process validated on its stdin, instead of reading and
+  // validating the file again: its start-up then loads neither the YAML parser nor the schema.
+  args.push('--config-stdin');
+  const handoff = JSON.stringify({ format: WORKER_CONFIG_FORMAT, config: ctx.config });
+  const children = Array.from({ length: workers }, () => {
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'inherit'], env: process.env });
+    // A child that dies before reading reports through its exit code; the broken pipe is no news.
+    child.stdin.on('error', () => {});
+    child.stdin.end(handoff);
+    return child;
+  });
   const exited = children.map((c) => new Promise<number | null>((r) => c.on('exit', (code) => r(code))));
   let running = true;
   void Promise.all(exited).then(() => {
@@ -178,22 +210,33 @@ export function registerRewrap(program: Command, globals: () => GlobalOptions): 
     .option('--dry-run', 'show what would move; change nothing')
     .option('--resume <job>', 'resume a job by id (after a crash or kill)')
     .addOption(new Option('--worker-of <job>').hideHelp())
+    .addOption(new Option('--config-stdin').hideHelp())
     .action(async (keyArg: string | undefined, o: RewrapCliOptions) => {
       const g = globals();
+      if (o.workerOf) {
+        // A child of `rekey rewrap --workers N`: work on shards until none is left, and stop if
+        // the parent disappears. It prices nothing, so it loads no price catalog.
+        const jobId = o.workerOf;
+        const from = o.configStdin
+          ? { config: await configFromParent(), without: { catalog: true } }
+          : undefined;
+        process.exitCode = await withSession(
+          g,
+          async (ctx) => {
+            const ppid = process.ppid;
+            await workOnRewrapJob(ctx, jobId, o.provider!, {
+              ...runOptions(o),
+              onBatch: async () => {
+                if (process.ppid !== ppid) throw new ConflictError('parent process is gone');
+              },
+            });
+            return EXIT.ok;
+          },
+          from,
+        );
+        return;
+      }
       const code = await withSession(g, async (ctx, out) => {
-        const run = runOptions(o);
-        if (o.workerOf) {
-          // A child of `rekey rewrap --workers N`: work on shards until none is left, and stop
-          // if the parent disappears.
-          const ppid = process.ppid;
-          await workOnRewrapJob(ctx, o.workerOf, o.provider!, {
-            ...run,
-            onBatch: async () => {
-              if (process.ppid !== ppid) throw new ConflictError('parent process is gone');
-            },
-          });
-          return EXIT.ok;
-        }
         const workers = intOption('workers', o.workers, 1, 64);
         let specs: (RewrapSpec & { pending?: number })[];
         if (o.resume) {

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import type { InvocationContext } from '@azure/functions';
-import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
+import { type Composed, composeFrom } from '../../shared/compose.js';
+import { readConfig } from '../../shared/config/readConfig.js';
 import { errorMessage } from '../../shared/core/errors.js';
 import type { EventVerifier } from '../../shared/core/governance/signature.js';
 import { eventVerifierFromConfig } from '../../shared/governance/signing.js';

@@ -1,4 +1,5 @@
-import { type Composed, composeFrom, readConfig } from '../../shared/compose.js';
+import { type Composed, composeFrom } from '../../shared/compose.js';
+import { readConfig } from '../../shared/config/readConfig.js';
 import { ConfigError } from '../../shared/core/errors.js';
 import type { EventVerifier } from '../../shared/core/governance/signature.js';
 import type { RekeyConfig } from '../../shared/core/policy/types.js';

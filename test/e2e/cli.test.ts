@@ -177,6 +177,54 @@ describe('rekey CLI', () => {
     expect(rekey(['--config', cfg, 'audit', 'verify']).code).toBe(0);
   });
 
+  it('rewrap --workers 2 splits the job over two processes; a child refuses a config not from a parent', () => {
+    const ws = join(dir, 'workers');
+    const demo = rekey(['demo', '--dir', ws, '--deks', '2000', '--keys', '1', '--json']);
+    expect(demo.code, demo.stderr).toBe(0);
+    const cfg = join(ws, 'rekey.yaml');
+    const ref = 'local://payments-kek';
+    expect(rekey(['--config', cfg, 'keys', 'rotate', ref, '--reason', 'test']).code).toBe(0);
+    const db = new Database(join(ws, 'app.db'), { readonly: true });
+    const snapshot = () =>
+      db.prepare('SELECT id, kek_version, wrapped_dek FROM data_keys ORDER BY id').all() as {
+        id: string;
+        kek_version: string;
+        wrapped_dek: Buffer;
+      }[];
+    // A worker process started by hand with something else on its stdin: refused, nothing moved.
+    const before = snapshot();
+    const child = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        '--config',
+        cfg,
+        '--quiet',
+        'rewrap',
+        '--worker-of',
+        'some-job',
+        '--provider',
+        'local',
+        '--config-stdin',
+      ],
+      { input: '{"format":"something-else"}', encoding: 'utf8', env: { ...process.env, REKEY_CONFIG: '' } },
+    );
+    expect(child.status).toBe(2);
+    expect(child.stderr).toContain('--config-stdin');
+    expect(snapshot()).toEqual(before);
+    const rw = rekey(['--config', cfg, '--json', 'rewrap', ref, '--workers', '2']);
+    expect(rw.code, rw.stderr).toBe(0);
+    const [job] = rw.json().jobs;
+    expect(job.counts).toMatchObject({ failed: 0 });
+    expect(job.shardIds).toHaveLength(2);
+    const after = snapshot();
+    const primary = after[0]!.kek_version;
+    expect(after.filter((r) => r.kek_version !== primary)).toEqual([]);
+    expect(job.counts.rewrapped).toBe(before.filter((r) => r.kek_version !== primary).length);
+    db.close();
+    expect(rekey(['--config', cfg, 'audit', 'verify']).code).toBe(0);
+  });
+
   it('audit verify exits 3 and names the record after tampering', () => {
     const ws = join(dir, 'demo');
     const db = new Database(join(ws, 'state.db'));

@@ -1,5 +1,4 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
 import { IntegrityError, ProviderError, ValidationError } from '../../core/errors.js';
 import type { WrapContext } from '../../core/ports/KeyProvider.js';
 import { PROVIDER } from './errors.js';
@@ -30,30 +29,79 @@ export function versionId(name: string, v: string): Buffer {
 
 // ---- metadata -------------------------------------------------------------------------------
 
-const versionSchema = z.object({
-  id: z.string().regex(/^[1-9]\d{0,8}$/),
-  state: z.enum(['enabled', 'disabled', 'destroy_scheduled', 'destroyed']),
-  createdAt: z.string(),
-  destroyAt: z.string().optional(),
-  compromised: z.boolean().optional(),
-});
+export interface VersionMeta {
+  id: string;
+  state: 'enabled' | 'disabled' | 'destroy_scheduled' | 'destroyed';
+  createdAt: string;
+  destroyAt?: string;
+  compromised?: boolean;
+}
 
-const metaSchema = z.object({
-  format: z.literal('rekey.pkcs11/1'),
+export interface FamilyMeta {
+  format: 'rekey.pkcs11/1';
   /** Generation: each write creates a new object with gen + 1, then destroys the older ones. */
-  gen: z.number().int().nonnegative(),
-  name: z.string(),
-  createdAt: z.string(),
-  primary: z.string(),
-  tags: z.record(z.string(), z.string()),
-  versions: z.array(versionSchema).min(1),
-});
-
-export type FamilyMeta = z.infer<typeof metaSchema>;
-export type VersionMeta = z.infer<typeof versionSchema>;
+  gen: number;
+  name: string;
+  createdAt: string;
+  primary: string;
+  tags: Record<string, string>;
+  versions: VersionMeta[];
+}
 
 export function encodeMeta(m: FamilyMeta): Buffer {
   return Buffer.from(JSON.stringify(m), 'utf8');
+}
+
+const VERSION_ID = /^[1-9]\d{0,8}$/;
+const STATES: ReadonlySet<unknown> = new Set(['enabled', 'disabled', 'destroy_scheduled', 'destroyed']);
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A version entry, or null. Written out rather than as a schema: every process that opens the
+ * token reads metadata, and the schema library would be most of a worker process's start-up.
+ * Unknown fields are dropped.
+ */
+function versionOf(v: unknown): VersionMeta | null {
+  if (!isObject(v)) return null;
+  const { id, state, createdAt, destroyAt, compromised } = v;
+  if (typeof id !== 'string' || !VERSION_ID.test(id) || !STATES.has(state) || typeof createdAt !== 'string')
+    return null;
+  if (destroyAt !== undefined && typeof destroyAt !== 'string') return null;
+  if (compromised !== undefined && typeof compromised !== 'boolean') return null;
+  return {
+    id,
+    state: state as VersionMeta['state'],
+    createdAt,
+    ...(destroyAt !== undefined ? { destroyAt } : {}),
+    ...(compromised !== undefined ? { compromised } : {}),
+  };
+}
+
+/** The metadata as written by encodeMeta, or null; unknown fields are dropped. */
+function metaOf(m: unknown): FamilyMeta | null {
+  if (!isObject(m) || m.format !== 'rekey.pkcs11/1') return null;
+  const { gen, name, createdAt, primary, tags, versions } = m;
+  if (typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) return null;
+  if (typeof name !== 'string' || typeof createdAt !== 'string' || typeof primary !== 'string') return null;
+  if (!isObject(tags) || Object.values(tags).some((t) => typeof t !== 'string')) return null;
+  if (!Array.isArray(versions) || versions.length === 0) return null;
+  const out: VersionMeta[] = [];
+  for (const v of versions) {
+    const checked = versionOf(v);
+    if (!checked) return null;
+    out.push(checked);
+  }
+  return {
+    format: 'rekey.pkcs11/1',
+    gen,
+    name,
+    createdAt,
+    primary,
+    tags: { ...(tags as Record<string, string>) },
+    versions: out,
+  };
 }
 
 export function decodeMeta(name: string, raw: Buffer): FamilyMeta {
@@ -63,11 +111,11 @@ export function decodeMeta(name: string, raw: Buffer): FamilyMeta {
   } catch (e) {
     throw new IntegrityError(`pkcs11 metadata object of key "${name}" is not JSON`, { cause: e });
   }
-  const r = metaSchema.safeParse(parsed);
-  if (!r.success || r.data.name !== name) {
+  const meta = metaOf(parsed);
+  if (!meta || meta.name !== name) {
     throw new IntegrityError(`pkcs11 metadata object of key "${name}" is not valid rekey metadata`);
   }
-  return r.data;
+  return meta;
 }
 
 // ---- wrap context ---------------------------------------------------------------------------
