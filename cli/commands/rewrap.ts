@@ -237,6 +237,8 @@ export function registerRewrap(program: Command, globals: () => GlobalOptions): 
         return;
       }
       const code = await withSession(g, async (ctx, out) => {
+        // Flags are checked before anything is read or written (runJob parses them again).
+        runOptions(o);
         const workers = intOption('workers', o.workers, 1, 64);
         let specs: (RewrapSpec & { pending?: number })[];
         if (o.resume) {

@@ -10,6 +10,8 @@ export function defaultCatalogPath(): string {
     '../../data/prices/catalog.json',
     '../../../data/prices/catalog.json',
     './data/prices/catalog.json',
+    // From a chunk of a bundle (chunks/ beside it), loaded on first use.
+    '../data/prices/catalog.json',
   ]) {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
