@@ -53,26 +53,14 @@ export async function mergeInitChunks({ esbuild, root, metafile, entryKey, files
   let r;
   try {
     r = await esbuild.build({
-      absWorkingDir: root,
-      entryPoints: [wrapper],
-      outfile: merged,
-      bundle: true,
-      platform: settings.platform,
-      target: settings.target,
-      format: 'esm',
-      minify: settings.minify,
-      legalComments: settings.legalComments,
-      sourcemap: settings.sourcemap ? 'external' : false,
-      metafile: true,
+      ...secondPass(root, settings, wrapper, merged),
       external: settings.external,
       plugins: [keepLazyExternal],
-      logLevel: 'warning',
     });
   } finally {
     rmSync(wrapper, { force: true });
   }
-  renameSync(merged, entryFile);
-  if (existsSync(`${merged}.map`)) renameSync(`${merged}.map`, `${entryFile}.map`);
+  replaceWith(merged, entryFile);
 
   // Pass 2b: each lazy chunk takes what it shared with the entry from the merged bundle.
   const initSet = new Set(init.map(abs));
@@ -103,23 +91,8 @@ export async function mergeInitChunks({ esbuild, root, metafile, entryKey, files
       },
     };
     const out = `${file}.merged`;
-    const lr = await esbuild.build({
-      absWorkingDir: root,
-      entryPoints: [file],
-      outfile: out,
-      bundle: true,
-      platform: settings.platform,
-      target: settings.target,
-      format: 'esm',
-      minify: settings.minify,
-      legalComments: settings.legalComments,
-      sourcemap: settings.sourcemap ? 'external' : false,
-      metafile: true,
-      plugins: [redirect],
-      logLevel: 'warning',
-    });
-    renameSync(out, file);
-    if (existsSync(`${out}.map`)) renameSync(`${out}.map`, `${file}.map`);
+    const lr = await esbuild.build({ ...secondPass(root, settings, file, out), plugins: [redirect] });
+    replaceWith(out, file);
     lazyOut[k] = lr.metafile.outputs[posix(relative(root, out))];
   }
   for (const k of chunks) {
@@ -150,6 +123,30 @@ export async function mergeInitChunks({ esbuild, root, metafile, entryKey, files
     } else outputs[k] = o;
   }
   return { ...metafile, outputs };
+}
+
+/** esbuild options of a second-pass build: one entry, one ES module out, the first pass's settings. */
+function secondPass(root, settings, entry, outfile) {
+  return {
+    absWorkingDir: root,
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: settings.platform,
+    target: settings.target,
+    format: 'esm',
+    minify: settings.minify,
+    legalComments: settings.legalComments,
+    sourcemap: settings.sourcemap ? 'external' : false,
+    metafile: true,
+    logLevel: 'warning',
+  };
+}
+
+/** Moves a second-pass output (and its map) over the file it replaces. */
+function replaceWith(built, file) {
+  renameSync(built, file);
+  if (existsSync(`${built}.map`)) renameSync(`${built}.map`, `${file}.map`);
 }
 
 /** An import of the second pass's output, keyed the way the first pass keys them. */
