@@ -98,10 +98,10 @@ async function runJob(
   g: GlobalOptions,
   spec: RewrapSpec,
   o: RewrapCliOptions,
+  run: RewrapRunOptions,
   workers: number,
 ): Promise<RewrapJob> {
   await prepareRewrapJob(ctx, spec, workers);
-  const run = runOptions(o);
   const keyLease = `key:${spec.keyRef}`;
   if (!(await acquireLease(ctx, keyLease)))
     throw new ConflictError(`another rekey process holds the lease on ${spec.keyRef}`);
@@ -237,8 +237,8 @@ export function registerRewrap(program: Command, globals: () => GlobalOptions): 
         return;
       }
       const code = await withSession(g, async (ctx, out) => {
-        // Flags are checked before anything is read or written (runJob parses them again).
-        runOptions(o);
+        // Flags are checked before anything is read or written.
+        const run = runOptions(o);
         const workers = intOption('workers', o.workers, 1, 64);
         let specs: (RewrapSpec & { pending?: number })[];
         if (o.resume) {
@@ -281,7 +281,7 @@ export function registerRewrap(program: Command, globals: () => GlobalOptions): 
         }
         const started = performance.now();
         const jobs: RewrapJob[] = [];
-        for (const spec of specs) jobs.push(await runJob(ctx, g, spec, o, workers));
+        for (const spec of specs) jobs.push(await runJob(ctx, g, spec, o, run, workers));
         const seconds = (performance.now() - started) / 1000;
         const totals = sumCounts(jobs);
         const value = {

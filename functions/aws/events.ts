@@ -11,7 +11,7 @@ import { ValidationError } from '../../shared/core/errors.js';
 import { handleKeyEvent } from '../../shared/core/usecases/handleKeyEvent.js';
 import { parseKmsEvent } from '../../shared/providers/aws/events.js';
 import type { CompromiseResult } from './compromise.js';
-import { eventBusOnFirstUse } from './onFirstUse.js';
+import { eventBridgeBusOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -31,13 +31,7 @@ const metrics = makeMetrics();
 // compromise response does. The EventBridge client loads with its first publish (onFirstUse.ts).
 const runtime = awsRuntime({
   idempotency: true,
-  events: (eventBusName) =>
-    eventBusOnFirstUse(async () => {
-      const { EventBridgeEventBus } = await import(
-        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
-      );
-      return new EventBridgeEventBus({ eventBusName });
-    }),
+  events: eventBridgeBusOnFirstUse,
 });
 
 type KmsEventBridgeEvent = EventBridgeEvent<string, unknown>;

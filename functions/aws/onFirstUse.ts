@@ -29,3 +29,11 @@ export function workQueueOnFirstUse(load: () => Promise<WorkQueue>): WorkQueue {
   const queue = once(load);
   return { send: async (messages) => (await queue()).send(messages) };
 }
+
+/** rekey's EventBridge bus: the adapter and its SDK client load with the first publish. */
+export function eventBridgeBusOnFirstUse(eventBusName: string): EventBus {
+  return eventBusOnFirstUse(async () => {
+    const { EventBridgeEventBus } = await import('../../shared/telemetry/eventbridge/EventBridgeEventBus.js');
+    return new EventBridgeEventBus({ eventBusName });
+  });
+}

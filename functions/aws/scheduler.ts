@@ -5,7 +5,7 @@ import middy from '@middy/core';
 import type { ScheduledEvent } from 'aws-lambda';
 import { ApprovalRequired } from '../../shared/core/usecases/approvals.js';
 import { type CycleReport, runScheduledCycle } from '../../shared/core/usecases/scheduled.js';
-import { eventBusOnFirstUse, workQueueOnFirstUse } from './onFirstUse.js';
+import { eventBridgeBusOnFirstUse, workQueueOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -23,13 +23,7 @@ const runtime = awsRuntime({
       const { SqsWorkQueue } = await import('../../shared/queues/sqs/SqsWorkQueue.js');
       return new SqsWorkQueue({ queueUrl });
     }),
-  events: (eventBusName) =>
-    eventBusOnFirstUse(async () => {
-      const { EventBridgeEventBus } = await import(
-        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
-      );
-      return new EventBridgeEventBus({ eventBusName });
-    }),
+  events: eventBridgeBusOnFirstUse,
 });
 
 export interface SchedulerResult {

@@ -7,7 +7,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { ValidationError } from '../../shared/core/errors.js';
 import type { AdaptiveRate } from '../../shared/core/rewrap/adaptiveRate.js';
 import { runRewrapShard } from '../../shared/core/usecases/rewrapShard.js';
-import { eventBusOnFirstUse } from './onFirstUse.js';
+import { eventBridgeBusOnFirstUse } from './onFirstUse.js';
 import { awsRuntime, errorFields, isRetryable, makeLogger, makeMetrics } from './runtime.js';
 
 /**
@@ -23,13 +23,7 @@ const metrics = makeMetrics();
 // Only the shard that completes a job publishes (RewrapCompleted): the EventBridge client loads
 // with the first such shard of the execution environment (onFirstUse.ts).
 const runtime = awsRuntime({
-  events: (eventBusName) =>
-    eventBusOnFirstUse(async () => {
-      const { EventBridgeEventBus } = await import(
-        '../../shared/telemetry/eventbridge/EventBridgeEventBus.js'
-      );
-      return new EventBridgeEventBus({ eventBusName });
-    }),
+  events: eventBridgeBusOnFirstUse,
 });
 const processor = new BatchProcessor(EventType.SQS);
 /** One rate per provider for every shard this execution environment works on. */
