@@ -41,6 +41,12 @@ interface RewrapCliOptions {
 
 /** Marks the config a `rekey rewrap --workers N` parent writes to each child's stdin. */
 const WORKER_CONFIG_FORMAT = 'rekey-worker-config';
+/**
+ * Equal parts per worker that `--workers N` cuts a job into before grouping them into shards
+ * of decreasing size: the last shards are 1/(32N) of the job, short enough that the workers
+ * finish within a moment of each other.
+ */
+const SHARD_PARTS_PER_WORKER = 32;
 
 /** The config handed over by the parent process (validated there); a ConfigError if it is not one. */
 async function configFromParent(): Promise<RekeyConfig> {
@@ -101,7 +107,8 @@ async function runJob(
   run: RewrapRunOptions,
   workers: number,
 ): Promise<RewrapJob> {
-  await prepareRewrapJob(ctx, spec, workers);
+  // Several workers claim shards as they go: many shards, large ones first (see ShardPlan).
+  await prepareRewrapJob(ctx, spec, workers > 1 ? { shards: workers * SHARD_PARTS_PER_WORKER, workers } : 1);
   const keyLease = `key:${spec.keyRef}`;
   if (!(await acquireLease(ctx, keyLease)))
     throw new ConflictError(`another rekey process holds the lease on ${spec.keyRef}`);
@@ -174,7 +181,7 @@ async function runChildren(
     running = false;
   });
   const parent = (await ctx.state.getRewrapJob(spec.jobId))!;
-  const total = await pendingDeks(ctx, spec);
+  const total = parent.pending ?? (await pendingDeks(ctx, spec));
   while (running) {
     // Wake at the next poll or as soon as every worker has exited, whichever is first.
     await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 500))]);

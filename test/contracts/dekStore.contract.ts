@@ -187,32 +187,42 @@ export function dekStoreContract(name: string, setup: () => Promise<DekStoreFixt
 
     it('splitPoints (when offered) cut the matching DEKs into ranges that cover each exactly once', async () => {
       if (!store.splitPoints) return;
-      const key = 'local://split';
-      const recs = Array.from({ length: 101 }, (_, i) =>
-        dek(`s-${String(i).padStart(3, '0')}`, key, i % 4 === 0 ? '2' : '1', bytes(i % 256)),
-      );
-      await store.insertMany(recs);
-      for (const parts of [1, 2, 3, 7]) {
-        const q: DekScanQuery = { keyRef: key, notVersion: '2' };
-        const points = await store.splitPoints(q, parts);
-        expect(points.length).toBeLessThanOrEqual(parts - 1);
-        expect([...points].sort()).toEqual(points);
-        const bounds = [undefined, ...points, undefined];
-        const seen: string[] = [];
-        for (let i = 0; i + 1 < bounds.length; i++) {
-          const part = await scanAll(
-            store,
-            {
-              ...q,
-              ...(bounds[i] ? { idFrom: bounds[i] } : {}),
-              ...(bounds[i + 1] ? { idTo: bounds[i + 1] } : {}),
-            },
-            10,
-          );
-          if (parts > 1) expect(part.items.length).toBeGreaterThan(0);
-          seen.push(...part.items.map((d) => d.id));
+      // One old version (the usual job), then two: a store may cut them by different means.
+      for (const [key, versionOf] of [
+        ['local://split', (i: number) => (i % 4 === 0 ? '2' : '1')],
+        ['local://split3', (i: number) => (i % 4 === 0 ? '2' : i % 3 === 0 ? '0' : '1')],
+      ] as const) {
+        const recs = Array.from({ length: 101 }, (_, i) =>
+          dek(`${key.slice(8)}-${String(i).padStart(3, '0')}`, key, versionOf(i), bytes(i % 256)),
+        );
+        await store.insertMany(recs);
+        const moving = recs.filter((r) => r.version !== '2').length;
+        for (const parts of [1, 2, 3, 7]) {
+          const q: DekScanQuery = { keyRef: key, notVersion: '2' };
+          const points = await store.splitPoints(q, parts);
+          expect(points.length).toBeLessThanOrEqual(parts - 1);
+          expect([...points].sort()).toEqual(points);
+          const bounds = [undefined, ...points, undefined];
+          const seen: string[] = [];
+          for (let i = 0; i + 1 < bounds.length; i++) {
+            const part = await scanAll(
+              store,
+              {
+                ...q,
+                ...(bounds[i] ? { idFrom: bounds[i] } : {}),
+                ...(bounds[i + 1] ? { idTo: bounds[i + 1] } : {}),
+              },
+              10,
+            );
+            if (parts > 1) {
+              // About equal: a part holds the matching DEKs over parts, give or take one.
+              expect(part.items.length).toBeGreaterThanOrEqual(Math.floor(moving / parts) - 1);
+              expect(part.items.length).toBeLessThanOrEqual(Math.ceil(moving / parts) + 1);
+            }
+            seen.push(...part.items.map((d) => d.id));
+          }
+          expect(seen.sort()).toEqual(recs.filter((r) => r.version !== '2').map((r) => r.id));
         }
-        expect(seen.sort()).toEqual(recs.filter((r) => r.version !== '2').map((r) => r.id));
       }
     });
 
@@ -275,6 +285,31 @@ export function dekStoreContract(name: string, setup: () => Promise<DekStoreFixt
       expect((await store.get('m-2'))!.version).toBe('1');
       expect(await store.get('gone')).toBeNull();
       expect(await store.replaceMany([])).toEqual([]);
+    });
+
+    it('replaceMany of same-length items writes all, none or exactly the matching ones', async () => {
+      const key = 'local://uniform';
+      const of = (b: number) => new Uint8Array(40).fill(b);
+      await store.insertMany(Array.from({ length: 60 }, (_, i) => dek(`u-${i}`, key, '1', of(i))));
+      const items = (ids: number[], stale: (i: number) => boolean, to: number) =>
+        ids.map((i) => ({
+          id: `u-${i}`,
+          expected: of(stale(i) ? 255 : i),
+          newWrapped: of(to),
+          newVersion: '2',
+        }));
+      const range = (from: number, n: number) => Array.from({ length: n }, (_, k) => from + k);
+      // None match, then all, then every third is stale.
+      expect(await store.replaceMany(items(range(0, 20), () => true, 100))).toEqual(Array(20).fill(false));
+      expect(await store.replaceMany(items(range(0, 20), () => false, 101))).toEqual(Array(20).fill(true));
+      const mixed = await store.replaceMany(items(range(20, 40), (i) => i % 3 === 0, 102));
+      expect(mixed).toEqual(range(20, 40).map((i) => i % 3 !== 0));
+      for (const i of range(0, 60)) {
+        const d = (await store.get(`u-${i}`))!;
+        const moved = i < 20 || i % 3 !== 0;
+        expect(d.version).toBe(moved ? '2' : '1');
+        expect(hex(d.wrapped)).toBe(hex(of(moved ? (i < 20 ? 101 : 102) : i)));
+      }
     });
 
     it('replaceMany takes items of different lengths and target versions in one call', async () => {

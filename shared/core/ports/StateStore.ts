@@ -62,6 +62,12 @@ export interface RewrapJob {
   failures: { id: string; error: string }[];
   /** When the job was first prepared (absent on jobs written by older versions). */
   createdAt?: string;
+  /**
+   * DEKs the job had to move when it was prepared: the base of progress and of the lag metric,
+   * read by every worker instead of a count of the store each. Absent on shards and on jobs
+   * written by older versions.
+   */
+  pending?: number;
   updatedAt: string;
 }
 

@@ -19,6 +19,20 @@ export interface RewrapSpec {
   /** Empty: every version but the target. */
   fromVersions: string[];
   toVersion: string;
+  /** DEKs to move, when the caller has just counted them. */
+  pending?: number;
+}
+
+/** How a job is cut into shards. */
+export interface ShardPlan {
+  /** Shards to cut. */
+  shards: number;
+  /**
+   * The shards go to this many workers that each claim the next free one: cut them large
+   * first and smaller towards the end (guided scheduling), so the workers finish together.
+   * `shards` is then the number of equal parts the sizes are made of.
+   */
+  workers?: number;
 }
 
 export interface RewrapRunOptions {
@@ -60,11 +74,35 @@ export async function pendingDeks(ctx: RekeyContext, spec: Omit<RewrapSpec, 'job
     .reduce((a, [, n]) => a + n, 0);
 }
 
+/** The smallest part a guided split cuts: below this a shard costs more than it balances. */
+const MIN_PART_DEKS = 500;
+
 /**
- * Creates (or finds) the job record, split into `shards` id ranges when the store can split.
- * Idempotent: the same spec and id always yield the same job and shards.
+ * Sizes of shards, in equal parts, for `workers` workers that each take the next free shard:
+ * each shard is the remaining parts over twice the workers, so the last shards are one part
+ * each and no worker is left with a long one while the others have finished.
  */
-export async function prepareRewrapJob(ctx: RekeyContext, spec: RewrapSpec, shards = 1): Promise<RewrapJob> {
+export function guidedShardSizes(parts: number, workers: number): number[] {
+  const sizes: number[] = [];
+  for (let left = parts; left > 0; ) {
+    const size = Math.max(1, Math.min(left, Math.ceil(left / (2 * workers))));
+    sizes.push(size);
+    left -= size;
+  }
+  return sizes;
+}
+
+/**
+ * Creates (or finds) the job record, split into id ranges when the store can split: `shards`
+ * equal ranges, or a ShardPlan. Idempotent: the same spec and id always yield the same job
+ * and shards.
+ */
+export async function prepareRewrapJob(
+  ctx: RekeyContext,
+  spec: RewrapSpec,
+  cut: number | ShardPlan = 1,
+): Promise<RewrapJob> {
+  const plan = typeof cut === 'number' ? { shards: cut } : cut;
   const { id: _id, ...base } = newRewrapJob({
     id: spec.jobId,
     keyRef: spec.keyRef,
@@ -82,8 +120,23 @@ export async function prepareRewrapJob(ctx: RekeyContext, spec: RewrapSpec, shar
     notVersion: spec.toVersion,
     ...(spec.fromVersions.length ? { versions: spec.fromVersions } : {}),
   };
-  const points = shards > 1 && store.splitPoints ? await store.splitPoints(query, shards) : [];
-  if (points.length === 0) return ctx.state.createRewrapJob({ id: spec.jobId, ...base });
+  const pending = spec.pending ?? (await pendingDeks(ctx, spec));
+  const workers = plan.workers ?? 0;
+  // Guided shards: no part smaller than MIN_PART_DEKS, and never fewer parts than workers.
+  const parts =
+    workers > 1 ? Math.max(workers, Math.min(plan.shards, Math.floor(pending / MIN_PART_DEKS))) : plan.shards;
+  const split = parts > 1 && store.splitPoints ? await store.splitPoints(query, parts) : [];
+  if (split.length === 0) return ctx.state.createRewrapJob({ id: spec.jobId, ...base, pending });
+  let points = split;
+  if (workers > 1) {
+    // Equal parts grouped into shards of decreasing size; a cut falls on a part boundary.
+    points = [];
+    let at = 0;
+    for (const size of guidedShardSizes(split.length + 1, workers)) {
+      at += size;
+      if (at <= split.length) points.push(split[at - 1]!);
+    }
+  }
   const bounds: (string | undefined)[] = [undefined, ...points, undefined];
   const shardIds: string[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
@@ -101,7 +154,7 @@ export async function prepareRewrapJob(ctx: RekeyContext, spec: RewrapSpec, shar
       },
     });
   }
-  return ctx.state.createRewrapJob({ id: spec.jobId, ...base, shardIds });
+  return ctx.state.createRewrapJob({ id: spec.jobId, ...base, shardIds, pending });
 }
 
 /** The jobs that do the work: the shards of a split job, or the job itself. */
@@ -138,7 +191,7 @@ export async function workOnRewrapJob(
     limiter = new AdaptiveRate(o.ratePerSecond ? { maxPerSecond: o.ratePerSecond } : {});
     limiters.set(providerId, limiter);
   }
-  const total = await pendingDeks(ctx, { ...parent, providerId });
+  const total = parent.pending ?? (await pendingDeks(ctx, { ...parent, providerId }));
   for (const shard of await workJobs(ctx, parent)) {
     let job = (await ctx.state.getRewrapJob(shard.id)) ?? shard;
     // A finished job with failures is retried from the start: the failed DEKs are still old.
@@ -288,7 +341,7 @@ export async function rewrapKey(ctx: RekeyContext, o: RewrapKeyOptions): Promise
       let job = await prepareRewrapJob(ctx, spec, o.shards ?? 1);
       if (job.status === 'done' && job.counts.failed === 0 && spec.pending > 0) {
         // New DEKs arrived under old versions since this job last finished: go again.
-        job = { ...job, status: 'running', cursor: null };
+        job = { ...job, status: 'running', cursor: null, pending: job.counts.rewrapped + spec.pending };
         await ctx.state.saveRewrapJob(job);
       }
       await workOnRewrapJob(ctx, spec.jobId, spec.providerId, {

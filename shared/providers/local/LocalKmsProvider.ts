@@ -433,10 +433,12 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
       const entry = this.entry(name, nowMs);
       const target = this.usableVersion(name, toVersion ?? entry.primary, nowMs);
       const kek = this.kekOf(name, target);
-      return items.map((item): RewrapItemResult => {
+      let used = false;
+      const results = items.map((item): RewrapItemResult => {
         let dek: Buffer | undefined;
         try {
-          dek = this.unwrapSync(ref, item.wrapped, item.ctx);
+          dek = this.open(name, nowMs, item.wrapped, item.ctx);
+          used = true;
           const ciphertext = wrapDek(kek, name, target.id, dek, item.ctx ?? {});
           return { ok: true, wrapped: { version: target.id, ciphertext } };
         } catch (e) {
@@ -455,6 +457,8 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
           dek?.fill(0);
         }
       });
+      if (used) this.touch(name, nowMs);
+      return results;
     });
   }
 
@@ -489,12 +493,18 @@ export class LocalKmsProvider implements KeyProvider, KeyCreator {
     const name = this.nameOf(ref);
     const nowMs = this.nowMs();
     this.entry(name, nowMs); // NotFoundError for an unknown key comes before any parsing
+    const out = this.open(name, nowMs, wrapped, ctx);
+    this.touch(name, nowMs);
+    return out;
+  }
+
+  /** Unwraps one DEK of a key known to exist; the caller records the use. */
+  private open(name: string, nowMs: number, wrapped: Wrapped, ctx: WrapContext): Buffer {
     const parsed = wrapped && typeof wrapped === 'object' ? parseWrappedDek(wrapped.ciphertext) : null;
     if (!parsed || parsed.version !== wrapped.version) throw this.invalidCiphertext(name);
     const v = this.usableVersion(name, parsed.version, nowMs);
     const out = unwrapDek(this.kekOf(name, v), name, parsed, ctx ?? {});
     if (!out) throw this.invalidCiphertext(name);
-    this.touch(name, nowMs);
     return out;
   }
 

@@ -118,8 +118,34 @@ export function canonicalContext(ctx: WrapContext): string {
  */
 const AAD_MEMO_MAX = 4096;
 const aadMemo = new Map<string, Buffer>();
+/**
+ * AADs by context object, for frozen contexts: a store that parses each distinct context
+ * once hands out the same frozen object for every DEK that has it, and a frozen object of
+ * strings cannot change, so its AAD per (key, version) is computed once.
+ */
+const aadOfFrozen = new WeakMap<WrapContext, Map<string, Map<string, Buffer>>>();
 
 function dekAad(name: string, version: string, ctx: WrapContext): Buffer {
+  if (!Object.isFrozen(ctx)) return dekAadOf(name, version, ctx);
+  let byName = aadOfFrozen.get(ctx);
+  if (byName === undefined) {
+    byName = new Map();
+    aadOfFrozen.set(ctx, byName);
+  }
+  let byVersion = byName.get(name);
+  if (byVersion === undefined) {
+    byVersion = new Map();
+    byName.set(name, byVersion);
+  }
+  let aad = byVersion.get(version);
+  if (aad === undefined) {
+    aad = dekAadOf(name, version, ctx);
+    byVersion.set(version, aad);
+  }
+  return aad;
+}
+
+function dekAadOf(name: string, version: string, ctx: WrapContext): Buffer {
   // Plain JSON drops what is not a string (undefined, functions): those go the checked way.
   for (const k in ctx) if (typeof ctx[k] !== 'string') canonicalContext(ctx);
   const key = `${name}\0${version}\0${JSON.stringify(ctx)}`;

@@ -1,7 +1,7 @@
-import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../../core/errors.js';
+import { ConfigError, ConflictError, ValidationError } from '../../core/errors.js';
 import type { DekIdType } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
-import type { WrapContext } from '../../core/ports/KeyProvider.js';
+import { ContextMemo } from '../common/contexts.js';
 import { checkScan, walkVersions } from '../common/versionWalk.js';
 import {
   asBuffer,
@@ -89,9 +89,13 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
   const key = `d.${t.key}`;
   const version = `d.${t.version}`;
   const from = `FROM ${t.table} AS d`;
-  const cols = `${id}::text AS id, ${key} AS k, ${version}::text AS v, d.${t.wrapped} AS w, ${
-    t.context ? `d.${t.context}::text` : 'NULL::text'
-  } AS c`;
+  const ctxCol = t.context ? `d.${t.context}::text` : 'NULL::text';
+  const cols = `${id}::text AS id, ${key} AS k, ${version}::text AS v, d.${t.wrapped} AS w, ${ctxCol} AS c`;
+  // A page is one key and one version, both known to the caller: its rows carry neither. An
+  // integer version column still returns its own text, which a caller's "07" would not match.
+  const pageCols = `${id}::text AS id, d.${t.wrapped} AS w, ${ctxCol} AS c${
+    versionCast === 'text' ? '' : `, ${version}::text AS v`
+  }`;
   const insertCols = [t.id, t.key, t.version, t.wrapped, ...(t.context ? [t.context] : [])].join(', ');
   const ctxSelect = t.context ? `, u.c::${contextCast}` : '';
   const ctxArray = t.context ? ', $5::text[]' : '';
@@ -114,7 +118,7 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
       if (after) where.push(`${id} > $${++n}`);
       if (idFrom) where.push(`${id} >= $${++n}`);
       if (idTo) where.push(`${id} < $${++n}`);
-      return `SELECT ${cols} ${from} WHERE ${where.join(' AND ')} ORDER BY ${id} LIMIT $${n + 1}`;
+      return `SELECT ${pageCols} ${from} WHERE ${where.join(' AND ')} ORDER BY ${id} LIMIT $${n + 1}`;
     },
     /** Ids at the given 1-based ranks ($2) among a key's DEKs outside `notVersion` / inside `versions`. */
     splitIds(notVersion: boolean, versions: boolean): string {
@@ -122,6 +126,12 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
         SELECT ${id}::text AS id, row_number() OVER (ORDER BY ${id}) AS rn
         ${from} WHERE ${filters(2, notVersion, versions).join(' AND ')}
       ) s WHERE s.rn = ANY($2::int8[]) ORDER BY s.rn`;
+    },
+    /** The id $4 rows after the cursor $3 (or from the start) in one version's index range. */
+    skipIds(after: boolean): string {
+      return `SELECT ${id}::text AS id ${from} WHERE ${key} = $1 AND ${version} = $2${
+        after ? ` AND ${id} > $3` : ''
+      } ORDER BY ${id} OFFSET $${after ? 4 : 3} LIMIT 1`;
     },
     splitCount(notVersion: boolean, versions: boolean): string {
       return `SELECT COUNT(*)::int8 AS n ${from} WHERE ${filters(1, notVersion, versions).join(' AND ')}`;
@@ -148,6 +158,19 @@ function buildSql(t: QuotedPgTable, idCast: string, versionCast: string, context
       FROM unnest($1::${idCast}[], $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int4[]) AS u(id, no, nl, eo, el, i)
       WHERE ${id} = u.id AND d.${t.wrapped} = substring($4::bytea FROM u.eo FOR u.el)
       RETURNING u.i`,
+    // The common batch of all: one version, every new ciphertext one length and every old one
+    // another (a DEK size, a key version's layout). Each item's bytes sit at its ordinal times
+    // the length, so only the ids travel as an array; and the answer is a count, with the
+    // ordinals written only when some item was not (a lost race).
+    replaceManyStride: `WITH up AS (
+        UPDATE ${t.table} AS d
+        SET ${t.wrapped} = substring($2::bytea FROM (u.n::int4 - 1) * $5::int4 + 1 FOR $5::int4),
+          ${t.version} = $3::text::${versionCast}
+        FROM unnest($1::${idCast}[]) WITH ORDINALITY AS u(id, n)
+        WHERE ${id} = u.id AND d.${t.wrapped} = substring($4::bytea FROM (u.n::int4 - 1) * $6::int4 + 1 FOR $6::int4)
+        RETURNING u.n
+      )
+      SELECT count(*)::int4 AS n, CASE WHEN count(*) < $7::int4 THEN array_agg(up.n::int4) END AS done FROM up`,
     count: `SELECT ${version}::text AS v, COUNT(*)::int8 AS n ${from} WHERE ${key} = $1 AND ${version} IS NOT NULL GROUP BY ${version}`,
     insert: `INSERT INTO ${t.table} (${insertCols})
       SELECT u.id, u.k, u.v::${versionCast}, u.w${ctxSelect}
@@ -188,6 +211,9 @@ interface Row {
   c: string | null;
 }
 
+/** A page row: the key is the page's own, and so is the version of a text column. */
+type PageRow = Omit<Row, 'k' | 'v'> & { v?: string };
+
 /**
  * An application's existing table of wrapped DEKs in PostgreSQL, mapped by configuration: the
  * table and its columns keep their names, nothing is migrated. The id column may be text,
@@ -202,12 +228,14 @@ export class PostgresDekStore implements DekStore {
   private readonly idType: DekIdType | undefined;
   private readonly insertChunk: number;
   private shape: Promise<Shape> | undefined;
+  private readonly contexts: ContextMemo;
 
   constructor(opts: PostgresDekStoreOptions) {
     if (typeof opts.id !== 'string' || opts.id.length === 0) {
       throw new ConfigError('postgres DEK store: id is missing');
     }
     this.id = opts.id;
+    this.contexts = new ContextMemo(opts.id);
     this.t = quotePgDekTable(opts.table, opts.columns, opts.id);
     if (opts.idType !== undefined && !['text', 'uuid', 'bigint'].includes(opts.idType)) {
       throw new ConfigError(`stores.${opts.id}.idType must be text, uuid or bigint`);
@@ -308,17 +336,13 @@ export class PostgresDekStore implements DekStore {
   }
 
   private toRecord(row: Row): DekRecord {
-    let context: WrapContext = {};
-    if (row.c !== null && row.c !== '') {
-      try {
-        context = JSON.parse(row.c) as WrapContext;
-      } catch (e) {
-        throw new IntegrityError(`store ${this.id}: DEK ${row.id} has a context that is not JSON`, {
-          cause: e,
-        });
-      }
-    }
-    return { id: row.id, keyRef: row.k, version: row.v, wrapped: row.w, context };
+    return {
+      id: row.id,
+      keyRef: row.k,
+      version: row.v,
+      wrapped: row.w,
+      context: this.contexts.of(row.id, row.c),
+    };
   }
 
   async scan(
@@ -360,9 +384,21 @@ export class PostgresDekStore implements DekStore {
           page: async (version, afterId, need) => {
             // One row more than needed tells whether this version continues past the page.
             const rows = (
-              await this.pool.query<Row>(pageSql(afterId !== null), pageArgs(version, afterId, need + 1))
+              await this.pool.query<PageRow>(pageSql(afterId !== null), pageArgs(version, afterId, need + 1))
             ).rows;
-            return { items: rows.slice(0, need).map((r) => this.toRecord(r)), more: rows.length > need };
+            const items: DekRecord[] = [];
+            const count = Math.min(need, rows.length);
+            for (let i = 0; i < count; i++) {
+              const r = rows[i]!;
+              items.push({
+                id: r.id,
+                keyRef,
+                version: r.v ?? version,
+                wrapped: r.w,
+                context: this.contexts.of(r.id, r.c),
+              });
+            }
+            return { items, more: rows.length > need };
           },
         },
         query,
@@ -390,6 +426,30 @@ export class PostgresDekStore implements DekStore {
     if (hasNot) filters.push(query.notVersion);
     if (hasList) filters.push(query.versions);
     return guarded(`store ${this.id}: splitting ${keyRef} into ${parts}`, async () => {
+      // The usual job moves one old version: its ids are in order in the (key, version, id)
+      // index, and the cuts are read off one pass of it, a skip from each cut to the next.
+      const counts = Object.entries(await this.countByVersion(keyRef)).filter(
+        ([v]) => v !== query.notVersion && (!hasList || query.versions!.includes(v)),
+      );
+      if (counts.length === 1) {
+        const [version, total] = counts[0]!;
+        if (parts === 1 || total < parts * 2) return [];
+        const points: string[] = [];
+        let rank = 0;
+        for (let i = 1; i < parts; i++) {
+          const at = Math.ceil((i * total) / parts);
+          const after = points[points.length - 1];
+          const r = await this.pool.query<{ id: string }>(
+            sql.skipIds(after !== undefined),
+            after !== undefined ? [keyRef, version, after, at - rank - 1] : [keyRef, version, at - 1],
+          );
+          const id = r.rows[0]?.id;
+          if (id === undefined) break;
+          points.push(id);
+          rank = at;
+        }
+        return points;
+      }
       const count = await this.pool.query<{ n: string }>(sql.splitCount(hasNot, hasList), [
         keyRef,
         ...filters,
@@ -453,11 +513,43 @@ export class PostgresDekStore implements DekStore {
       rounds[n].push(i);
     });
     const runRound = async (
-      exec: (text: string, values: unknown[]) => Promise<{ rows: { i: number }[] }>,
+      exec: (text: string, values: unknown[]) => Promise<{ rows: unknown[] }>,
       idx: number[],
     ) => {
       const ids: string[] = [];
-      const version = items[idx[0]!]!.newVersion;
+      const first = items[idx[0]!]!;
+      const version = first.newVersion;
+      const newLength = first.newWrapped.length;
+      const oldLength = first.expected.length;
+      if (
+        newLength > 0 &&
+        oldLength > 0 &&
+        idx.every((i) => {
+          const it = items[i]!;
+          return (
+            it.newVersion === version &&
+            it.newWrapped.length === newLength &&
+            it.expected.length === oldLength
+          );
+        })
+      ) {
+        const nw = Buffer.allocUnsafe(newLength * idx.length);
+        const ex = Buffer.allocUnsafe(oldLength * idx.length);
+        idx.forEach((i, k) => {
+          const it = items[i]!;
+          ids.push(canonical(it.id)!);
+          nw.set(it.newWrapped, k * newLength);
+          ex.set(it.expected, k * oldLength);
+        });
+        const r = await exec(sql.replaceManyStride, [ids, nw, version, ex, newLength, oldLength, idx.length]);
+        const row = r.rows[0] as { n: number; done: number[] | null } | undefined;
+        if (row?.done) {
+          for (const n of row.done) out[idx[n - 1]!] = true;
+        } else if (row?.n === idx.length) {
+          for (const i of idx) out[i] = true;
+        }
+        return;
+      }
       if (idx.every((i) => items[i]!.newVersion === version)) {
         const packed = (pick: (it: DekReplacement) => Uint8Array) => {
           const parts = idx.map((i) => pick(items[i]!));
@@ -485,7 +577,7 @@ export class PostgresDekStore implements DekStore {
           ex.lengths,
           idx,
         ]);
-        for (const row of r.rows) out[row.i] = true;
+        for (const row of r.rows as { i: number }[]) out[row.i] = true;
         return;
       }
       const nw: Buffer[] = [];
@@ -499,7 +591,7 @@ export class PostgresDekStore implements DekStore {
         ex.push(asBuffer(it.expected));
       }
       const r = await exec(sql.replaceMany, [ids, nw, nv, ex, idx]);
-      for (const row of r.rows) out[row.i] = true;
+      for (const row of r.rows as { i: number }[]) out[row.i] = true;
     };
     const what = `store ${this.id}: replacing ${items.length} DEKs`;
     if (rounds.length <= 1) {

@@ -1,7 +1,7 @@
-import { ConfigError, ConflictError, IntegrityError, ValidationError } from '../../core/errors.js';
+import { ConfigError, ConflictError, ValidationError } from '../../core/errors.js';
 import type { DekColumns } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
-import type { WrapContext } from '../../core/ports/KeyProvider.js';
+import { ContextMemo } from '../common/contexts.js';
 import { checkScan, walkVersions } from '../common/versionWalk.js';
 import { asBuffer, configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
 import { type QuotedDekTable, quoteDekTable } from './identifiers.js';
@@ -121,6 +121,7 @@ export class SqliteDekStore implements DekStore {
   readonly id: string;
   private readonly t: QuotedDekTable;
   private stmts: Statements | undefined;
+  private readonly contexts: ContextMemo;
 
   private constructor(
     readonly db: SqliteDatabase,
@@ -131,6 +132,7 @@ export class SqliteDekStore implements DekStore {
   ) {
     this.id = id;
     this.t = quoteDekTable(table, columns, id);
+    this.contexts = new ContextMemo(id);
   }
 
   /** Opens the store on a file path, ':memory:' or a Database shared with other stores. */
@@ -191,17 +193,13 @@ export class SqliteDekStore implements DekStore {
   }
 
   private toRecord(row: DekRow): DekRecord {
-    let context: WrapContext = {};
-    if (row.c !== null && row.c !== '') {
-      try {
-        context = JSON.parse(row.c) as WrapContext;
-      } catch (e) {
-        throw new IntegrityError(`store ${this.id}: DEK ${row.id} has a context that is not JSON`, {
-          cause: e,
-        });
-      }
-    }
-    return { id: row.id, keyRef: row.k, version: row.v, wrapped: row.w, context };
+    return {
+      id: row.id,
+      keyRef: row.k,
+      version: row.v,
+      wrapped: row.w,
+      context: this.contexts.of(row.id, row.c),
+    };
   }
 
   async scan(

@@ -81,6 +81,37 @@ describe('DEK wrapping', () => {
     );
   });
 
+  it('a frozen context binds exactly as its plain copy, per key and version', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 48 }), ctxArb, ctxArb, (dek, a, b) => {
+        const frozen = Object.freeze({ ...a });
+        // The same frozen object met again (its AAD remembered) under other names and versions.
+        for (const [name, version] of [
+          ['key-a', '1'],
+          ['key-a', '2'],
+          ['key-b', '1'],
+          ['key-a', '1'],
+        ] as const) {
+          const ct = wrapDek(kek, name, version, dek, frozen);
+          const p = parseWrappedDek(ct)!;
+          expect(Buffer.from(unwrapDek(kek, name, p, { ...a })!).equals(Buffer.from(dek))).toBe(true);
+          expect(Buffer.from(unwrapDek(kek, name, p, frozen)!).equals(Buffer.from(dek))).toBe(true);
+          const other = name === 'key-a' ? 'key-b' : 'key-a';
+          expect(
+            unwrapDek(kek, other, parseWrappedDek(wrapDek(kek, other, version, dek, frozen))!, a),
+          ).not.toBeNull();
+          if (canonicalContext(a) !== canonicalContext(b)) {
+            expect(unwrapDek(kek, name, p, Object.freeze({ ...b }))).toBeNull();
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+    expect(() => wrapDek(kek, 'key-a', '1', randomBytes(32), Object.freeze({ n: 1 } as never))).toThrow(
+      ValidationError,
+    );
+  });
+
   it('rejects malformed layouts without throwing', () => {
     for (const bad of [
       Buffer.alloc(0),
