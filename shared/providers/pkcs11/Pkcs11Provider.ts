@@ -249,6 +249,17 @@ class KeyCache {
   }
 }
 
+/** A context's derivation data, and the same bytes as a string to key derived keys by. */
+interface ContextData {
+  data: Buffer;
+  digest: string;
+}
+
+function contextDataOf(ctx: WrapContext): ContextData {
+  const data = deriveData(ctx);
+  return { data, digest: data.toString('latin1') };
+}
+
 /** A cached session key turned out to be gone (logout elsewhere, session lost): redo the batch. */
 class StaleKeyCache extends Error {}
 
@@ -282,7 +293,9 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   /** rewrapMany's session objects, per session (hex handle). */
   private readonly keyCaches = new Map<string, KeyCache>();
   private readonly keyCacheSize: number;
-  private readonly dataMemo = new Map<string, Buffer>();
+  private readonly dataMemo = new Map<string, ContextData>();
+  /** The same, by object, for frozen contexts (a store hands out one per distinct context). */
+  private readonly frozenData = new WeakMap<WrapContext, ContextData>();
 
   constructor(opts: Pkcs11ProviderOptions) {
     if (!opts.token || Buffer.byteLength(opts.token) > 32) {
@@ -937,17 +950,24 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
   /**
    * Derivation data of a context, remembered across batches (contexts repeat: tenants,
    * tables). The digest of a context is no secret; the map is bounded and simply emptied
-   * when full. Only all-string contexts are remembered, so the JSON key identifies them.
+   * when full. Only all-string contexts are remembered, so the JSON key identifies them; a
+   * frozen context is remembered by the object itself (it cannot change).
    */
-  private contextData(ctx: WrapContext): Buffer {
-    for (const k in ctx) if (typeof ctx[k] !== 'string') return deriveData(ctx);
+  private contextData(ctx: WrapContext): ContextData {
+    const frozen = Object.isFrozen(ctx);
+    if (frozen) {
+      const hit = this.frozenData.get(ctx);
+      if (hit) return hit;
+    }
+    for (const k in ctx) if (typeof ctx[k] !== 'string') return contextDataOf(ctx);
     const key = JSON.stringify(ctx);
     let d = this.dataMemo.get(key);
     if (!d) {
-      d = deriveData(ctx);
+      d = contextDataOf(ctx);
       if (this.dataMemo.size >= 4096) this.dataMemo.clear();
       this.dataMemo.set(key, d);
     }
+    if (frozen) this.frozenData.set(ctx, d);
     return d;
   }
 
@@ -1037,12 +1057,11 @@ export class Pkcs11Provider implements KeyProvider, KeyCreator {
       return got;
     };
     const toCopy = versionCopy(to, true);
-    const wrappingKey = (v: string, copy: Handle, data: Buffer, temp: Handle[]): Handle => {
-      const digest = data.toString('latin1');
-      const hit = kc.derivedKey(name, v, digest);
+    const wrappingKey = (v: string, copy: Handle, cd: ContextData, temp: Handle[]): Handle => {
+      const hit = kc.derivedKey(name, v, cd.digest);
       if (hit) return hit;
-      const h = this.deriveWrappingKey(p, s, copy, data);
-      if (!kc.addDerived(name, v, digest, h)) temp.push(h);
+      const h = this.deriveWrappingKey(p, s, copy, cd.data);
+      if (!kc.addDerived(name, v, cd.digest, h)) temp.push(h);
       return h;
     };
     const mech = this.wrapMechParams;

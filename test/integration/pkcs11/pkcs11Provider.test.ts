@@ -410,6 +410,32 @@ describe('rewrapMany', () => {
     expect(sessionObjects()).toBe(0);
   });
 
+  it('binds a frozen context (as a store hands out) exactly as its plain copy', async () => {
+    const ref = await newKey('frozen');
+    const a = Object.freeze({ ...ctx });
+    const b = Object.freeze({ ...ctx, row: '8' });
+    const deks = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    const items = [
+      { wrapped: await provider.wrap(ref, deks[0]!, ctx), ctx: a },
+      { wrapped: await provider.wrap(ref, deks[1]!, ctx), ctx: b },
+      { wrapped: await provider.wrap(ref, deks[2]!, { ...ctx, row: '8' }), ctx: b },
+    ];
+    await provider.rotate(ref);
+    // Twice: the second batch meets the same frozen objects again.
+    for (let round = 0; round < 2; round++) {
+      const res = await provider.rewrapMany(ref, items);
+      expect(res.map((r) => r.ok)).toEqual([true, false, true]);
+      const r0 = res[0]!;
+      const r2 = res[2]!;
+      if (!r0.ok || !r2.ok) throw new Error('unreachable');
+      expect(Buffer.from(await provider.unwrap(ref, r0.wrapped, { ...ctx })).equals(deks[0]!)).toBe(true);
+      expect(Buffer.from(await provider.unwrap(ref, r2.wrapped, { ...ctx, row: '8' })).equals(deks[2]!)).toBe(
+        true,
+      );
+      await expect(provider.unwrap(ref, r2.wrapped, a)).rejects.toBeInstanceOf(RekeyError);
+    }
+  });
+
   it('can target an older enabled version and refuses a disabled one per item', async () => {
     const ref = await newKey('target');
     const dek = randomBytes(24);
