@@ -48,13 +48,35 @@ const WORKER_CONFIG_FORMAT = 'rekey-worker-config';
  */
 const SHARD_PARTS_PER_WORKER = 32;
 
-/** The config handed over by the parent process (validated there); a ConfigError if it is not one. */
-async function configFromParent(): Promise<RekeyConfig> {
+/**
+ * What a parent says on a child's standard input: first the config it validated, as one line
+ * of JSON; then, by closing the stream, that the job is prepared and work may start. A child
+ * is spawned before the job is split, so that its start-up overlaps the parent's.
+ */
+function parentChannel(): { config: Promise<RekeyConfig>; released: Promise<void> } {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let line: ((text: string) => void) | undefined;
+  const first = new Promise<string>((r) => {
+    line = r;
+  });
+  const released = new Promise<void>((resolve) => {
+    process.stdin.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (c.includes(0x0a)) line?.(Buffer.concat(chunks).toString('utf8').split('\n', 1)[0]!);
+    });
+    process.stdin.on('end', () => {
+      line?.(Buffer.concat(chunks).toString('utf8').split('\n', 1)[0]!);
+      resolve();
+    });
+  });
+  return { config: first.then(parseHandoff), released };
+}
+
+/** The config handed over by the parent process (validated there); a ConfigError if it is not one. */
+function parseHandoff(text: string): RekeyConfig {
   let data: { format?: unknown; config?: Partial<RekeyConfig> } | null = null;
   try {
-    data = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    data = JSON.parse(text);
   } catch {
     // reported below
   }
@@ -107,16 +129,20 @@ async function runJob(
   run: RewrapRunOptions,
   workers: number,
 ): Promise<RewrapJob> {
-  // Several workers claim shards as they go: many shards, large ones first (see ShardPlan).
-  await prepareRewrapJob(ctx, spec, workers > 1 ? { shards: workers * SHARD_PARTS_PER_WORKER, workers } : 1);
+  // Workers start up while this process prepares the job; they wait for its word to begin.
+  const crew = workers > 1 ? spawnWorkers(ctx, g, spec, o, workers) : undefined;
   const keyLease = `key:${spec.keyRef}`;
-  if (!(await acquireLease(ctx, keyLease)))
-    throw new ConflictError(`another rekey process holds the lease on ${spec.keyRef}`);
+  let leased = false;
   try {
+    // Several workers claim shards as they go: many shards, large ones first (see ShardPlan).
+    await prepareRewrapJob(ctx, spec, crew ? { shards: workers * SHARD_PARTS_PER_WORKER, workers } : 1);
+    if (!(await acquireLease(ctx, keyLease)))
+      throw new ConflictError(`another rekey process holds the lease on ${spec.keyRef}`);
+    leased = true;
     const renew = async () => {
       if (!(await acquireLease(ctx, keyLease))) throw new ConflictError(`lost the lease on ${spec.keyRef}`);
     };
-    if (workers > 1) await runChildren(ctx, g, spec, o, workers, renew);
+    if (crew) await superviseWorkers(ctx, spec, crew.release(), renew);
     // Inline: the whole job, or whatever a child left unfinished (a worker that died).
     await workOnRewrapJob(ctx, spec.jobId, spec.providerId, { ...run, onBatch: renew });
     const job = await settleRewrapJob(ctx, spec.jobId);
@@ -134,19 +160,30 @@ async function runJob(
     });
     return job;
   } finally {
-    await ctx.state.releaseLease(keyLease, ctx.instanceId);
+    await crew?.stop();
+    if (leased) await ctx.state.releaseLease(keyLease, ctx.instanceId);
   }
 }
 
-/** Spawns worker processes on the job's shards and reports their progress until they exit. */
-async function runChildren(
+interface Crew {
+  /** Tells the workers to start (the job is prepared); resolves when every one has exited. */
+  release(): Promise<void>;
+  /** Stops workers that are still running (this process is failing); a no-op once they exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns the worker processes of one job. Each gets the config this process validated, on its
+ * stdin, and starts up at once (its module, session and login); it begins on the shards only
+ * when the stream closes, which release() does once the job is prepared.
+ */
+function spawnWorkers(
   ctx: Composed,
   g: GlobalOptions,
   spec: RewrapSpec,
   o: RewrapCliOptions,
   workers: number,
-  renew: () => Promise<void>,
-): Promise<void> {
+): Crew {
   const args = [
     process.argv[1]!,
     ...(g.config ? ['--config', g.config] : []),
@@ -167,24 +204,45 @@ async function runChildren(
   // Each child gets the config this process validated on its stdin, instead of reading and
   // validating the file again: its start-up then loads neither the YAML parser nor the schema.
   args.push('--config-stdin');
-  const handoff = JSON.stringify({ format: WORKER_CONFIG_FORMAT, config: ctx.config });
+  const handoff = `${JSON.stringify({ format: WORKER_CONFIG_FORMAT, config: ctx.config })}\n`;
   const children = Array.from({ length: workers }, () => {
     const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'inherit'], env: process.env });
     // A child that dies before reading reports through its exit code; the broken pipe is no news.
     child.stdin.on('error', () => {});
-    child.stdin.end(handoff);
+    child.stdin.write(handoff);
     return child;
   });
-  const exited = children.map((c) => new Promise<number | null>((r) => c.on('exit', (code) => r(code))));
+  const exited = Promise.all(children.map((c) => new Promise<void>((r) => c.on('exit', () => r())))).then(
+    () => {},
+  );
+  return {
+    release() {
+      for (const c of children) c.stdin.end();
+      return exited;
+    },
+    async stop() {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Reports the progress of the workers of a job until every one has exited. */
+async function superviseWorkers(
+  ctx: Composed,
+  spec: RewrapSpec,
+  exited: Promise<void>,
+  renew: () => Promise<void>,
+): Promise<void> {
   let running = true;
-  void Promise.all(exited).then(() => {
+  void exited.then(() => {
     running = false;
   });
   const parent = (await ctx.state.getRewrapJob(spec.jobId))!;
   const total = parent.pending ?? (await pendingDeks(ctx, spec));
   while (running) {
     // Wake at the next poll or as soon as every worker has exited, whichever is first.
-    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 500))]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 500))]);
     const counts = sumCounts(await workJobs(ctx, parent));
     ctx.onProgress?.({
       kind: 'rewrap',
@@ -196,7 +254,7 @@ async function runChildren(
     });
     await renew();
   }
-  await Promise.all(exited);
+  await exited;
 }
 
 export function registerRewrap(program: Command, globals: () => GlobalOptions): void {
@@ -224,13 +282,15 @@ export function registerRewrap(program: Command, globals: () => GlobalOptions): 
         // A child of `rekey rewrap --workers N`: work on shards until none is left, and stop if
         // the parent disappears. It prices nothing, so it loads no price catalog.
         const jobId = o.workerOf;
-        const from = o.configStdin
-          ? { config: await configFromParent(), without: { catalog: true } }
-          : undefined;
+        const channel = o.configStdin ? parentChannel() : undefined;
+        const from = channel ? { config: await channel.config, without: { catalog: true } } : undefined;
         process.exitCode = await withSession(
           g,
           async (ctx) => {
             const ppid = process.ppid;
+            // Ready: wait for the parent to finish preparing the job (or to go away).
+            await channel?.released;
+            if (process.ppid !== ppid) throw new ConflictError('parent process is gone');
             await workOnRewrapJob(ctx, jobId, o.provider!, {
               ...runOptions(o),
               onBatch: async () => {
