@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -212,6 +212,19 @@ describe('rekey CLI', () => {
     expect(child.status).toBe(2);
     expect(child.stderr).toContain('--config-stdin');
     expect(snapshot()).toEqual(before);
+    // Another live process holds the key: the workers, already started, are stopped before
+    // they begin, and nothing moves.
+    const state = new Database(join(ws, 'state.db'));
+    const holder = `${hostname()}:${process.pid}:e2e`;
+    state
+      .prepare('INSERT INTO leases (name, owner, expires_at_ms) VALUES (?, ?, ?)')
+      .run(`key:${ref}`, holder, Date.now() + 3_600_000);
+    const held = rekey(['--config', cfg, '--json', 'rewrap', ref, '--workers', '2']);
+    expect(held.code, held.stderr).toBe(5);
+    expect(held.stderr).toContain('holds the lease');
+    expect(snapshot()).toEqual(before);
+    state.prepare('DELETE FROM leases WHERE owner = ?').run(holder);
+    state.close();
     const rw = rekey(['--config', cfg, '--json', 'rewrap', ref, '--workers', '2']);
     expect(rw.code, rw.stderr).toBe(0);
     const [job] = rw.json().jobs;
