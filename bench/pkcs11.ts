@@ -2,8 +2,10 @@
  * PKCS#11 on SoftHSM2: rekey's in-HSM re-wrap (the `rekey rewrap` command, 1 and 2 worker
  * processes) against a raw pkcs11js loop of C_UnwrapKey + C_WrapKey + C_DestroyObject in one
  * process, measured in the same run. `node dist/bench/pkcs11.js N` prints one JSON line.
+ * Each round also runs the raw loop in two processes at once: how far two busy processes
+ * scale on this machine at all, the ceiling of rekey's two-worker figure.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,14 +22,18 @@ const N = Number(process.argv[2] ?? 100_000);
 const RAW_N = Math.min(N, 20_000);
 const ROUNDS = Number(process.env.REKEY_BENCH_ROUNDS ?? 3);
 const BIN = resolve(fileURLToPath(new URL('../../bin/rekey.js', import.meta.url)));
-const dir = mkdtempSync(join(tmpdir(), 'rekey-bench-hsm-'));
-const pin = randomBytes(9).toString('base64url');
-process.env.SOFTHSM2_CONF = initSoftHsmToken(
-  join(dir, 'softhsm'),
-  'bench',
-  pin,
-  randomBytes(9).toString('base64url'),
-);
+/** `--raw-child N`: one raw loop on the parent's token (its conf and PIN in the environment). */
+const RAW_CHILD = process.argv[2] === '--raw-child';
+const dir = RAW_CHILD ? '' : mkdtempSync(join(tmpdir(), 'rekey-bench-hsm-'));
+const pin = RAW_CHILD ? process.env.REKEY_BENCH_PIN! : randomBytes(9).toString('base64url');
+if (!RAW_CHILD) {
+  process.env.SOFTHSM2_CONF = initSoftHsmToken(
+    join(dir, 'softhsm'),
+    'bench',
+    pin,
+    randomBytes(9).toString('base64url'),
+  );
+}
 
 type Template = P.Template;
 const A = (type: number, value: P.Attribute['value']): P.Attribute => ({ type, value });
@@ -102,6 +108,30 @@ function rawLoop(n: number, templates: 'default' | 'rekey'): number {
   }
 }
 
+/** The raw loop in `k` processes at once; their summed rate. */
+async function rawInParallel(n: number, k: number): Promise<number> {
+  const rates = await Promise.all(
+    Array.from(
+      { length: k },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--raw-child', String(n)], {
+            env: { ...process.env, REKEY_BENCH_PIN: pin },
+            stdio: ['ignore', 'pipe', 'inherit'],
+          });
+          let out = '';
+          c.stdout.on('data', (d) => {
+            out += d;
+          });
+          c.on('exit', (code) =>
+            code === 0 ? resolve(Number(out)) : reject(new Error(`raw child exit ${code}`)),
+          );
+        }),
+    ),
+  );
+  return rates.reduce((a, b) => a + b, 0);
+}
+
 const median = (xs: number[]) => {
   const a = [...xs].sort((x, y) => x - y);
   return a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2;
@@ -164,15 +194,16 @@ stores:
   };
   // The machine's speed drifts by tens of percent over seconds, so every rekey run is
   // bracketed by raw loops and compared with their mean, over several rounds.
-  const rounds: { raw: number; rawRekeyTemplates: number; one: number; two: number }[] = [];
+  const rounds: { raw: number; rawRekeyTemplates: number; rawTwo: number; one: number; two: number }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const before = rawLoop(RAW_N, 'default');
     const one = timed(1);
     const mid = rawLoop(RAW_N, 'default');
     const two = timed(2);
+    const rawTwo = await rawInParallel(RAW_N, 2);
     const after = rawLoop(RAW_N, 'default');
     const rawRekeyTemplates = rawLoop(RAW_N, 'rekey');
-    rounds.push({ raw: (before + mid + after) / 3, rawRekeyTemplates, one, two });
+    rounds.push({ raw: (before + mid + after) / 3, rawRekeyTemplates, rawTwo, one, two });
   }
   return {
     scenario: 'pkcs11 in-HSM re-wrap (SoftHSM2)',
@@ -186,15 +217,22 @@ stores:
     oneWorkerOfRaw: r2(median(rounds.map((x) => x.one / x.raw))),
     oneWorkerOfRawRekeyTemplates: r2(median(rounds.map((x) => x.one / x.rawRekeyTemplates))),
     twoOverOne: r2(median(rounds.map((x) => x.two / x.one))),
+    // Two raw loops at once over one (same round): what two processes get on this machine.
+    rawTwoOverOne: r2(median(rounds.map((x) => x.rawTwo / x.raw))),
     perRound: rounds.map((x) => ({
       oneWorkerOfRaw: r2(x.one / x.raw),
       twoOverOne: r2(x.two / x.one),
+      rawTwoOverOne: r2(x.rawTwo / x.raw),
     })),
   };
 }
 
-try {
-  process.stdout.write(`${JSON.stringify(await main())}\n`);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+if (RAW_CHILD) {
+  process.stdout.write(`${rawLoop(Number(process.argv[3]), 'default')}\n`);
+} else {
+  try {
+    process.stdout.write(`${JSON.stringify(await main())}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
