@@ -1,5 +1,15 @@
 import { IntegrityError } from '../../core/errors.js';
+import type { DekRecord } from '../../core/ports/DekStore.js';
 import type { WrapContext } from '../../core/ports/KeyProvider.js';
+
+/** A DEK row as the SQL stores select it: id, key, version, wrapped bytes, context text. */
+export interface StoredDekRow {
+  id: string;
+  k: string;
+  v: string;
+  w: Buffer;
+  c: string | null;
+}
 
 /** Distinct context texts a store keeps parsed. */
 const MAX_ENTRIES = 4096;
@@ -30,5 +40,10 @@ export class ContextMemo {
       this.parsed.set(key, context);
     }
     return context;
+  }
+
+  /** The record of a stored row, its context parsed (once per distinct text). */
+  record(row: StoredDekRow): DekRecord {
+    return { id: row.id, keyRef: row.k, version: row.v, wrapped: row.w, context: this.of(row.id, row.c) };
   }
 }

@@ -1,7 +1,7 @@
 import { ConfigError, ConflictError, ValidationError } from '../../core/errors.js';
 import type { DekIdType } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
-import { ContextMemo } from '../common/contexts.js';
+import { ContextMemo, type StoredDekRow } from '../common/contexts.js';
 import { checkScan, walkVersions } from '../common/versionWalk.js';
 import {
   asBuffer,
@@ -203,13 +203,7 @@ function contextJson(ctx: unknown, where: string): string {
   return JSON.stringify(ctx);
 }
 
-interface Row {
-  id: string;
-  k: string;
-  v: string;
-  w: Buffer;
-  c: string | null;
-}
+type Row = StoredDekRow;
 
 /** A page row: the key is the page's own, and so is the version of a text column. */
 type PageRow = Omit<Row, 'k' | 'v'> & { v?: string };
@@ -332,16 +326,6 @@ export class PostgresDekStore implements DekStore {
       contextCast,
       canonical: canonicalFor(idType.cast),
       sql: buildSql(this.t, idType.cast, versionCast, contextCast),
-    };
-  }
-
-  private toRecord(row: Row): DekRecord {
-    return {
-      id: row.id,
-      keyRef: row.k,
-      version: row.v,
-      wrapped: row.w,
-      context: this.contexts.of(row.id, row.c),
     };
   }
 
@@ -476,7 +460,7 @@ export class PostgresDekStore implements DekStore {
     const r = await guarded(`store ${this.id}: reading DEK ${id}`, () =>
       this.pool.query<Row>(sql.get, [key]),
     );
-    return r.rows[0] ? this.toRecord(r.rows[0]) : null;
+    return r.rows[0] ? this.contexts.record(r.rows[0]) : null;
   }
 
   async replace(

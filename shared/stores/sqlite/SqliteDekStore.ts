@@ -1,7 +1,7 @@
 import { ConfigError, ConflictError, ValidationError } from '../../core/errors.js';
 import type { DekColumns } from '../../core/policy/types.js';
 import type { DekRecord, DekReplacement, DekScanQuery, DekStore } from '../../core/ports/DekStore.js';
-import { ContextMemo } from '../common/contexts.js';
+import { ContextMemo, type StoredDekRow } from '../common/contexts.js';
 import { checkScan, walkVersions } from '../common/versionWalk.js';
 import { asBuffer, configure, guarded, openDatabase, type SqliteDatabase } from './connection.js';
 import { type QuotedDekTable, quoteDekTable } from './identifiers.js';
@@ -17,13 +17,7 @@ export type SqliteDekStoreOptions = {
   create?: boolean;
 } & ({ path: string } | { db: SqliteDatabase });
 
-interface DekRow {
-  id: string;
-  k: string;
-  v: string;
-  w: Buffer;
-  c: string | null;
-}
+type DekRow = StoredDekRow;
 
 /** The store's SQL, built from validated and quoted names only; every value is a parameter. */
 export function dekStoreSql(t: QuotedDekTable) {
@@ -192,16 +186,6 @@ export class SqliteDekStore implements DekStore {
     return this.stmts;
   }
 
-  private toRecord(row: DekRow): DekRecord {
-    return {
-      id: row.id,
-      keyRef: row.k,
-      version: row.v,
-      wrapped: row.w,
-      context: this.contexts.of(row.id, row.c),
-    };
-  }
-
   async scan(
     query: DekScanQuery,
     cursor: string | null,
@@ -240,7 +224,10 @@ export class SqliteDekStore implements DekStore {
                   ? q.pageFirst.all(keyRef, version, need + 1)
                   : q.pageAfter.all(keyRef, version, afterId, need + 1)
             ) as DekRow[];
-            return { items: rows.slice(0, need).map((r) => this.toRecord(r)), more: rows.length > need };
+            return {
+              items: rows.slice(0, need).map((r) => this.contexts.record(r)),
+              more: rows.length > need,
+            };
           }),
       },
       query,
@@ -277,7 +264,7 @@ export class SqliteDekStore implements DekStore {
     const row = guarded(`store ${this.id}: reading DEK ${id}`, () => this.q.get.get(id)) as
       | DekRow
       | undefined;
-    return row ? this.toRecord(row) : null;
+    return row ? this.contexts.record(row) : null;
   }
 
   async replace(
