@@ -54,15 +54,18 @@ export function dekStoreSql(t: QuotedDekTable) {
   };
 }
 
+/** A page row as an array (id, key, version, wrapped, context): no object per row to build. */
+type PageRow = [string, string, string, Buffer, string | null];
+
 function prepareAll(db: SqliteDatabase, t: QuotedDekTable) {
   const sql = dekStoreSql(t);
   return {
-    pageFirst: db.prepare(sql.pageFirst),
-    pageRangeFirst: db.prepare(sql.pageRangeFirst),
-    pageRangeAfter: db.prepare(sql.pageRangeAfter),
+    pageFirst: db.prepare(sql.pageFirst).raw(true),
+    pageRangeFirst: db.prepare(sql.pageRangeFirst).raw(true),
+    pageRangeAfter: db.prepare(sql.pageRangeAfter).raw(true),
     idsExcept: db.prepare(sql.idsExcept),
     countExcept: db.prepare(sql.countExcept),
-    pageAfter: db.prepare(sql.pageAfter),
+    pageAfter: db.prepare(sql.pageAfter).raw(true),
     firstVersion: db.prepare(sql.firstVersion).pluck(),
     nextVersion: db.prepare(sql.nextVersion).pluck(),
     get: db.prepare(sql.get),
@@ -223,11 +226,20 @@ export class SqliteDekStore implements DekStore {
                 : afterId === null
                   ? q.pageFirst.all(keyRef, version, need + 1)
                   : q.pageAfter.all(keyRef, version, afterId, need + 1)
-            ) as DekRow[];
-            return {
-              items: rows.slice(0, need).map((r) => this.contexts.record(r)),
-              more: rows.length > need,
-            };
+            ) as PageRow[];
+            const count = Math.min(need, rows.length);
+            const items = new Array<DekRecord>(count);
+            for (let i = 0; i < count; i++) {
+              const r = rows[i]!;
+              items[i] = {
+                id: r[0],
+                keyRef: r[1],
+                version: r[2],
+                wrapped: r[3],
+                context: this.contexts.of(r[0], r[4]),
+              };
+            }
+            return { items, more: rows.length > need };
           }),
       },
       query,
