@@ -85,7 +85,7 @@ const MIN_PART_DEKS = 500;
 export function guidedShardSizes(parts: number, workers: number): number[] {
   const sizes: number[] = [];
   for (let left = parts; left > 0; ) {
-    const size = Math.max(1, Math.min(left, Math.ceil(left / (2 * workers))));
+    const size = Math.ceil(left / (2 * workers));
     sizes.push(size);
     left -= size;
   }

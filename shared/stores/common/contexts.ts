@@ -42,8 +42,8 @@ export class ContextMemo {
     return context;
   }
 
-  /** The record of a stored row, its context parsed (once per distinct text). */
-  record(row: StoredDekRow): DekRecord {
-    return { id: row.id, keyRef: row.k, version: row.v, wrapped: row.w, context: this.of(row.id, row.c) };
+  /** The record of a stored DEK, its context text parsed (once per distinct text). */
+  record(id: string, keyRef: string, version: string, wrapped: Buffer, context: string | null): DekRecord {
+    return { id, keyRef, version, wrapped, context: this.of(id, context) };
   }
 }

@@ -374,13 +374,7 @@ export class PostgresDekStore implements DekStore {
             const count = Math.min(need, rows.length);
             for (let i = 0; i < count; i++) {
               const r = rows[i]!;
-              items.push({
-                id: r.id,
-                keyRef,
-                version: r.v ?? version,
-                wrapped: r.w,
-                context: this.contexts.of(r.id, r.c),
-              });
+              items.push(this.contexts.record(r.id, keyRef, r.v ?? version, r.w, r.c));
             }
             return { items, more: rows.length > need };
           },
@@ -460,7 +454,8 @@ export class PostgresDekStore implements DekStore {
     const r = await guarded(`store ${this.id}: reading DEK ${id}`, () =>
       this.pool.query<Row>(sql.get, [key]),
     );
-    return r.rows[0] ? this.contexts.record(r.rows[0]) : null;
+    const row = r.rows[0];
+    return row ? this.contexts.record(row.id, row.k, row.v, row.w, row.c) : null;
   }
 
   async replace(

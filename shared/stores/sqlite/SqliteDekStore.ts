@@ -231,13 +231,7 @@ export class SqliteDekStore implements DekStore {
             const items = new Array<DekRecord>(count);
             for (let i = 0; i < count; i++) {
               const r = rows[i]!;
-              items[i] = {
-                id: r[0],
-                keyRef: r[1],
-                version: r[2],
-                wrapped: r[3],
-                context: this.contexts.of(r[0], r[4]),
-              };
+              items[i] = this.contexts.record(r[0], r[1], r[2], r[3], r[4]);
             }
             return { items, more: rows.length > need };
           }),
@@ -276,7 +270,7 @@ export class SqliteDekStore implements DekStore {
     const row = guarded(`store ${this.id}: reading DEK ${id}`, () => this.q.get.get(id)) as
       | DekRow
       | undefined;
-    return row ? this.contexts.record(row) : null;
+    return row ? this.contexts.record(row.id, row.k, row.v, row.w, row.c) : null;
   }
 
   async replace(
